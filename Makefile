@@ -1,0 +1,52 @@
+# kdcompress — every set-up step lives here, so a fresh machine needs only `make demo` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+KD := $(VENV)/bin/kdcompress
+TORCH_PIN := torch==2.13.0
+FMNIST_DIR := /usr/share/datasets/fashion-mnist
+STAMP := $(VENV)/.installed
+DEMO_OUT ?= runs/demo
+
+.PHONY: install data demo test test-all bench teacher clean
+
+# Debian's Fashion-MNIST (idx files); installed only when missing, so a second run is a no-op.
+data:
+	@if [ ! -e $(FMNIST_DIR)/train-images-idx3-ubyte.gz ] && [ ! -e $(FMNIST_DIR)/train-images-idx3-ubyte ]; then \
+		echo "installing Debian package dataset-fashion-mnist"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq dataset-fashion-mnist; \
+	fi
+
+$(PY):
+	python3 -m venv $(VENV)
+
+# The stamp is rebuilt when pyproject.toml changes; torch is pinned to the CPU wheel that lies on disk
+# (a bare `torch` would pull a multi-GB CUDA build).
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(TORCH_PIN)
+	$(PIP) install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: data $(STAMP)
+
+demo: install
+	$(KD) shrink teachers/fmnist_resnet.pt2 --profile ci --data fashion-mnist --out $(DEMO_OUT) --resume
+
+test: install
+	$(PY) -m pytest -q
+
+test-all: install
+	$(PY) -m pytest -q -m ''
+
+bench: install
+	$(PY) benchmarks/shrink_tradeoff.py
+
+# Re-train the shipped teacher (seeded); about 10 minutes on 2 cores.
+teacher: install
+	$(PY) teachers/train_fmnist.py --out teachers/fmnist_resnet.pt2
+
+clean:
+	rm -rf runs build *.egg-info .pytest_cache
