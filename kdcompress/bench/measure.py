@@ -1,0 +1,85 @@
+"""Latency and accuracy of an artifact on a runner (DESIGN §7)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from kdcompress.bench.backends import Runner
+from kdcompress.data import Preprocess
+from kdcompress.data.splits import batches
+
+
+@dataclass
+class LatencyStats:
+    """Latency of one batch, in milliseconds, over every timed run (samples kept)."""
+
+    batch: int
+    p50: float
+    p90: float
+    p99: float
+    mean: float
+    iqr: float
+    throughput: float  # samples / s at this batch
+    samples_ms: list[float] = field(repr=False)
+
+    def to_json(self, with_samples: bool = True) -> dict:
+        d = asdict(self)
+        if not with_samples:
+            d.pop("samples_ms")
+        return d
+
+    @classmethod
+    def from_samples(cls, samples_ms: list[float], batch: int) -> LatencyStats:
+        a = np.asarray(samples_ms)
+        p25, p50, p75, p90, p99 = np.percentile(a, [25, 50, 75, 90, 99])
+        return cls(batch, float(p50), float(p90), float(p99), float(a.mean()), float(p75 - p25),
+                   float(batch * 1000.0 / p50), [round(s, 5) for s in samples_ms])
+
+
+def measure_latency(runner: Runner, x: np.ndarray, warmup: int = 50, iters: int = 300, repeats: int = 5) -> LatencyStats:
+    """Warm up, then ``repeats × iters`` timed, synchronised runs on one preallocated input."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    for _ in range(warmup):
+        runner.infer(x)
+    runner.sync()
+    samples: list[float] = []
+    for _ in range(repeats):
+        for _ in range(iters):
+            t0 = time.perf_counter()
+            runner.infer(x)
+            runner.sync()
+            samples.append((time.perf_counter() - t0) * 1e3)
+    return LatencyStats.from_samples(samples, len(x))
+
+
+def interleaved_latency(
+    runners: dict[str, Runner], x: np.ndarray, warmup: int, iters: int, repeats: int
+) -> dict[str, LatencyStats]:
+    """Time several runners in alternating blocks, so drift on a noisy machine hits them all alike."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    for r in runners.values():
+        for _ in range(warmup):
+            r.infer(x)
+        r.sync()
+    samples: dict[str, list[float]] = {k: [] for k in runners}
+    for _ in range(repeats):
+        for name, r in runners.items():
+            for _ in range(iters):
+                t0 = time.perf_counter()
+                r.infer(x)
+                r.sync()
+                samples[name].append((time.perf_counter() - t0) * 1e3)
+    return {k: LatencyStats.from_samples(v, len(x)) for k, v in samples.items()}
+
+
+def accuracy(runner: Runner, x: torch.Tensor, y: torch.Tensor, prep: Preprocess, batch: int = 256) -> float:
+    """Top-1 accuracy (%) of the artifact itself on uint8 images ``x``."""
+    correct = 0
+    for _, xb, yb in batches(x, y, batch):
+        logits = runner.infer(prep(xb).numpy())
+        correct += int((logits.argmax(1) == yb.numpy()).sum())
+    return 100.0 * correct / max(1, len(y))

@@ -1,0 +1,231 @@
+"""Command line: parse, call one library function, print. Nothing else lives here."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichBar, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from kdcompress.errors import KDCompressError
+
+err_console = Console(stderr=True)
+out_console = Console()
+
+
+class BarProgress:
+    """A rich progress bar on stderr (stdout stays clean for --json)."""
+
+    def __init__(self) -> None:
+        self.bar: RichBar | None = None
+        self.task = None
+
+    def start(self, description: str, total: int | None) -> None:
+        self.stop()
+        self.bar = RichBar(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                           TimeElapsedColumn(), TextColumn("{task.fields[note]}"), console=err_console,
+                           transient=False, disable=not err_console.is_terminal)
+        self.bar.start()
+        self.task = self.bar.add_task(description, total=total, note="")
+        if not err_console.is_terminal:
+            err_console.print(f"{description} …")
+
+    def advance(self, n: int = 1, note: str | None = None) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, advance=n, **({"note": note} if note else {}))
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+
+def _parse_overrides(pairs: tuple[str, ...]) -> dict:
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise KDCompressError(f"--set {pair!r}: expected KEY=VALUE", "e.g. --set distill.epochs=5")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def print_result(result: dict, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    t = result["teacher"]
+    table = Table(title=f"kdcompress — {result['profile']} on {result['backend']} (batch {result['batch']})")
+    for col in ("model", "params", "MFLOPs", "p50 ms", "p99 ms", "speed-up", "acc %", "Δ acc", "budget"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    table.add_row("teacher", f"{t['params']:,}", f"{t['flops'] / 1e6:.1f}", f"{t['latency_ms']['p50']:.3f}",
+                  f"{t['latency_ms']['p99']:.3f}", "1.00×", f"{t['accuracy']:.2f}", "—", "")
+    for s in result["students"]:
+        name = s["id"] + (" ★" if s["id"] == result["best"] else "")
+        table.add_row(name, f"{s['params']:,}", f"{s['flops'] / 1e6:.1f}", f"{s['latency_ms']['p50']:.3f}",
+                      f"{s['latency_ms']['p99']:.3f}", f"{s['speedup']:.2f}×", f"{s['accuracy']:.2f}",
+                      f"{-s['accuracy_drop']:+.2f}", "met" if s["meets_budget"] else "missed")
+    out_console.print(table)
+    best = next((s for s in result["students"] if s["id"] == result["best"]), None)
+    if best is not None:
+        out_console.print(f"best student: {best['artifact']}  (★; teacher: {t['artifact']})", soft_wrap=True)
+    if result.get("backend_note"):
+        out_console.print(f"note: {result['backend_note']}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks for every error.")
+@click.version_option(package_name="kdcompress")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """kdcompress: turn a trained PyTorch model into a smaller, faster, verified artifact.
+
+    \b
+    Quick start:
+      kdcompress shrink teachers/fmnist_resnet.pt2 --profile ci --data fashion-mnist --out runs/demo
+    """
+    ctx.obj = {"debug": debug}
+
+
+@cli.command()
+@click.argument("teacher", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--profile", "-p", default="cpu", show_default=True, help="Profile name (see `profiles list`) or YAML path.")
+@click.option("--data", "-d", default="fashion-mnist", show_default=True,
+              help="fashion-mnist, a .npz file (x_train,y_train,x_test,y_test) or an ImageFolder directory.")
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/latest"),
+              show_default=True, help="Run directory.")
+@click.option("--arch", help="FILE.py:ClassName for a state_dict teacher.")
+@click.option("--trust-pickle", is_flag=True, help="Allow loading a full pickled nn.Module (executes code).")
+@click.option("--resume", is_flag=True, help="Continue a run in --out, skipping finished stages.")
+@click.option("--seed", default=0, show_default=True, help="Seed for splits, search and training.")
+@click.option("--mean", type=float, multiple=True, help="Per-channel input mean after scaling to [0,1] (repeat).")
+@click.option("--std", type=float, multiple=True, help="Per-channel input std after scaling to [0,1] (repeat).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a profile field.")
+@click.option("--strict-target", is_flag=True, help="Fail instead of falling back when the target backend is missing.")
+@click.option("--json", "as_json", is_flag=True, help="Print only the result JSON on stdout.")
+def shrink(teacher: Path, profile: str, data: str, out: Path, arch: str | None, trust_pickle: bool, resume: bool,
+           seed: int, mean: tuple[float, ...], std: tuple[float, ...], overrides: tuple[str, ...],
+           strict_target: bool, as_json: bool) -> None:
+    """Search, distil, export, benchmark and report: TEACHER in, verified ONNX student out."""
+    from kdcompress.pipeline import Inputs, shrink as run_shrink
+    from kdcompress.profiles import load_profile
+
+    sets = _parse_overrides(overrides)
+    if mean:
+        sets["data.mean"] = list(mean)
+    if std:
+        sets["data.std"] = list(std)
+    inputs = Inputs(str(teacher), data, load_profile(profile, sets), arch, trust_pickle, seed, strict_target)
+    result = run_shrink(inputs, out, resume=resume, progress=BarProgress())
+    print_result(result, as_json)
+    if not as_json:
+        out_console.print(f"run directory: {out}  (result.json, report.md)")
+
+
+def _stage_command(name: str, doc: str) -> None:
+    @cli.command(name=name, help=doc + " Re-runs the stage in RUN and invalidates the later ones.")
+    @click.argument("run", type=click.Path(file_okay=False, exists=True, path_type=Path))
+    @click.option("--json", "as_json", is_flag=True, help="Print the stage's manifest record as JSON.")
+    def command(run: Path, as_json: bool) -> None:
+        from kdcompress.pipeline import Session, run_stage
+        from kdcompress.run import RunDir
+
+        session = Session(RunDir.open(run, must_exist=True), BarProgress())
+        run_stage(session, name)
+        record = session.run.manifest["stages"][name]
+        click.echo(json.dumps(record, indent=2) if as_json else f"{name}: done in {record['seconds']:.1f}s ({run})")
+
+
+for _name, _doc in [
+    ("search", "Score candidate students with the profile's proxy under its budget."),
+    ("distill", "Distil the top candidates from the teacher."),
+    ("export", "Export the trained students to ONNX and check parity with PyTorch."),
+    ("bench", "Measure latency and accuracy of every artifact on the target backend."),
+]:
+    _stage_command(_name, _doc)
+
+
+@cli.command()
+@click.argument("run", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print only the result JSON on stdout.")
+def report(run: Path, as_json: bool) -> None:
+    """Rebuild result.json and report.md from a run, and print the table."""
+    from kdcompress.pipeline import Session, run_stage
+    from kdcompress.run import RunDir, read_json
+
+    run_stage(Session(RunDir.open(run, must_exist=True)), "report")
+    print_result(read_json(run / "result.json"), as_json)
+
+
+@cli.group()
+def profiles() -> None:
+    """List and show the shipped profiles."""
+
+
+@profiles.command("list")
+def profiles_list() -> None:
+    """Names and one-line descriptions of the shipped profiles."""
+    from kdcompress.profiles import available_profiles, load_profile
+
+    for name in available_profiles():
+        p = load_profile(name)
+        click.echo(f"{name:8s} {p.target.device}/{p.target.backend} {p.target.precision} batch {p.target.batch} — "
+                   f"{p.description}")
+
+
+@profiles.command("show")
+@click.argument("name")
+def profiles_show(name: str) -> None:
+    """The fully resolved profile NAME (or YAML path), defaults included, as YAML."""
+    import yaml
+
+    from kdcompress.profiles import load_profile
+
+    click.echo(yaml.safe_dump(load_profile(name).model_dump(), sort_keys=False))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+def doctor(as_json: bool) -> None:
+    """Which backends and optional extras are usable here, and why not."""
+    from kdcompress.bench import backend_status
+    from kdcompress.report.environment import environment
+
+    status = backend_status()
+    if as_json:
+        click.echo(json.dumps({"backends": status, **environment()}, indent=2))
+        return
+    for name, state in status.items():
+        click.echo(f"{'✓' if state.startswith('available') else '✗'} {name:18s} {state}")
+
+
+def main() -> None:
+    debug = "--debug" in sys.argv[1:]
+    if not debug:
+        # torch and the exporters warn about their own internals; users cannot act on those.
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\..*|onnxscript\..*")
+    try:
+        cli.main(standalone_mode=False)
+    except KDCompressError as e:
+        if debug:
+            raise
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,231 @@
+"""In-memory dataset splits and the loaders behind ``--data``.
+
+Images stay ``uint8`` (N, C, H, W) in memory; :class:`Preprocess` turns a batch into the float tensor the teacher
+expects (scaled to [0, 1], then optionally normalised), so teacher, student and exported artifact all see the
+same input.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kdcompress.errors import KDCompressError
+
+FASHION_MNIST_DIRS = (Path("/usr/share/datasets/fashion-mnist"),)
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Pixel scaling and normalisation applied to every batch: ``(x / 255 - mean) / std`` per channel."""
+
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float().div_(255.0)
+        c = x.shape[1]
+        mean = torch.tensor(self.mean if len(self.mean) == c else self.mean * c, dtype=x.dtype).view(1, c, 1, 1)
+        std = torch.tensor(self.std if len(self.std) == c else self.std * c, dtype=x.dtype).view(1, c, 1, 1)
+        return (x - mean) / std
+
+    def to_json(self) -> dict:
+        return {"scale": "x/255", "mean": list(self.mean), "std": list(self.std)}
+
+
+@dataclass
+class DataSplits:
+    """Train/val/test splits as uint8 image tensors (N, C, H, W) and int64 labels."""
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    classes: list[str] = field(default_factory=list)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def subset(self, train: int | None = None, test: int | None = None, val: int | None = None) -> DataSplits:
+        """The first ``n`` samples of each split (used by the ``ci`` profile and tests to stay fast)."""
+        cut = lambda x, n: x if n is None else x[:n]  # noqa: E731
+        return DataSplits(
+            self.name, cut(self.x_train, train), cut(self.y_train, train), cut(self.x_val, val),
+            cut(self.y_val, val), cut(self.x_test, test), cut(self.y_test, test), self.classes,
+        )
+
+    def summary(self) -> dict:
+        return {
+            "name": self.name, "input_shape": list(self.input_shape), "num_classes": self.num_classes,
+            "train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test), "classes": self.classes,
+        }
+
+
+def batches(
+    x: torch.Tensor, y: torch.Tensor, batch: int, shuffle: bool = False, generator: torch.Generator | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Yield ``(indices, x, y)`` mini-batches; indices let callers look up cached per-sample values."""
+    n = len(y)
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    for i in range(0, n, batch):
+        idx = order[i : i + batch]
+        yield idx, x[idx], y[idx]
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (the MNIST format), gzipped or not."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 8:
+        raise KDCompressError(f"{path}: not an IDX file of unsigned bytes", "re-install dataset-fashion-mnist")
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).copy()
+    if arr.size != int(np.prod(dims)):
+        raise KDCompressError(f"{path}: truncated IDX file", "re-install dataset-fashion-mnist")
+    return arr.reshape(dims)
+
+
+def _find_fashion_mnist() -> Path:
+    env = os.environ.get("KDCOMPRESS_FASHION_MNIST")
+    for d in ([Path(env)] if env else []) + list(FASHION_MNIST_DIRS):
+        if (d / "train-images-idx3-ubyte.gz").exists() or (d / "train-images-idx3-ubyte").exists():
+            return d
+    raise KDCompressError(
+        "Fashion-MNIST not found in /usr/share/datasets/fashion-mnist",
+        "run `make install` (or `apt-get install dataset-fashion-mnist`), or set KDCOMPRESS_FASHION_MNIST",
+    )
+
+
+def _idx(d: Path, stem: str) -> np.ndarray:
+    p = d / f"{stem}.gz"
+    return _read_idx(p if p.exists() else d / stem)
+
+
+def load_fashion_mnist() -> tuple[np.ndarray, ...]:
+    d = _find_fashion_mnist()
+    return (
+        _idx(d, "train-images-idx3-ubyte")[:, None], _idx(d, "train-labels-idx1-ubyte"),
+        _idx(d, "t10k-images-idx3-ubyte")[:, None], _idx(d, "t10k-labels-idx1-ubyte"),
+    )
+
+
+def _as_nchw(x: np.ndarray, path: object) -> np.ndarray:
+    """Accept (N,H,W), (N,C,H,W) or (N,H,W,C) with C in {1,3,4}; return uint8 NCHW."""
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4 and x.shape[1] not in (1, 3, 4) and x.shape[3] in (1, 3, 4):
+        x = x.transpose(0, 3, 1, 2)
+    if x.ndim != 4:
+        raise KDCompressError(f"{path}: images must be (N,H,W) or (N,C,H,W), got shape {x.shape}")
+    if x.dtype != np.uint8:
+        if np.issubdtype(x.dtype, np.floating) and x.size and float(x.max()) <= 1.0:
+            x = x * 255.0  # float images in [0, 1]: bring them to the uint8 range the preprocessing expects
+        x = np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(x)
+
+
+def load_npz(path: Path) -> tuple[np.ndarray, ...]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as e:
+        raise KDCompressError(f"{path}: cannot read as .npz ({e})", "save it with numpy.savez") from None
+    missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
+    if missing:
+        raise KDCompressError(f"{path}: missing arrays {missing}", "an .npz needs x_train, y_train, x_test, y_test")
+    out = [_as_nchw(arrays["x_train"], path), arrays["y_train"], _as_nchw(arrays["x_test"], path), arrays["y_test"]]
+    if "x_val" in arrays and "y_val" in arrays:
+        out += [_as_nchw(arrays["x_val"], path), arrays["y_val"]]
+    return tuple(out)
+
+
+def _load_image_dir(root: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    from PIL import Image
+
+    xs, ys = [], []
+    for label, cls in enumerate(classes):
+        for f in sorted((root / cls).iterdir()) if (root / cls).is_dir() else []:
+            if f.suffix.lower() in IMAGE_SUFFIXES:
+                try:
+                    img = Image.open(f)
+                    img = img.convert("L" if img.mode in ("L", "1", "I;16") else "RGB")
+                except OSError as e:
+                    raise KDCompressError(f"{f}: unreadable image ({e})", "remove or replace the file") from None
+                xs.append(np.asarray(img))
+                ys.append(label)
+    if not xs:
+        raise KDCompressError(f"{root}: no images found", "expected <split>/<class>/*.png")
+    shapes = {x.shape for x in xs}
+    if len(shapes) > 1:
+        raise KDCompressError(f"{root}: images have different sizes {sorted(shapes)[:3]}", "resize them to one size")
+    return _as_nchw(np.stack(xs), root), np.asarray(ys)
+
+
+def load_image_folder(root: Path) -> tuple[tuple[np.ndarray, ...], list[str]]:
+    if not (root / "train").is_dir() or not (root / "test").is_dir():
+        raise KDCompressError(f"{root}: not an ImageFolder tree", "expected train/<class>/*.png and test/<class>/*.png")
+    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    arrays = [*_load_image_dir(root / "train", classes), *_load_image_dir(root / "test", classes)]
+    if (root / "val").is_dir():
+        arrays += [*_load_image_dir(root / "val", classes)]
+    return tuple(arrays), classes
+
+
+def load_data(spec: str, val_fraction: float = 0.1, seed: int = 0) -> DataSplits:
+    """Load ``spec`` (``fashion-mnist``, a ``.npz`` file or an ImageFolder directory) into splits.
+
+    A validation split is carved from train with ``seed`` when the data has none; the test split is left whole.
+    """
+    path = Path(spec)
+    classes: list[str] | None = None
+    if spec in ("fashion-mnist", "fmnist"):
+        arrays, name, classes = load_fashion_mnist(), "fashion-mnist", FASHION_MNIST_CLASSES
+    elif path.is_file() and path.suffix == ".npz":
+        arrays, name = load_npz(path), path.name
+    elif path.is_dir():
+        (arrays, classes), name = load_image_folder(path), path.name
+    elif path.exists():
+        raise KDCompressError(f"{spec}: unsupported data file", "use fashion-mnist, a .npz file or an ImageFolder dir")
+    else:
+        raise KDCompressError(f"dataset not found: {spec}", "use fashion-mnist, a .npz path or an ImageFolder directory")
+
+    x_train, y_train, x_test, y_test = (torch.from_numpy(np.asarray(a)) for a in arrays[:4])
+    y_train, y_test = y_train.long().flatten(), y_test.long().flatten()
+    if len(x_train) != len(y_train) or len(x_test) != len(y_test):
+        raise KDCompressError(f"{spec}: images and labels differ in length", "check x_*/y_* pairs")
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise KDCompressError(f"{spec}: train images {tuple(x_train.shape[1:])} vs test {tuple(x_test.shape[1:])}")
+    if len(arrays) == 6:
+        x_val, y_val = torch.from_numpy(arrays[4]), torch.from_numpy(np.asarray(arrays[5])).long().flatten()
+    else:
+        g = torch.Generator().manual_seed(seed)
+        perm = torch.randperm(len(y_train), generator=g)
+        n_val = max(1, int(round(len(y_train) * val_fraction)))
+        val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
+        x_val, y_val = x_train[val_idx], y_train[val_idx]
+        x_train, y_train = x_train[train_idx], y_train[train_idx]
+    n_classes = int(max(y_train.max(), y_test.max())) + 1
+    if int(min(y_train.min(), y_test.min())) < 0:
+        raise KDCompressError(f"{spec}: labels must be 0..K-1, found a negative label")
+    classes = classes or [str(i) for i in range(n_classes)]
+    return DataSplits(name, x_train, y_train, x_val, y_val, x_test, y_test, classes)

@@ -1,0 +1,158 @@
+"""The distillation trainer: plain PyTorch, cosine LR, a checkpoint every epoch and exact resume (DESIGN §5).
+
+Outputs under the student's folder: ``model.pt`` (best-on-validation state_dict, loadable with
+``weights_only=True``), ``spec.json`` (family + genes to rebuild it), ``ckpt.pt`` (resume state) and
+``history.jsonl`` (one line per epoch).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from kdcompress.data import DataSplits, Preprocess
+from kdcompress.data.augment import random_crop_flip
+from kdcompress.data.splits import batches
+from kdcompress.distill.losses import LOSSES
+from kdcompress.models.load import Teacher
+from kdcompress.models.students import build_student
+from kdcompress.profiles import Distill
+from kdcompress.run import Progress, atomic_write, write_json
+
+
+@dataclass
+class DistillResult:
+    student_dir: Path
+    best_val_accuracy: float
+    epochs_run: int
+    seconds: float
+
+
+def _save_torch(path: Path, obj: object) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write(path, buf.getvalue())
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, prep: Preprocess, batch: int = 1000) -> float:
+    model.eval()
+    correct = sum(int((model(prep(xb)).argmax(1) == yb).sum()) for _, xb, yb in batches(x, y, batch))
+    return 100.0 * correct / max(1, len(y))
+
+
+def teacher_logits_cached(teacher: Teacher, x: torch.Tensor, prep: Preprocess, cache: Path) -> torch.Tensor:
+    """Teacher logits on un-augmented ``x``, computed once and kept on disk (teacher inference dominates)."""
+    if cache.exists():
+        logits = torch.load(cache, weights_only=True)
+        if logits.shape[0] == len(x):
+            return logits
+    logits = torch.cat([teacher.logits(prep(xb)) for _, xb, _ in batches(x, torch.zeros(len(x)), 1000)])
+    _save_torch(cache, logits)
+    return logits
+
+
+def load_student(student_dir: Path) -> nn.Module:
+    """Rebuild a trained student from ``spec.json`` + ``model.pt`` (no pickle executed)."""
+    spec = json.loads((student_dir / "spec.json").read_text())
+    model = build_student(spec["space"], spec["genes"], spec["in_channels"], spec["num_classes"])
+    model.load_state_dict(torch.load(student_dir / "model.pt", map_location="cpu", weights_only=True))
+    return model.eval()
+
+
+def distill(
+    teacher: Teacher, spec: dict, data: DataSplits, prep: Preprocess, cfg: Distill, student_dir: Path,
+    logit_cache: Path, seed: int = 0, progress: Progress | None = None,
+) -> DistillResult:
+    """Distil one student described by ``spec`` (``space``, ``genes``); resume from ``ckpt.pt`` when present."""
+    progress = progress or Progress()
+    t_start = time.time()
+    torch.manual_seed(seed)
+    model = build_student(spec["space"], spec["genes"], spec["in_channels"], spec["num_classes"])
+    write_json(student_dir / "spec.json", spec)
+    x, y = data.x_train, data.y_train
+    if cfg.train_samples is not None:
+        x, y = x[: cfg.train_samples], y[: cfg.train_samples]
+    kd = cfg.loss.kd
+    use_cache = cfg.cache_teacher_logits and cfg.aug == "none"
+    cached = teacher_logits_cached(teacher, x, prep, logit_cache) if use_cache else None
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(
+            params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay
+        )
+    else:
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(y) / cfg.batch)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, cfg.epochs * steps_per_epoch) /
+                                              (cfg.epochs * steps_per_epoch)))
+    )
+    gen = torch.Generator().manual_seed(seed)
+    start_epoch, best_acc, stale, seconds_before = 0, -1.0, 0, 0.0
+    ckpt_path, history_path = student_dir / "ckpt.pt", student_dir / "history.jsonl"
+    history: list[dict] = []
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        gen.set_state(ck["generator"])
+        torch.set_rng_state(ck["torch_rng"])
+        start_epoch, best_acc, stale = ck["epoch"], ck["best_acc"], ck["stale"]
+        seconds_before = ck.get("seconds", 0.0)
+        history = [json.loads(line) for line in history_path.read_text().splitlines()] if history_path.exists() else []
+        history = history[:start_epoch]
+
+    progress.start(f"distill {student_dir.name}", cfg.epochs * steps_per_epoch)
+    progress.advance(start_epoch * steps_per_epoch)
+    teacher.set_eval()
+    epoch = start_epoch
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.time()
+        model.train()
+        total, n = 0.0, 0
+        for idx, xb, yb in batches(x, y, cfg.batch, shuffle=True, generator=gen):
+            if cfg.aug == "crop_flip":
+                xb = random_crop_flip(xb, generator=gen)
+            inp = prep(xb)
+            if cached is not None:
+                t_logits = cached[idx]
+            else:
+                with torch.no_grad():
+                    t_logits = teacher.module(inp)
+            loss = LOSSES["kd"](model(inp), t_logits, yb, T=kd.T, alpha=kd.alpha)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(yb)
+            n += len(yb)
+            progress.advance(note=f"epoch {epoch + 1}/{cfg.epochs} loss {total / n:.3f}")
+        val_acc = evaluate(model, data.x_val, data.y_val, prep)
+        improved = val_acc > best_acc
+        if improved:
+            best_acc, stale = val_acc, 0
+            _save_torch(student_dir / "model.pt", model.state_dict())
+        else:
+            stale += 1
+        history.append({"epoch": epoch + 1, "loss": total / max(1, n), "val_accuracy": val_acc,
+                        "lr": sched.get_last_lr()[0], "seconds": round(time.time() - t0, 2)})
+        atomic_write(history_path, "".join(json.dumps(h) + "\n" for h in history))
+        _save_torch(ckpt_path, {
+            "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch + 1,
+            "best_acc": best_acc, "stale": stale, "seconds": seconds_before + time.time() - t_start,
+        })
+        if cfg.patience is not None and stale >= cfg.patience:
+            break
+    progress.stop()
+    return DistillResult(student_dir, best_acc, len(history), seconds_before + time.time() - t_start)

@@ -1,0 +1,34 @@
+"""The one exception type for problems the user can fix."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class KDCompressError(Exception):
+    """A problem the user can fix: the CLI prints it in one line and exits with code 2.
+
+    Anything else that escapes is a bug and keeps its traceback.
+    """
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(f"{message} — {hint}" if hint else message)
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """A ' — did you mean X?' suffix listing the valid names, for unknown-name errors."""
+    choices = sorted(choices)
+    close = difflib.get_close_matches(name, choices, n=1)
+    suggestion = f"did you mean {close[0]!r}? " if close else ""
+    return f"{suggestion}valid: {', '.join(choices)}"
+
+
+def lookup(registry: dict, name: str, kind: str):
+    """Fetch ``name`` from a registry dict, or raise a KDCompressError that lists the valid names."""
+    try:
+        return registry[name]
+    except KeyError:
+        raise KDCompressError(f"unknown {kind} {name!r}", did_you_mean(name, registry)) from None

@@ -1,0 +1,177 @@
+"""Load a teacher by what the file *is*, never by its extension (DESIGN §2).
+
+Formats: TorchScript archive (``torch.jit.load``), ``torch.export`` ExportedProgram (``.pt2``), a state_dict with
+``--arch module.py:ClassName`` (read with ``weights_only=True``), and a full pickled ``nn.Module`` only with
+``--trust-pickle`` — unpickling executes code from the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import pickle
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from kdcompress.errors import KDCompressError
+
+PICKLE_HINT = (
+    "loading it would execute code from the file: pass --trust-pickle if you trust its source, or save the model as "
+    "TorchScript (torch.jit.save), an ExportedProgram (torch.export.save) or a state_dict used with --arch"
+)
+
+
+@dataclass
+class Teacher:
+    """A loaded teacher: a callable module plus where it came from."""
+
+    module: nn.Module
+    kind: str  # torchscript | exported | state_dict | pickle
+    path: Path
+    sha256: str
+
+    def set_eval(self) -> None:
+        # An ExportedProgram's module has its mode baked in and raises on .eval()/.train().
+        if self.kind != "exported":
+            self.module.eval()
+
+    @torch.no_grad()
+    def logits(self, x: torch.Tensor, batch: int = 512) -> torch.Tensor:
+        self.set_eval()
+        return torch.cat([self.module(x[i : i + batch]) for i in range(0, len(x), batch)])
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sniff(path: Path) -> str:
+    """What the file is: torchscript | exported | torch-zip | legacy-pickle | corrupt-zip | unknown."""
+    with path.open("rb") as f:
+        head = f.read(4)
+    if head.startswith(b"PK"):
+        try:
+            names = zipfile.ZipFile(path).namelist()
+        except zipfile.BadZipFile:
+            return "corrupt-zip"
+        if any(n.split("/")[-1] == "archive_format" for n in names):
+            return "exported"
+        if any("/code/" in n for n in names) and any(n.endswith("constants.pkl") for n in names):
+            return "torchscript"
+        if any(n.endswith("data.pkl") for n in names):
+            return "torch-zip"
+        return "unknown"
+    if head[:1] == b"\x80":
+        return "legacy-pickle"
+    return "unknown"
+
+
+def import_arch(spec: str) -> type[nn.Module]:
+    """Import ``path/to/module.py:ClassName`` (the user named this code, so importing it is their choice)."""
+    file, sep, cls_name = spec.rpartition(":")
+    if not sep or not file or not cls_name:
+        raise KDCompressError(f"--arch {spec!r}: expected FILE.py:ClassName")
+    p = Path(file)
+    if not p.is_file():
+        raise KDCompressError(f"--arch: file not found: {file}")
+    mod_name = f"kdcompress_user_arch_{hashlib.md5(str(p.resolve()).encode()).hexdigest()[:8]}"
+    mspec = importlib.util.spec_from_file_location(mod_name, p)
+    assert mspec and mspec.loader
+    module = importlib.util.module_from_spec(mspec)
+    sys.modules[mod_name] = module
+    mspec.loader.exec_module(module)
+    cls = getattr(module, cls_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise KDCompressError(f"--arch: {file} has no nn.Module class {cls_name!r}")
+    return cls
+
+
+def _unwrap_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+        if all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return {k.removeprefix("module."): v for k, v in obj.items()}
+    raise KDCompressError(f"{path}: holds no state_dict of tensors")
+
+
+def _load_state_dict(path: Path, arch: str | None) -> nn.Module:
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    sd = _unwrap_state_dict(obj, path)
+    if arch is None:
+        raise KDCompressError(f"{path}: is a state_dict, which needs its architecture", "pass --arch FILE.py:ClassName")
+    model = import_arch(arch)()
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+        raise KDCompressError(f"{path}: state_dict does not fit --arch {arch} ({first})") from None
+    return model
+
+
+def load_teacher(path: Path | str, arch: str | None = None, trust_pickle: bool = False) -> Teacher:
+    """Load a teacher file; a user-fixable problem raises :class:`KDCompressError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise KDCompressError(f"teacher file not found: {path}")
+    kind = sniff(path)
+    try:
+        if kind == "exported":
+            module = torch.export.load(str(path)).module()
+        elif kind == "torchscript":
+            module = torch.jit.load(str(path), map_location="cpu")
+        elif kind in ("torch-zip", "legacy-pickle"):
+            try:
+                module = _load_state_dict(path, arch)
+                kind = "state_dict"
+            except pickle.UnpicklingError as e:
+                if "weights_only" not in str(e).lower() and "unsupported global" not in str(e).lower():
+                    raise
+                if not trust_pickle:
+                    raise KDCompressError(f"{path}: is a pickled Python object, not weights", PICKLE_HINT) from None
+                module = torch.load(path, map_location="cpu", weights_only=False)
+                if not isinstance(module, nn.Module):
+                    raise KDCompressError(f"{path}: unpickled a {type(module).__name__}, not an nn.Module") from None
+                kind = "pickle"
+        elif kind == "corrupt-zip":
+            raise KDCompressError(f"{path}: corrupt or truncated archive", "re-save or re-download the model")
+        else:
+            raise KDCompressError(
+                f"{path}: not a model file kdcompress can read",
+                "expected TorchScript, a torch.export .pt2, or a state_dict (+ --arch)",
+            )
+    except KDCompressError:
+        raise
+    except (RuntimeError, zipfile.BadZipFile, EOFError, pickle.UnpicklingError, ValueError, KeyError, OSError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise KDCompressError(f"{path}: corrupt or unreadable {kind} file ({msg[:200]})", "re-save the model") from None
+    return Teacher(module=module, kind=kind, path=path, sha256=file_sha256(path))
+
+
+def infer_io(teacher: Teacher, input_shape: tuple[int, ...]) -> int:
+    """Run the teacher on a zero batch of ``input_shape``; return its class count or say why it does not fit."""
+    teacher.set_eval()
+    try:
+        with torch.no_grad():
+            out = teacher.module(torch.zeros(2, *input_shape))
+    except Exception as e:  # noqa: BLE001 — any failure here means the data does not fit the model
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise KDCompressError(
+            f"teacher {teacher.path.name} does not accept inputs of shape {list(input_shape)} ({msg[:160]})",
+            "check that --data matches what the teacher was trained on",
+        ) from None
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        raise KDCompressError(f"teacher must return logits (N, K); returned {type(out).__name__} "
+                              f"{tuple(out.shape) if isinstance(out, torch.Tensor) else ''}")
+    return int(out.shape[1])

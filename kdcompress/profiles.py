@@ -1,0 +1,158 @@
+"""Profiles: the typed, validated description of a target and how to reach it (``profiles/*.yaml``).
+
+Unknown keys are errors that name the key and suggest the closest valid one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from kdcompress.errors import KDCompressError, did_you_mean
+
+PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
+SCHEMA_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Target(_Strict):
+    device: Literal["cpu", "cuda"] = Field("cpu", description="where the artifact runs")
+    backend: Literal["onnxruntime", "tensorrt", "aoti"] = Field("onnxruntime", description="runtime that runs it")
+    precision: Literal["fp32", "fp16", "int8"] = Field("fp32", description="numeric precision of the artifact")
+    batch: int = Field(1, ge=1, description="batch size latency is measured at")
+    threads: int = Field(1, ge=0, description="intra-op threads for CPU backends (0 = runtime default)")
+
+
+class Budget(_Strict):
+    latency_ratio: float | None = Field(0.25, gt=0, description="student latency / teacher latency must be <= this")
+    params_ratio: float | None = Field(None, gt=0, description="student params / teacher params must be <= this")
+    max_accuracy_drop: float = Field(1.0, ge=0, description="accuracy points the student may lose (reported)")
+
+
+class Search(_Strict):
+    space: list[str] = Field(["resnet"], description="student families to search")
+    proxy: str = Field("diswot", description="zero-cost proxy that ranks candidates")
+    population: int = Field(16, ge=2, description="aging-evolution population size")
+    iterations: int = Field(100, ge=0, description="candidates scored after the initial population")
+    tournament: int = Field(4, ge=1, description="tournament size for parent selection")
+    top_k: int = Field(1, ge=1, description="how many of the best candidates are distilled")
+    proxy_batch: int = Field(64, ge=2, description="mini-batch size the proxy scores on")
+    teacher_init: Literal["random", "trained"] = Field(
+        "random", description="DisWOT scores against the teacher architecture re-initialised (paper) or as trained"
+    )
+
+
+class KDLoss(_Strict):
+    T: float = Field(4.0, gt=0, description="softmax temperature")
+    alpha: float = Field(0.9, ge=0, le=1, description="weight of the KD term; 1 - alpha weights cross-entropy")
+
+
+class Losses(_Strict):
+    kd: KDLoss = KDLoss()
+
+
+class Distill(_Strict):
+    epochs: int = Field(30, ge=1)
+    loss: Losses = Losses()
+    aug: Literal["none", "crop_flip"] = Field("none", description="train-time augmentation")
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.05, gt=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    batch: int = Field(128, ge=1)
+    train_samples: int | None = Field(None, ge=1, description="use only the first N training samples")
+    patience: int | None = Field(None, ge=1, description="early stop after N epochs without val improvement")
+    cache_teacher_logits: bool = Field(True, description="compute teacher logits once (only without augmentation)")
+
+
+class Export(_Strict):
+    opset: int = Field(18, ge=13)
+    dynamic_batch: bool = True
+    int8: bool = False
+    calibration_samples: int = Field(512, ge=1)
+    parity_samples: int = Field(256, ge=1, description="inputs compared between PyTorch and the artifact")
+
+
+class Bench(_Strict):
+    warmup: int = Field(50, ge=0)
+    iters: int = Field(300, ge=1)
+    repeats: int = Field(5, ge=1)
+    test_samples: int | None = Field(None, ge=1, description="measure accuracy on the first N test samples")
+
+
+class DataCfg(_Strict):
+    mean: list[float] = Field([0.0], description="per-channel mean after scaling pixels to [0, 1]")
+    std: list[float] = Field([1.0], description="per-channel std after scaling pixels to [0, 1]")
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+
+
+class Profile(_Strict):
+    version: int = SCHEMA_VERSION
+    name: str
+    description: str = ""
+    target: Target = Target()
+    budget: Budget = Budget()
+    search: Search = Search()
+    distill: Distill = Distill()
+    export: Export = Export()
+    bench: Bench = Bench()
+    data: DataCfg = DataCfg()
+
+
+def available_profiles() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(PROFILE_DIR.glob("*.yaml"))}
+
+
+def _field_names(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The valid keys at ``loc`` (a pydantic error location) inside ``model``."""
+    for part in loc[:-1]:
+        ann = model.model_fields[part].annotation
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        model = ann
+    return list(model.model_fields)
+
+
+def _first_error(source: str, exc: ValidationError) -> KDCompressError:
+    """The first validation error, in the user's words."""
+    err = exc.errors()[0]
+    loc = tuple(err["loc"])
+    key = ".".join(str(p) for p in loc)
+    if err["type"] == "extra_forbidden":
+        return KDCompressError(f"{source}: {key}: unknown key", did_you_mean(str(loc[-1]), _field_names(Profile, loc)))
+    return KDCompressError(f"{source}: {key}: {err['msg']}", f"got {err.get('input')!r}")
+
+
+def validate_profile(raw: Any, source: str) -> Profile:
+    if not isinstance(raw, dict):
+        raise KDCompressError(f"{source}: a profile must be a YAML mapping")
+    try:
+        return Profile.model_validate(raw)
+    except ValidationError as e:
+        raise _first_error(source, e) from None
+
+
+def load_profile(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Profile:
+    """Load a shipped profile by name or a YAML file by path, apply dotted ``overrides``, validate."""
+    path = Path(name_or_path)
+    profiles = available_profiles()
+    if str(name_or_path) in profiles:
+        path = profiles[str(name_or_path)]
+    elif not path.suffix or not path.exists():
+        raise KDCompressError(f"unknown profile {str(name_or_path)!r}", did_you_mean(str(name_or_path), profiles))
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise KDCompressError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return validate_profile(raw, str(path.name if path.parent == PROFILE_DIR else path))

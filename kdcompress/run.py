@@ -1,0 +1,117 @@
+"""The run directory: manifest, atomic writes and stage bookkeeping (DESIGN §1).
+
+Every stage writes its outputs through :func:`atomic_write` / :func:`atomic_path` (temp file + ``os.replace``) and
+then marks itself done in ``manifest.json``; ``--resume`` skips stages that are marked done, so a killed run never
+leaves a half-written file looking finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kdcompress.errors import KDCompressError
+
+MANIFEST = "manifest.json"
+STAGES = ("load", "search", "distill", "export", "bench", "report")
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; on success it replaces ``path``, on error it is removed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise KDCompressError(f"{path} not found", "run the earlier stages first (or `kdcompress shrink`)") from None
+    except json.JSONDecodeError as e:
+        raise KDCompressError(f"{path}: corrupt JSON ({e})", "delete it and re-run the stage") from None
+
+
+@dataclass
+class RunDir:
+    """A run directory and its manifest."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @classmethod
+    def open(cls, path: Path | str, resume: bool = False, must_exist: bool = False) -> RunDir:
+        """Open ``path``: resume its manifest, or start a fresh run (refusing to clobber a finished one)."""
+        path = Path(path)
+        mpath = path / MANIFEST
+        if mpath.exists() and (resume or must_exist):
+            return cls(path, read_json(mpath))
+        if must_exist:
+            raise KDCompressError(f"{path}: no run here ({MANIFEST} missing)", "run `kdcompress shrink` first")
+        if mpath.exists():
+            raise KDCompressError(f"{path} already holds a run", "pass --resume to continue it, or choose another --out")
+        path.mkdir(parents=True, exist_ok=True)
+        run = cls(path, {"version": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "stages": {}})
+        run.save()
+        return run
+
+    def save(self) -> None:
+        write_json(self.path / MANIFEST, self.manifest)
+
+    def done(self, stage: str) -> bool:
+        return self.manifest["stages"].get(stage, {}).get("status") == "done"
+
+    def mark_done(self, stage: str, seconds: float, **info: Any) -> None:
+        self.manifest["stages"][stage] = {"status": "done", "seconds": round(seconds, 2), **info}
+        self.save()
+
+    def invalidate_from(self, stage: str) -> None:
+        """Mark ``stage`` and every later stage as not done (their inputs changed)."""
+        for s in STAGES[STAGES.index(stage) :]:
+            self.manifest["stages"].pop(s, None)
+        self.save()
+
+    def sub(self, *parts: str) -> Path:
+        """A file path inside the run; its folder is created."""
+        p = self.path.joinpath(*parts)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def folder(self, *parts: str) -> Path:
+        """A folder inside the run, created."""
+        p = self.path.joinpath(*parts)
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+
+class Progress:
+    """Progress sink the library reports to; the CLI swaps in a rich progress bar. Silent by default."""
+
+    def start(self, description: str, total: int | None) -> None: ...
+
+    def advance(self, n: int = 1, note: str | None = None) -> None: ...
+
+    def stop(self) -> None: ...

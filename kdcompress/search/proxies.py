@@ -1,0 +1,96 @@
+"""Zero-cost proxies that rank a randomly initialised student against a teacher without training it.
+
+Every proxy has the same signature, ``proxy(teacher: Signals, student: nn.Module, x, y) -> float`` (higher is
+better), and is registered in :data:`PROXIES`. The DisWOT terms are pure functions over tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kdcompress.search.probe import Signals, student_signals
+
+
+def sp_relation(f_t: torch.Tensor, f_s: torch.Tensor) -> torch.Tensor:
+    """Sample-relation distance, DisWOT's M_r (Dong et al., CVPR 2023, Eq. 4; Similarity-Preserving KD, Tung & Mori,
+    ICCV 2019, Eq. 2–4).
+
+    ``A = reshape(F, (N, -1))``, ``G = rownorm(A Aᵀ)`` for teacher and student, ``M_r = ‖G_t − G_s‖²_F / N²``.
+    Feature shapes may differ except in the batch dimension.
+    """
+    n = f_t.shape[0]
+    g_t = F.normalize(f_t.reshape(n, -1) @ f_t.reshape(n, -1).T, dim=1)
+    g_s = F.normalize(f_s.reshape(n, -1) @ f_s.reshape(n, -1).T, dim=1)
+    return ((g_t - g_s) ** 2).sum() / n**2
+
+
+def class_semantic(w_t: torch.Tensor, w_s: torch.Tensor) -> torch.Tensor:
+    """Semantic distance, DisWOT's M_s (Dong et al., CVPR 2023, Eq. 3), in its width-independent form.
+
+    The paper compares ICKD-style channel correlations of the classifier-weight gradients (``K×C``), which needs the
+    student's feature width ``C`` to equal the teacher's. Our students' widths differ, so we compare the *class*
+    correlation ``G = rownorm(W Wᵀ)`` (``K×K``, defined for any ``C``): ``M_s = ‖G_t − G_s‖²_F / K²``. It is used for
+    every candidate so that all scores in one search come from the same formula.
+    """
+    k = w_t.shape[0]
+    g_t = F.normalize(w_t @ w_t.T, dim=1)
+    g_s = F.normalize(w_s @ w_s.T, dim=1)
+    return ((g_t - g_s) ** 2).sum() / k**2
+
+
+def ickd_semantic(w_t: torch.Tensor, w_s: torch.Tensor) -> torch.Tensor:
+    """DisWOT's M_s exactly as the authors' code computes it (``distiller_zoo/ICKD.py`` on ``K×C×1×1`` gradients).
+
+    For each class k the ``C×C`` outer product ``g_k g_kᵀ``, rows L2-normalised; squared difference summed over all
+    classes and divided by ``C·K``. Needs equal ``C`` for teacher and student.
+    """
+    if w_t.shape != w_s.shape:
+        raise ValueError(f"ickd_semantic needs equal classifier shapes, got {tuple(w_t.shape)} vs {tuple(w_s.shape)}")
+    k, c = w_t.shape
+    g_t = F.normalize(w_t[:, :, None] * w_t[:, None, :], dim=2)
+    g_s = F.normalize(w_s[:, :, None] * w_s[:, None, :], dim=2)
+    return ((g_t - g_s) ** 2).sum() / (c * k)
+
+
+def diswot_score(teacher: Signals, student: Signals) -> float:
+    """DisWOT score (Dong et al., CVPR 2023, Eq. 5): ``−(M_s + M_r)``; higher means a better student for KD."""
+    m_s = class_semantic(teacher.classifier_grad, student.classifier_grad)
+    m_r = sp_relation(teacher.features, student.features)
+    return -float(m_s + m_r)
+
+
+def diswot(teacher: Signals, student: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """DisWOT proxy: student signals from one forward + one CE backward at its current (random) init."""
+    return diswot_score(teacher, student_signals(student, x, y))
+
+
+def params(teacher: Signals, student: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Parameter count: the capacity baseline every proxy must beat."""
+    return float(sum(p.numel() for p in student.parameters()))
+
+
+def flops(teacher: Signals, student: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """FLOPs of one sample's forward pass (``torch.utils.flop_counter``)."""
+    return float(count_flops(student, x[:1]))
+
+
+def count_flops(model: nn.Module, x: torch.Tensor) -> int:
+    """Exact FLOPs of ``model(x)`` as counted by ``torch.utils.flop_counter`` (put ``model`` in eval mode first)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    return int(counter.get_total_flops())
+
+
+Proxy = Callable[[Signals, nn.Module, torch.Tensor, torch.Tensor], float]
+
+PROXIES: dict[str, Proxy] = {
+    "diswot": diswot,
+    "params": params,
+    "flops": flops,
+}
