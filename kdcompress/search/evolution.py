@@ -154,9 +154,12 @@ def aging_evolution(
         attempts = 0
         while len(pop) < population and attempts < 20 * population:
             attempts += 1
-            cand = rng.choice(space_objs).sample(rng)
+            space = rng.choice(space_objs)
+            cand: Candidate | None = space.sample(rng)
             s = score(cand)
-            if s.feasible:
+            while not s.feasible and (cand := space.shrink(cand, rng)) is not None:
+                s = score(cand)
+            if s.feasible and cand.key not in {c.key for c, _ in pop}:
                 pop.append((cand, s))
                 progress.advance(note=f"{len(seen)} scored")
         if not pop:

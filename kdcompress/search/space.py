@@ -68,6 +68,19 @@ class ResNetSpace:
         flat[gene] = rng.choice([v for v in self.choices[gene] if v != flat[gene]])
         return Candidate.of(self.family, self._to_genes(flat))
 
+    def shrink(self, cand: Candidate, rng: random.Random) -> Candidate | None:
+        """Lower one size gene (width, depth or stem) to a smaller value; None when all are at their minimum.
+
+        Used to pull randomly sampled candidates into a budget without measuring the hopeless ones.
+        """
+        flat = self._to_flat(cand.as_dict())
+        genes = [g for g in sorted(self.choices) if g != "stem_stride" and flat[g] > self.choices[g][0]]
+        if not genes:
+            return None
+        gene = rng.choice(genes)
+        flat[gene] = rng.choice([v for v in self.choices[gene] if v < flat[gene]])
+        return Candidate.of(self.family, self._to_genes(flat))
+
 
 SPACES: dict[str, ResNetSpace] = {"resnet": ResNetSpace()}
 

@@ -1,0 +1,124 @@
+"""The CLI as a user runs it: end to end on tiny data, and one clear line + exit 2 for every user mistake."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from kdcompress.data import Preprocess, load_data
+
+
+def run(cmd: list[str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*cmd, *map(str, args)], capture_output=True, text=True, timeout=600)
+
+
+def assert_user_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_shrink_end_to_end(cli_cmd, teacher_files, tiny_npz, tiny_profile, tmp_path):
+    out = tmp_path / "run"
+    proc = run(cli_cmd, "shrink", teacher_files["pt2"], "--profile", tiny_profile, "--data", tiny_npz,
+               "--out", out, "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)  # --json: stdout is only JSON
+    assert result == json.loads((out / "result.json").read_text())
+    assert {"profile", "backend", "teacher", "students"} <= set(result)
+    assert (out / "report.md").exists() and (out / "manifest.json").exists()
+    student = result["students"][0]
+    for key in ("params", "flops", "accuracy", "speedup", "accuracy_drop", "artifact"):
+        assert key in student
+    assert set(student["latency_ms"]) == {"p50", "p90", "p99"}
+    assert student["speedup"] == pytest.approx(result["teacher"]["latency_ms"]["p50"] / student["latency_ms"]["p50"])
+
+    # The exported student really runs in onnxruntime, and its accuracy is what result.json says.
+    data = load_data(str(tiny_npz))
+    sess = ort.InferenceSession(student["artifact"], providers=["CPUExecutionProvider"])
+    logits = sess.run(None, {"x": Preprocess()(data.x_test).numpy()})[0]
+    acc = 100.0 * float(np.mean(logits.argmax(1) == data.y_test.numpy()))
+    assert acc == pytest.approx(student["accuracy"])
+    assert student["accuracy_drop"] == pytest.approx(result["teacher"]["accuracy"] - acc)
+    assert student["params"] < result["teacher"]["params"]
+
+    # --resume on a finished run does no work and returns the same result; without it, the run is protected.
+    again = run(cli_cmd, "shrink", teacher_files["pt2"], "--profile", tiny_profile, "--data", tiny_npz,
+                "--out", out, "--json", "--resume")
+    assert again.returncode == 0 and json.loads(again.stdout) == result
+    assert_user_error(run(cli_cmd, "shrink", teacher_files["pt2"], "--profile", tiny_profile, "--data", tiny_npz,
+                          "--out", out), "--resume")
+
+    # A single stage re-runs from the run directory alone.
+    rep = run(cli_cmd, "report", out, "--json")
+    assert rep.returncode == 0 and json.loads(rep.stdout)["students"][0]["id"] == student["id"]
+
+
+@pytest.mark.parametrize("fmt", ["ts", "sd"])
+def test_shrink_accepts_other_formats_through_load(cli_cmd, teacher_files, tiny_npz, tiny_profile, tmp_path, fmt):
+    """Every input format gets through the load stage (teacher exported and parity-checked)."""
+    from kdcompress.pipeline import Inputs, Session, stage_load
+    from kdcompress.profiles import load_profile
+    from kdcompress.run import RunDir
+
+    arch = f"{teacher_files['arch']}:TinyNet" if fmt == "sd" else None
+    run_dir = RunDir.open(tmp_path / fmt)
+    run_dir.manifest["inputs"] = Inputs(str(teacher_files[fmt]), str(tiny_npz), load_profile(tiny_profile), arch).to_json()
+    session = Session(run_dir)
+    stage_load(session)
+    assert run_dir.manifest["teacher"]["parity"]["passed"]
+    assert Path(run_dir.manifest["teacher"]["artifact"]).exists()
+
+
+def test_user_errors_are_one_line_exit_2(cli_cmd, teacher_files, tiny_npz, tiny_profile, tmp_path):
+    corrupt = tmp_path / "corrupt.pt2"
+    corrupt.write_bytes(teacher_files["pt2"].read_bytes()[:3000])
+    assert_user_error(run(cli_cmd, "shrink", corrupt, "--data", tiny_npz, "--out", tmp_path / "a"), "corrupt")
+
+    sentinel = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    subprocess.run([*cli_cmd[:1], "-c", (
+        "import torch, pathlib\n"
+        "class T:\n"
+        "    def __reduce__(self):\n"
+        f"        return (pathlib.Path.touch, (pathlib.Path({str(sentinel)!r}),))\n"
+        f"torch.save({{'m': T()}}, {str(evil)!r})\n")], check=True)
+    assert_user_error(run(cli_cmd, "shrink", evil, "--data", tiny_npz, "--out", tmp_path / "b"), "--trust-pickle")
+    assert not sentinel.exists()
+
+    bad_profile = tmp_path / "bad.yaml"
+    bad_profile.write_text("name: bad\nsearch: {populaton: 4}\n")
+    assert_user_error(run(cli_cmd, "shrink", teacher_files["pt2"], "--profile", bad_profile, "--data", tiny_npz,
+                          "--out", tmp_path / "c"), "search.populaton", "population")
+
+    assert_user_error(run(cli_cmd, "shrink", teacher_files["pt2"], "--profile", tiny_profile, "--data",
+                          tmp_path / "missing.npz", "--out", tmp_path / "d"), "dataset not found")
+
+    wrong_shape = tmp_path / "rgb.npz"
+    rng = np.random.default_rng(0)
+    np.savez(wrong_shape, x_train=rng.integers(0, 255, (20, 3, 12, 12), dtype=np.uint8), y_train=np.arange(20) % 4,
+             x_test=rng.integers(0, 255, (8, 3, 12, 12), dtype=np.uint8), y_test=np.arange(8) % 4)
+    assert_user_error(run(cli_cmd, "shrink", teacher_files["pt2"], "--profile", tiny_profile, "--data", wrong_shape,
+                          "--out", tmp_path / "e"), "does not accept inputs of shape [3, 12, 12]")
+    # nothing of a failed run looks finished
+    for d in "abcde":
+        assert not (tmp_path / d / "result.json").exists()
+
+
+def test_profiles_and_doctor(cli_cmd):
+    listing = run(cli_cmd, "profiles", "list")
+    assert listing.returncode == 0 and all(n in listing.stdout for n in ("ci", "cpu", "edge", "server"))
+    assert "population" in run(cli_cmd, "profiles", "show", "edge").stdout
+    doctor = run(cli_cmd, "doctor", "--json")
+    status = json.loads(doctor.stdout)["backends"]
+    assert status["onnxruntime-cpu"].startswith("available")
+    assert status["tensorrt"].startswith(("available", "unavailable"))
+    assert_user_error(run(cli_cmd, "profiles", "show", "edg"), "did you mean 'edge'")

@@ -1,0 +1,84 @@
+"""Data loaders: IDX, .npz, ImageFolder, splits, preprocessing and augmentation."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+import torch
+
+from kdcompress.data import Preprocess, load_data
+from kdcompress.data.augment import random_crop_flip
+from kdcompress.data.splits import _read_idx
+from kdcompress.errors import KDCompressError
+
+
+def test_npz_splits_and_val_carving(tiny_npz):
+    d = load_data(str(tiny_npz), val_fraction=0.25, seed=0)
+    assert d.input_shape == (1, 12, 12) and d.num_classes == 4
+    assert len(d.y_train) == 300 and len(d.y_val) == 100 and len(d.y_test) == 120
+    again = load_data(str(tiny_npz), val_fraction=0.25, seed=0)
+    assert torch.equal(d.y_val, again.y_val)  # seeded
+
+
+def test_npz_missing_arrays(tmp_path):
+    p = tmp_path / "x.npz"
+    np.savez(p, x_train=np.zeros((2, 4, 4), np.uint8))
+    with pytest.raises(KDCompressError, match="missing arrays"):
+        load_data(str(p))
+
+
+def test_missing_dataset_is_clear(tmp_path):
+    with pytest.raises(KDCompressError, match="dataset not found"):
+        load_data(str(tmp_path / "nothing.npz"))
+
+
+def test_fashion_mnist_missing_is_clear(monkeypatch, tmp_path):
+    import kdcompress.data.splits as splits
+
+    monkeypatch.setattr(splits, "FASHION_MNIST_DIRS", (tmp_path,))
+    monkeypatch.delenv("KDCOMPRESS_FASHION_MNIST", raising=False)
+    with pytest.raises(KDCompressError, match="apt-get install dataset-fashion-mnist"):
+        load_data("fashion-mnist")
+
+
+def test_idx_reader(tmp_path):
+    arr = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    header = bytes([0, 0, 8, 3]) + b"".join(int(n).to_bytes(4, "big") for n in arr.shape)
+    p = tmp_path / "a-idx3-ubyte.gz"
+    p.write_bytes(gzip.compress(header + arr.tobytes()))
+    assert np.array_equal(_read_idx(p), arr)
+    p.write_bytes(gzip.compress(header + arr.tobytes()[:-3]))
+    with pytest.raises(KDCompressError, match="truncated"):
+        _read_idx(p)
+
+
+def test_image_folder(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 3), ("test", 2)):
+        for cls in ("cat", "dog"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(tmp_path / split / cls / f"{i}.png")
+    d = load_data(str(tmp_path), val_fraction=0.2)
+    assert d.classes == ["cat", "dog"] and d.input_shape == (1, 8, 8)
+    assert len(d.y_test) == 4 and len(d.y_train) + len(d.y_val) == 6
+
+
+def test_preprocess_scales_then_normalises():
+    x = torch.full((1, 2, 1, 1), 255, dtype=torch.uint8)
+    out = Preprocess(mean=(0.5, 0.0), std=(0.5, 2.0))(x)
+    assert out.flatten().tolist() == pytest.approx([1.0, 0.5])
+
+
+def test_crop_flip_keeps_shape_and_only_moves_pixels():
+    x = torch.arange(2 * 1 * 6 * 6, dtype=torch.uint8).reshape(2, 1, 6, 6)
+    out = random_crop_flip(x, pad=0, generator=torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    for i in range(2):  # with no padding, each image is itself or its mirror
+        assert torch.equal(out[i], x[i]) or torch.equal(out[i], x[i].flip(2))
+    shifted = random_crop_flip(x, pad=2, generator=torch.Generator().manual_seed(1))
+    assert shifted.shape == x.shape

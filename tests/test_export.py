@@ -1,0 +1,49 @@
+"""ONNX export for every student family and teacher kind, and the parity check itself."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from kdcompress.export import check_parity, to_onnx
+from kdcompress.models.load import load_teacher
+from kdcompress.models.students import STUDENTS
+
+GENES = {"resnet": {"stem": 8, "widths": [8, 16, 16], "depths": [1, 2, 1], "stem_stride": 2}}
+
+
+@pytest.mark.parametrize("family", sorted(STUDENTS))
+def test_student_family_forward_backward_export(family, tmp_path):
+    model = STUDENTS[family](GENES[family], 1, 5)
+    x = torch.rand(3, 1, 12, 12)
+    model(x).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    model.eval()
+    path = tmp_path / "s.onnx"
+    assert to_onnx(model, x[:1], path) == "dynamo"
+    out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+    assert check_parity(model(x).detach().numpy(), out).passed
+    assert not list(tmp_path.glob("*.data")) and not list(tmp_path.glob("*.tmp"))  # one file, no leftovers
+
+
+@pytest.mark.parametrize("fmt", ["pt2", "ts"])
+def test_teacher_kinds_export(teacher_files, tmp_path, fmt):
+    t = load_teacher(teacher_files[fmt])
+    path = tmp_path / "t.onnx"
+    exporter = to_onnx(t.module, torch.zeros(1, 1, 12, 12), path)
+    assert exporter == ("torchscript" if fmt == "ts" else "dynamo")
+    x = torch.rand(4, 1, 12, 12)  # dynamic batch: exported at 1, run at 4
+    out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+    assert check_parity(t.logits(x).numpy(), out).passed
+
+
+def test_parity_fails_on_wrong_outputs():
+    ref = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
+    assert check_parity(ref, ref + 1e-6).passed
+    assert not check_parity(ref, ref + 0.5).passed
+    flipped = ref.copy()
+    flipped[:, [0, 1]] = flipped[:, [1, 0]]
+    report = check_parity(ref, flipped)
+    assert not report.passed and report.top1_agreement < 0.9

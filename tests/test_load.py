@@ -1,0 +1,91 @@
+"""Teacher loading: every format, by content; pickles only when trusted; corrupt files say so."""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from kdcompress.errors import KDCompressError
+from kdcompress.models.load import infer_io, load_teacher
+
+from .conftest import N_CLASSES, SIDE
+
+
+@pytest.mark.parametrize("fmt, kind", [("pt2", "exported"), ("ts", "torchscript"), ("sd", "state_dict")])
+def test_each_format_loads_and_matches(teacher_files, tiny_module, fmt, kind):
+    arch = f"{teacher_files['arch']}:TinyNet" if fmt == "sd" else None
+    t = load_teacher(teacher_files[fmt], arch=arch)
+    assert t.kind == kind
+    x = torch.rand(3, 1, SIDE, SIDE)
+    torch.testing.assert_close(t.logits(x), tiny_module(x).detach(), rtol=1e-5, atol=1e-5)
+    assert infer_io(t, (1, SIDE, SIDE)) == N_CLASSES
+
+
+def test_format_is_sniffed_not_taken_from_extension(teacher_files, tmp_path):
+    misnamed = tmp_path / "model.onnx"
+    shutil.copy(teacher_files["ts"], misnamed)
+    assert load_teacher(misnamed).kind == "torchscript"
+
+
+def test_state_dict_without_arch_asks_for_it(teacher_files):
+    with pytest.raises(KDCompressError, match="--arch"):
+        load_teacher(teacher_files["sd"])
+
+
+def test_pickle_needs_trust(teacher_files):
+    with pytest.raises(KDCompressError, match="--trust-pickle"):
+        load_teacher(teacher_files["pickle"])
+    assert load_teacher(teacher_files["pickle"], trust_pickle=True).kind == "pickle"
+
+
+class _Touch:
+    """Unpickling this object creates a file: the proof that a pickle was executed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+def test_malicious_pickle_is_never_executed(tmp_path):
+    sentinel = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": _Touch(sentinel)}, evil)
+    with pytest.raises(KDCompressError, match="--trust-pickle"):
+        load_teacher(evil)
+    assert not sentinel.exists()
+    # and the legacy (non-zip) pickle format too
+    legacy = tmp_path / "legacy.pt"
+    legacy.write_bytes(pickle.dumps(_Touch(sentinel), protocol=2))
+    with pytest.raises(KDCompressError):
+        load_teacher(legacy)
+    assert not sentinel.exists()
+
+
+@pytest.mark.parametrize("fmt", ["pt2", "ts", "sd"])
+def test_truncated_file_is_a_clear_error(teacher_files, tmp_path, fmt):
+    bad = tmp_path / f"bad.{fmt}"
+    data = teacher_files[fmt].read_bytes()
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(KDCompressError, match="corrupt|truncated|not a model"):
+        load_teacher(bad, arch=f"{teacher_files['arch']}:TinyNet")
+
+
+def test_garbage_and_missing_files(tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"hello world")
+    with pytest.raises(KDCompressError, match="not a model file"):
+        load_teacher(junk)
+    with pytest.raises(KDCompressError, match="not found"):
+        load_teacher(tmp_path / "nope.pt")
+
+
+def test_shape_mismatch_names_the_shape(teacher_files):
+    t = load_teacher(teacher_files["pt2"])
+    with pytest.raises(KDCompressError, match=r"\[3, 12, 12\]"):
+        infer_io(t, (3, SIDE, SIDE))

@@ -1,0 +1,42 @@
+"""Profiles: the shipped ones validate; mistakes are reported in the user's words."""
+
+from __future__ import annotations
+
+import pytest
+
+from kdcompress.errors import KDCompressError
+from kdcompress.profiles import available_profiles, load_profile
+
+
+@pytest.mark.parametrize("name", ["ci", "cpu", "edge", "server"])
+def test_shipped_profiles_load(name):
+    assert name in available_profiles()
+    p = load_profile(name)
+    assert p.name == name
+
+
+def test_unknown_key_is_named_with_a_suggestion(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nsearch: {populaton: 3}\n")
+    with pytest.raises(KDCompressError) as e:
+        load_profile(bad)
+    assert "search.populaton: unknown key" in str(e.value)
+    assert "did you mean 'population'" in str(e.value)
+
+
+def test_bad_value_names_the_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\ndistill: {epochs: 0}\n")
+    with pytest.raises(KDCompressError, match="distill.epochs"):
+        load_profile(bad)
+
+
+def test_unknown_profile_name_suggests():
+    with pytest.raises(KDCompressError, match="did you mean 'edge'"):
+        load_profile("edg")
+
+
+def test_overrides_apply_and_validate():
+    assert load_profile("ci", {"distill.epochs": 3}).distill.epochs == 3
+    with pytest.raises(KDCompressError, match="unknown key"):
+        load_profile("ci", {"distill.epoch": 3})

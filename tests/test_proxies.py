@@ -1,0 +1,88 @@
+"""DisWOT terms: invariants that a wrong formula would break, and hand-computed golden values."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kdcompress.models.students import build_resnet
+from kdcompress.search.probe import Signals, gaussian_init_, student_signals
+from kdcompress.search.proxies import PROXIES, class_semantic, diswot, diswot_score, ickd_semantic, sp_relation
+
+torch.manual_seed(0)
+
+
+def test_sp_relation_zero_for_identical_and_positive_otherwise():
+    f = torch.randn(8, 4, 3, 3)
+    assert float(sp_relation(f, f)) == pytest.approx(0.0, abs=1e-7)
+    assert float(sp_relation(f, torch.randn(8, 4, 3, 3))) > 1e-4
+
+
+def test_sp_relation_ignores_batch_order_and_feature_scale():
+    f_t, f_s = torch.randn(8, 6, 2, 2), torch.randn(8, 3, 4, 4)
+    base = sp_relation(f_t, f_s)
+    perm = torch.randperm(8)
+    torch.testing.assert_close(sp_relation(f_t[perm], f_s[perm]), base)
+    torch.testing.assert_close(sp_relation(7.5 * f_t, 0.01 * f_s), base)
+
+
+def test_sp_relation_golden_value():
+    # N = 2 samples, 1-D features: A_t = [[1, 0], [0, 1]] -> G_t = I; A_s = [[1, 1], [1, 1]] -> G_s rows [1,1]/sqrt2.
+    f_t = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    f_s = torch.tensor([[1.0, 1.0], [1.0, 1.0]])
+    r = 1 / 2**0.5
+    expected = ((1 - r) ** 2 + r**2) * 2 / 4
+    assert float(sp_relation(f_t, f_s)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_class_semantic_width_independent_and_scale_invariant():
+    w_t, w_s = torch.randn(10, 64), torch.randn(10, 16)
+    base = class_semantic(w_t, w_s)
+    assert base > 0
+    torch.testing.assert_close(class_semantic(3.0 * w_t, 0.5 * w_s), base)
+    assert float(class_semantic(w_t, w_t)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_ickd_semantic_matches_a_literal_reading_of_the_authors_code():
+    w_t, w_s = torch.randn(5, 7), torch.randn(5, 7)
+    k, c = w_t.shape
+    total = 0.0
+    for i in range(k):
+        g_t = torch.outer(w_t[i], w_t[i])
+        g_s = torch.outer(w_s[i], w_s[i])
+        total += float(((F.normalize(g_t, dim=1) - F.normalize(g_s, dim=1)) ** 2).sum())
+    assert float(ickd_semantic(w_t, w_s)) == pytest.approx(total / (c * k), rel=1e-5)
+    with pytest.raises(ValueError):
+        ickd_semantic(w_t, torch.randn(5, 8))
+
+
+def test_identical_networks_score_the_best_possible():
+    """A student identical to the (random) teacher gets score 0, the maximum of -(M_s + M_r)."""
+    gen = torch.Generator().manual_seed(0)
+    net = build_resnet({"stem": 8, "widths": [8, 16, 16], "depths": [1, 1, 1]}, 1, 5)
+    gaussian_init_(net, gen)
+    x, y = torch.rand(12, 1, 10, 10), torch.randint(0, 5, (12,))
+    teacher = student_signals(copy.deepcopy(net), x, y)
+    assert diswot(teacher, net, x, y) == pytest.approx(0.0, abs=1e-6)
+    other = build_resnet({"stem": 16, "widths": [8, 8, 32], "depths": [1, 2, 1]}, 1, 5)
+    gaussian_init_(other, gen)
+    assert diswot(teacher, other, x, y) < -1e-4
+
+
+def test_diswot_score_is_minus_the_sum_of_terms():
+    t = Signals(torch.randn(6, 4, 2, 2), torch.randn(3, 4))
+    s = Signals(torch.randn(6, 8, 1, 1), torch.randn(3, 8))
+    expected = -(float(class_semantic(t.classifier_grad, s.classifier_grad)) + float(sp_relation(t.features, s.features)))
+    assert diswot_score(t, s) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("name", sorted(PROXIES))
+def test_every_proxy_runs_on_a_small_pair(name):
+    net = build_resnet({"stem": 8, "widths": [8, 16, 16], "depths": [1, 1, 1]}, 1, 5)
+    x, y = torch.rand(8, 1, 10, 10), torch.randint(0, 5, (8,))
+    teacher = student_signals(copy.deepcopy(net), x, y)
+    value = PROXIES[name](teacher, net, x, y)
+    assert isinstance(value, float) and value == value  # not NaN

@@ -1,0 +1,35 @@
+"""Run directory: atomic writes, no clobbering, resume bookkeeping."""
+
+from __future__ import annotations
+
+import pytest
+
+from kdcompress.errors import KDCompressError
+from kdcompress.run import RunDir, atomic_path, atomic_write
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.bin"
+    atomic_write(target, b"old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("killed")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+def test_run_refuses_to_clobber_and_resumes(tmp_path):
+    run = RunDir.open(tmp_path / "r")
+    run.mark_done("load", 1.0)
+    run.mark_done("search", 2.0)
+    with pytest.raises(KDCompressError, match="--resume"):
+        RunDir.open(tmp_path / "r")
+    again = RunDir.open(tmp_path / "r", resume=True)
+    assert again.done("load") and again.done("search")
+    again.invalidate_from("search")
+    assert again.done("load") and not RunDir.open(tmp_path / "r", resume=True).done("search")
+
+
+def test_missing_run_for_stage_command(tmp_path):
+    with pytest.raises(KDCompressError, match="no run here"):
+        RunDir.open(tmp_path, must_exist=True)
