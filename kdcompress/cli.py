@@ -44,6 +44,9 @@ class BarProgress:
             self.bar.stop()
             self.bar = None
 
+    def note(self, message: str) -> None:
+        err_console.print(f"[yellow]note:[/] {message}", highlight=False)
+
 
 def _parse_overrides(pairs: tuple[str, ...]) -> dict:
     import yaml

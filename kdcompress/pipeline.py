@@ -40,6 +40,15 @@ class Inputs:
     seed: int = 0
     strict_target: bool = False
 
+    def __post_init__(self) -> None:
+        # Absolute paths, so that a resumed run matches however the paths were spelled the first time.
+        self.teacher = str(Path(self.teacher).resolve())
+        if Path(self.data).exists():
+            self.data = str(Path(self.data).resolve())
+        if self.arch:
+            file, _, cls = self.arch.rpartition(":")
+            self.arch = f"{Path(file).resolve()}:{cls}" if file else self.arch
+
     def to_json(self) -> dict:
         return {"teacher": self.teacher, "data": self.data, "arch": self.arch, "trust_pickle": self.trust_pickle,
                 "seed": self.seed, "strict_target": self.strict_target, "profile": self.profile.model_dump()}
@@ -121,6 +130,8 @@ def stage_load(s: Session) -> dict:
     exporter = to_onnx(teacher.module, s.example, onnx_path, s.profile.export.opset, s.profile.export.dynamic_batch)
     parity = _parity(s, teacher.module, onnx_path)
     backend, note = resolve_backend(s.profile.target.device, s.profile.target.backend, s.inputs["strict_target"])
+    if note:
+        s.progress.note(note)
     t = s.profile.target
     latency = quick_latency_ms(onnx_path, data.input_shape, backend, t.threads, t.batch)
     s.run.manifest.update({

@@ -115,3 +115,6 @@ class Progress:
     def advance(self, n: int = 1, note: str | None = None) -> None: ...
 
     def stop(self) -> None: ...
+
+    def note(self, message: str) -> None:
+        """A one-line notice for the user (e.g. a missing backend we fell back from)."""
