@@ -27,6 +27,9 @@ from kdcompress.search import search
 from kdcompress.search.evolution import quick_latency_ms
 from kdcompress.search.proxies import count_flops
 
+# Every artifact built so far is fp32 ONNX; fp16/int8 engines come with the deployment issue.
+ARTIFACT_PRECISION = "fp32"
+
 
 @dataclass
 class Inputs:
@@ -111,6 +114,8 @@ def _stage(session: Session, name: str, fn, force: bool = False) -> None:
 def stage_load(s: Session) -> dict:
     """Check that teacher and data fit together; export the teacher to ONNX (verified); record them."""
     teacher, data, prep = s.teacher, s.data, s.prep
+    if not s.profile.export.dynamic_batch:
+        raise KDCompressError("export.dynamic_batch: false is not supported yet", "remove it from the profile")
     if len(prep.mean) not in (1, data.input_shape[0]) or len(prep.std) not in (1, data.input_shape[0]):
         raise KDCompressError(f"data.mean/std have {len(prep.mean)}/{len(prep.std)} values for "
                               f"{data.input_shape[0]} channels")
@@ -129,22 +134,30 @@ def stage_load(s: Session) -> dict:
     onnx_path = s.run.sub("artifacts", "teacher.onnx")
     exporter = to_onnx(teacher.module, s.example, onnx_path, s.profile.export.opset, s.profile.export.dynamic_batch)
     parity = _parity(s, teacher.module, onnx_path)
-    backend, note = resolve_backend(s.profile.target.device, s.profile.target.backend, s.inputs["strict_target"])
-    if note:
-        s.progress.note(note)
     t = s.profile.target
+    backend, note = resolve_backend(t.device, t.backend, s.inputs["strict_target"])
+    notes = [note] if note else []
+    wanted_precision = "int8" if s.profile.export.int8 else t.precision
+    if wanted_precision != ARTIFACT_PRECISION:
+        if s.inputs["strict_target"]:
+            raise KDCompressError(f"{wanted_precision} artifacts are not built yet", "drop --strict-target to get fp32")
+        notes.append(f"{wanted_precision} artifacts are not built yet; exporting and measuring fp32")
+    for n in notes:
+        s.progress.note(n)
     latency = quick_latency_ms(onnx_path, data.input_shape, backend, t.threads, t.batch)
     s.run.manifest.update({
         "teacher": {"path": str(teacher.path), "kind": teacher.kind, "sha256": teacher.sha256, "params": params,
                     "flops": flops, "num_classes": k, "artifact": str(onnx_path), "exporter": exporter,
                     "parity": parity, "search_latency_ms": latency},
         "data": data.summary(), "input_shape": list(data.input_shape), "preprocess": prep.to_json(),
-        "backend": backend, "backend_note": note, "environment": environment(),
+        "backend": backend, "backend_note": "; ".join(notes) or None, "precision": ARTIFACT_PRECISION,
+        "environment": environment(),
     })
     return {}
 
 
-def _parity(s: Session, model: torch.nn.Module, onnx_path: Path) -> dict:
+def _parity(s: Session, model: torch.nn.Module, onnx_path: Path, ours: bool = False) -> dict:
+    """Compare the ONNX artifact with PyTorch on validation images; a mismatch on our own student is a bug."""
     n = s.profile.export.parity_samples
     x = s.prep(s.data.x_val[:n])
     with torch.no_grad():
@@ -152,6 +165,8 @@ def _parity(s: Session, model: torch.nn.Module, onnx_path: Path) -> dict:
     runner = BACKENDS["onnxruntime-cpu"](onnx_path)
     out = np.concatenate([runner.infer(x[i : i + 256].numpy()) for i in range(0, len(x), 256)])
     report = check_parity(ref, out, "fp32")
+    if not report.passed and ours:
+        raise RuntimeError(f"parity check failed for {onnx_path}: {report.to_json()}")
     if not report.passed:
         raise KDCompressError(
             f"{onnx_path.name} does not reproduce PyTorch (max |diff| {report.max_abs_diff:.3g}, "
@@ -191,7 +206,7 @@ def stage_export(s: Session) -> dict:
         model = load_student(s.run.path / "students" / sid)
         path = s.run.sub("artifacts", f"{sid}.onnx")
         exporter = to_onnx(model, s.example, path, s.profile.export.opset, s.profile.export.dynamic_batch)
-        parity = _parity(s, model, path)
+        parity = _parity(s, model, path, ours=True)
         write_json(s.run.sub("artifacts", f"{sid}.parity.json"), {"exporter": exporter, **parity})
         out[sid] = {"artifact": str(path), "exporter": exporter, "parity": parity}
     return {"artifacts": out}
@@ -214,7 +229,7 @@ def stage_bench(s: Session) -> dict:
     acc = {k: accuracy(r, x_test, y_test, s.prep) for k, r in runners.items()}
     s.progress.stop()
     write_json(s.run.path / "bench.json", {
-        "backend": backend, "precision": t.precision, "batch": t.batch, "threads": t.threads,
+        "backend": backend, "precision": s.run.manifest["precision"], "batch": t.batch, "threads": t.threads,
         "test_samples": len(y_test), "environment": environment(),
         "models": {k: {"artifact": str(paths[k]), "accuracy": acc[k], "latency_ms": lat[k].to_json()} for k in paths},
     })
@@ -235,6 +250,7 @@ STAGE_FUNCS = {
 
 def run_stage(session: Session, name: str, force: bool = True) -> None:
     """Run one stage (re-running it when ``force``) and invalidate the stages after it."""
+    session.run.require(name)
     if force:
         session.run.invalidate_from(name)
     _stage(session, name, STAGE_FUNCS[name], force)
@@ -244,7 +260,7 @@ def shrink(inputs: Inputs, out: Path | str, resume: bool = False, progress: Prog
     """Run every stage on ``inputs`` into ``out``; return the result (also in ``out/result.json``)."""
     run = RunDir.open(out, resume=resume)
     recorded = run.manifest.get("inputs")
-    if recorded is not None and recorded != inputs.to_json():
+    if recorded is not None and recorded != inputs.to_json() and any(run.done(s) for s in STAGE_FUNCS):
         raise KDCompressError(f"{out} was started with other inputs or profile",
                               "resume with the same arguments, or choose another --out")
     run.manifest["inputs"] = inputs.to_json()

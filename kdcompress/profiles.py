@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kdcompress.errors import KDCompressError, did_you_mean
 
@@ -46,6 +46,26 @@ class Search(_Strict):
     teacher_init: Literal["random", "trained"] = Field(
         "random", description="DisWOT scores against the teacher architecture re-initialised (paper) or as trained"
     )
+
+
+    @field_validator("space")
+    @classmethod
+    def _known_spaces(cls, v: list[str]) -> list[str]:
+        from kdcompress.search.space import SPACES
+
+        for name in v:
+            if name not in SPACES:
+                raise ValueError(f"unknown space {name!r}: {did_you_mean(name, SPACES)}")
+        return v
+
+    @field_validator("proxy")
+    @classmethod
+    def _known_proxy(cls, v: str) -> str:
+        from kdcompress.search.proxies import PROXIES
+
+        if v not in PROXIES:
+            raise ValueError(f"unknown proxy {v!r}: {did_you_mean(v, PROXIES)}")
+        return v
 
 
 class KDLoss(_Strict):
@@ -149,10 +169,13 @@ def load_profile(name_or_path: str | Path, overrides: dict[str, Any] | None = No
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise KDCompressError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+    raw = raw if raw is not None else {}
     for dotted, value in (overrides or {}).items():
         node = raw
         *parents, leaf = dotted.split(".")
         for p in parents:
-            node = node.setdefault(p, {})
+            node = node.setdefault(p, {}) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            raise KDCompressError(f"--set {dotted}: {'.'.join(parents)} is not a section of the profile")
         node[leaf] = value
     return validate_profile(raw, str(path.name if path.parent == PROFILE_DIR else path))

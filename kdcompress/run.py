@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -21,6 +22,16 @@ from kdcompress.errors import KDCompressError
 
 MANIFEST = "manifest.json"
 STAGES = ("load", "search", "distill", "export", "bench", "report")
+# What each stage writes (globs under the run directory): removed when the stage is invalidated, so that a re-run
+# never mixes new results with stale files.
+STAGE_OUTPUTS = {
+    "load": ("artifacts/teacher.onnx", "cache"),
+    "search": ("search",),
+    "distill": ("students",),
+    "export": ("artifacts/s*",),
+    "bench": ("bench.json",),
+    "report": ("result.json", "report.md"),
+}
 
 
 @contextlib.contextmanager
@@ -67,12 +78,16 @@ class RunDir:
         """Open ``path``: resume its manifest, or start a fresh run (refusing to clobber a finished one)."""
         path = Path(path)
         mpath = path / MANIFEST
-        if mpath.exists() and (resume or must_exist):
-            return cls(path, read_json(mpath))
-        if must_exist:
-            raise KDCompressError(f"{path}: no run here ({MANIFEST} missing)", "run `kdcompress shrink` first")
         if mpath.exists():
-            raise KDCompressError(f"{path} already holds a run", "pass --resume to continue it, or choose another --out")
+            run = cls(path, read_json(mpath))
+            if resume or must_exist:
+                return run
+            if any(run.done(s) for s in STAGES):
+                raise KDCompressError(f"{path} already holds a run",
+                                      "pass --resume to continue it, or choose another --out")
+            # a run that failed before finishing any stage holds nothing worth keeping: start it afresh
+        elif must_exist:
+            raise KDCompressError(f"{path}: no run here ({MANIFEST} missing)", "run `kdcompress shrink` first")
         path.mkdir(parents=True, exist_ok=True)
         run = cls(path, {"version": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "stages": {}})
         run.save()
@@ -89,10 +104,21 @@ class RunDir:
         self.save()
 
     def invalidate_from(self, stage: str) -> None:
-        """Mark ``stage`` and every later stage as not done (their inputs changed)."""
+        """Mark ``stage`` and every later stage as not done and delete their outputs (their inputs changed)."""
         for s in STAGES[STAGES.index(stage) :]:
             self.manifest["stages"].pop(s, None)
         self.save()
+        for s in STAGES[STAGES.index(stage) :]:
+            for pattern in STAGE_OUTPUTS[s]:
+                for p in self.path.glob(pattern):
+                    shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+    def require(self, stage: str) -> None:
+        """Raise unless every stage before ``stage`` is done."""
+        for s in STAGES[: STAGES.index(stage)]:
+            if not self.done(s):
+                raise KDCompressError(f"{self.path}: stage {s!r} has not finished",
+                                      "finish the run first: `kdcompress shrink ... --resume`")
 
     def sub(self, *parts: str) -> Path:
         """A file path inside the run; its folder is created."""

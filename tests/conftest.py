@@ -76,8 +76,8 @@ def teacher_files(tmp_path_factory: pytest.TempPathFactory, tiny_module: torch.n
 TINY_PROFILE = """
 name: tiny
 description: test profile
-target: {device: cpu, backend: onnxruntime, precision: fp32, batch: 1, threads: 1}
-budget: {latency_ratio: null, params_ratio: 0.8, max_accuracy_drop: 100.0}
+target: {device: cpu, backend: onnxruntime, precision: fp32, batch: 2, threads: 1}
+budget: {latency_ratio: 5.0, params_ratio: 0.8, max_accuracy_drop: 100.0}
 search: {space: [resnet], proxy: diswot, population: 4, iterations: 4, tournament: 2, top_k: 1, proxy_batch: 16}
 distill: {epochs: 2, batch: 64, lr: 0.05}
 export: {opset: 18, parity_samples: 32}

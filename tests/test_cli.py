@@ -57,9 +57,17 @@ def test_shrink_end_to_end(cli_cmd, teacher_files, tiny_npz, tiny_profile, tmp_p
     assert_user_error(run(cli_cmd, "shrink", teacher_files["pt2"], "--profile", tiny_profile, "--data", tiny_npz,
                           "--out", out), "--resume")
 
-    # A single stage re-runs from the run directory alone.
+    # A single stage re-runs from the run directory alone; later stages are invalidated and their files removed.
     rep = run(cli_cmd, "report", out, "--json")
     assert rep.returncode == 0 and json.loads(rep.stdout)["students"][0]["id"] == student["id"]
+    exp = run(cli_cmd, "export", out)
+    assert exp.returncode == 0, exp.stderr
+    assert Path(student["artifact"]).exists() and not (out / "bench.json").exists()
+    assert not (out / "result.json").exists()
+    assert_user_error(run(cli_cmd, "report", out), "stage 'bench' has not finished")
+    assert run(cli_cmd, "shrink", teacher_files["pt2"], "--profile", tiny_profile, "--data", tiny_npz,
+               "--out", out, "--resume").returncode == 0
+    assert (out / "result.json").exists()
 
 
 @pytest.mark.parametrize("fmt", ["ts", "sd"])
@@ -111,6 +119,10 @@ def test_user_errors_are_one_line_exit_2(cli_cmd, teacher_files, tiny_npz, tiny_
     # nothing of a failed run looks finished
     for d in "abcde":
         assert not (tmp_path / d / "result.json").exists()
+    # and a failed run's directory can be used again with corrected arguments (no --resume needed)
+    fixed = run(cli_cmd, "shrink", teacher_files["pt2"], "--profile", tiny_profile, "--data", tiny_npz,
+                "--out", tmp_path / "e", "--set", "search.iterations=0", "--set", "distill.epochs=1")
+    assert fixed.returncode == 0, fixed.stderr
 
 
 def test_profiles_and_doctor(cli_cmd):

@@ -46,6 +46,14 @@ def test_class_semantic_width_independent_and_scale_invariant():
     assert float(class_semantic(w_t, w_t)) == pytest.approx(0.0, abs=1e-7)
 
 
+def test_class_semantic_golden_value():
+    # K = 2 classes. W_t rows orthogonal -> G_t = I; W_s rows equal -> G_s rows [1, 1]/sqrt2.
+    w_t = torch.tensor([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
+    w_s = torch.tensor([[1.0, 1.0], [1.0, 1.0]])
+    r = 1 / 2**0.5
+    assert float(class_semantic(w_t, w_s)) == pytest.approx(((1 - r) ** 2 + r**2) * 2 / 4, rel=1e-6)
+
+
 def test_ickd_semantic_matches_a_literal_reading_of_the_authors_code():
     w_t, w_s = torch.randn(5, 7), torch.randn(5, 7)
     k, c = w_t.shape

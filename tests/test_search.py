@@ -29,10 +29,17 @@ def test_probe_finds_prepool_features_for_every_kind(teacher_files):
     for fmt in ("pt2", "ts", "pickle"):
         t = load_teacher(teacher_files[fmt], trust_pickle=True)
         before = t.logits(x)
+        trained = TeacherProbe(t, x[:2]).signals(x, y)
         probe = TeacherProbe(t, x[:2], batch_stats=True)
         probe.reinit_(torch.Generator().manual_seed(0))
         s = probe.signals(x, y)
         assert s.features.shape == (6, 32, 3, 3) and s.classifier_grad.shape == (4, 32)
+        assert not torch.allclose(s.features, trained.features)  # re-initialised
+        again = TeacherProbe(t, x[:2], batch_stats=True)
+        again.reinit_(torch.Generator().manual_seed(0))
+        torch.testing.assert_close(again.signals(x, y).features, s.features)  # seeded
+        # with batch statistics, the output for a sample depends on the rest of the batch
+        assert not torch.allclose(probe.signals(x[:3], y[:3]).features, s.features[:3])
         torch.testing.assert_close(t.logits(x), before)  # the probe never touches the teacher itself
 
 

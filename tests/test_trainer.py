@@ -43,3 +43,13 @@ def test_distill_learns_and_resume_is_exact(teacher_files, tiny_npz, tmp_path):
     a = torch.load(tmp_path / "a" / "ckpt.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "b" / "ckpt.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_early_stopped_student_is_not_trained_again(teacher_files, tiny_npz, tmp_path):
+    teacher = load_teacher(teacher_files["pt2"])
+    data = load_data(str(tiny_npz))
+    cfg = Distill(epochs=30, batch=128, lr=1e-9, patience=1)  # lr ~ 0: validation never improves after epoch 1
+    first = distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "s", tmp_path / "cache.pt", seed=0)
+    assert first.epochs_run == 2
+    again = distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "s", tmp_path / "cache.pt", seed=0)
+    assert again.epochs_run == 2

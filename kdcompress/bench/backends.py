@@ -80,7 +80,8 @@ def backend_status() -> dict[str, str]:
     except ImportError:
         status["onnxruntime-cpu"] = status["onnxruntime-cuda"] = "unavailable: pip install onnxruntime"
     status["tensorrt"] = (
-        "available" if importlib.util.find_spec("tensorrt") else "unavailable: TensorRT is not installed (extra 'gpu')"
+        "unavailable: TensorRT is installed, but kdcompress has no TensorRT runner yet"
+        if importlib.util.find_spec("tensorrt") else "unavailable: TensorRT is not installed (extra 'gpu')"
     )
     import torch
 
@@ -95,9 +96,13 @@ def resolve_backend(device: str, backend: str, strict: bool = False) -> tuple[st
         "onnxruntime-cpu" if backend == "onnxruntime" else backend
     )
     status = backend_status()
-    if status.get(wanted, "").startswith("available"):
+    if wanted in BACKENDS and status.get(wanted, "").startswith("available"):
         return wanted, None
-    reason = status.get(wanted, f"unavailable: backend {wanted!r} is not implemented yet")
+    reason = status.get(wanted, "unavailable")
+    if wanted not in BACKENDS:
+        reason = f"unavailable: kdcompress has no {wanted} runner yet"
+    why = reason.removeprefix("unavailable: ")
     if strict:
-        raise KDCompressError(f"target backend {wanted} {reason}", "drop --strict-target to measure on onnxruntime-cpu")
-    return "onnxruntime-cpu", f"target backend {wanted} is {reason.removeprefix('unavailable: ')}; measuring on onnxruntime-cpu"
+        raise KDCompressError(f"target backend {wanted} unavailable ({why})",
+                              "drop --strict-target to measure on onnxruntime-cpu")
+    return "onnxruntime-cpu", f"target backend {wanted} unavailable ({why}); measuring on onnxruntime-cpu"

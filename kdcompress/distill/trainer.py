@@ -76,7 +76,10 @@ def distill(
     t_start = time.time()
     torch.manual_seed(seed)
     model = build_student(spec["space"], spec["genes"], spec["in_channels"], spec["num_classes"])
-    write_json(student_dir / "spec.json", spec)
+    ckpt_path, history_path, spec_path = student_dir / "ckpt.pt", student_dir / "history.jsonl", student_dir / "spec.json"
+    if spec_path.exists() and json.loads(spec_path.read_text()) != spec:
+        ckpt_path.unlink(missing_ok=True)  # a checkpoint of another student: never resume from it
+    write_json(spec_path, spec)
     x, y = data.x_train, data.y_train
     if cfg.train_samples is not None:
         x, y = x[: cfg.train_samples], y[: cfg.train_samples]
@@ -98,8 +101,8 @@ def distill(
     )
     gen = torch.Generator().manual_seed(seed)
     start_epoch, best_acc, stale, seconds_before = 0, -1.0, 0, 0.0
-    ckpt_path, history_path = student_dir / "ckpt.pt", student_dir / "history.jsonl"
     history: list[dict] = []
+    finished = False
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         model.load_state_dict(ck["model"])
@@ -108,15 +111,14 @@ def distill(
         gen.set_state(ck["generator"])
         torch.set_rng_state(ck["torch_rng"])
         start_epoch, best_acc, stale = ck["epoch"], ck["best_acc"], ck["stale"]
-        seconds_before = ck.get("seconds", 0.0)
+        seconds_before, finished = ck.get("seconds", 0.0), ck.get("finished", False)
         history = [json.loads(line) for line in history_path.read_text().splitlines()] if history_path.exists() else []
         history = history[:start_epoch]
 
     progress.start(f"distill {student_dir.name}", cfg.epochs * steps_per_epoch)
     progress.advance(start_epoch * steps_per_epoch)
     teacher.set_eval()
-    epoch = start_epoch
-    for epoch in range(start_epoch, cfg.epochs):
+    for epoch in range(start_epoch, cfg.epochs if not finished else start_epoch):
         t0 = time.time()
         model.train()
         total, n = 0.0, 0
@@ -144,6 +146,7 @@ def distill(
             _save_torch(student_dir / "model.pt", model.state_dict())
         else:
             stale += 1
+        early_stop = cfg.patience is not None and stale >= cfg.patience
         history.append({"epoch": epoch + 1, "loss": total / max(1, n), "val_accuracy": val_acc,
                         "lr": sched.get_last_lr()[0], "seconds": round(time.time() - t0, 2)})
         atomic_write(history_path, "".join(json.dumps(h) + "\n" for h in history))
@@ -151,8 +154,9 @@ def distill(
             "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
             "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch + 1,
             "best_acc": best_acc, "stale": stale, "seconds": seconds_before + time.time() - t_start,
+            "finished": epoch + 1 == cfg.epochs or early_stop,
         })
-        if cfg.patience is not None and stale >= cfg.patience:
+        if early_stop:
             break
     progress.stop()
     return DistillResult(student_dir, best_acc, len(history), seconds_before + time.time() - t_start)

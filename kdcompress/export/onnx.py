@@ -45,7 +45,7 @@ def _quiet_exporter():
 def _export_dynamo(model: nn.Module, example: torch.Tensor, path: Path, opset: int, dynamic_batch: bool) -> None:
     kwargs = {}
     if dynamic_batch:
-        kwargs["dynamic_shapes"] = {"x": {0: torch.export.Dim("batch", min=1, max=65536)}}
+        kwargs["dynamic_shapes"] = ({0: torch.export.Dim("batch", min=1, max=65536)},)
     program = torch.onnx.export(
         model, (example,), dynamo=True, opset_version=opset, input_names=["x"], output_names=["logits"],
         optimize=True, **kwargs,
@@ -118,5 +118,6 @@ def onnx_bytes(model: nn.Module, example: torch.Tensor, opset: int = 18) -> byte
     """A quick in-memory ONNX export (TorchScript exporter) for timing candidates during search — not an artifact."""
     buf = io.BytesIO()
     with _quiet_exporter():
-        torch.onnx.export(model, (example,), buf, dynamo=False, opset_version=opset, input_names=["x"])
+        torch.onnx.export(model, (example,), buf, dynamo=False, opset_version=opset, input_names=["x"],
+                          dynamic_axes={"x": {0: "batch"}})
     return buf.getvalue()

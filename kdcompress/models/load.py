@@ -159,6 +159,15 @@ def load_teacher(path: Path | str, arch: str | None = None, trust_pickle: bool =
     return Teacher(module=module, kind=kind, path=path, sha256=file_sha256(path))
 
 
+def _accepts(teacher: Teacher, shape: tuple[int, ...]) -> bool:
+    try:
+        with torch.no_grad():
+            teacher.module(torch.zeros(*shape))
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
 def infer_io(teacher: Teacher, input_shape: tuple[int, ...]) -> int:
     """Run the teacher on a zero batch of ``input_shape``; return its class count or say why it does not fit."""
     teacher.set_eval()
@@ -167,6 +176,11 @@ def infer_io(teacher: Teacher, input_shape: tuple[int, ...]) -> int:
             out = teacher.module(torch.zeros(2, *input_shape))
     except Exception as e:  # noqa: BLE001 — any failure here means the data does not fit the model
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if teacher.kind == "exported" and _accepts(teacher, (1, *input_shape)):
+            raise KDCompressError(
+                f"{teacher.path.name} was exported with a fixed batch size of 1",
+                "re-export it with dynamic_shapes={'x': {0: torch.export.Dim('batch')}}",
+            ) from None
         raise KDCompressError(
             f"teacher {teacher.path.name} does not accept inputs of shape {list(input_shape)} ({msg[:160]})",
             "check that --data matches what the teacher was trained on",

@@ -124,7 +124,8 @@ def prepare_context(
     return SearchContext(
         x=x, y=y, teacher_signals=signals, in_channels=data.input_shape[0], num_classes=data.num_classes,
         max_params=budget.params_ratio * teacher_params if budget.params_ratio else None,
-        max_flops=FLOPS_SLACK * budget.latency_ratio * teacher_flops if budget.latency_ratio else None,
+        # teacher_flops is 0 when the teacher's FLOPs could not be counted: then no pre-filter
+        max_flops=FLOPS_SLACK * budget.latency_ratio * teacher_flops if budget.latency_ratio and teacher_flops else None,
         max_latency_ms=budget.latency_ratio * teacher_latency_ms if budget.latency_ratio else None,
         backend=backend, threads=profile.target.threads, batch=profile.target.batch, proxy=cfg.proxy, seed=seed,
     )

@@ -100,7 +100,7 @@ class TeacherProbe:
         except Exception as e:  # noqa: BLE001 — tracing failures are many; the user-facing fact is one
             raise KDCompressError(
                 f"cannot trace the teacher for the DisWOT proxy ({str(e).splitlines()[0][:160]})",
-                "save it with torch.export (.pt2) or use --proxy params",
+                "save it with torch.export (.pt2) or use another proxy: --set search.proxy=params",
             ) from None
         self.gm = gm
         self.classifier_weight = self._rewire(gm)
@@ -112,9 +112,9 @@ class TeacherProbe:
         nodes = list(gm.graph.nodes)
         linear = next((n for n in reversed(nodes) if n.op == "call_function" and n.target in _LINEAR), None)
         if linear is None:
-            raise KDCompressError("the teacher has no final linear classifier", "DisWOT needs one; use --proxy params")
+            raise KDCompressError("the teacher has no final linear classifier", "DisWOT needs one; use another proxy: --set search.proxy=params")
         if linear.target != aten.linear.default or linear.args[1].op != "get_attr":
-            raise KDCompressError("the teacher's classifier is not a plain linear layer", "use --proxy params")
+            raise KDCompressError("the teacher's classifier is not a plain linear layer", "use another proxy: --set search.proxy=params")
         weight = _fetch(gm, linear.args[1].target)
         # Walk back from the classifier's input through flatten/pool ops to the feature map they reduce.
         feat = linear.args[0]
