@@ -15,7 +15,8 @@ from rich.table import Table
 from kdcompress.errors import KDCompressError
 
 err_console = Console(stderr=True)
-out_console = Console()
+# Piped output (CI logs, `make demo | tee`) gets a wide fixed width instead of rich's 80 columns.
+out_console = Console() if sys.stdout.isatty() else Console(width=130)
 
 
 class BarProgress:
