@@ -69,7 +69,7 @@ def main() -> None:
     model.eval()
     batch = torch.export.Dim("batch", min=1, max=65536)
     ep = torch.export.export(model, (torch.zeros(2, 1, 28, 28),), dynamic_shapes={"x": {0: batch}})
-    tmp = args.out.with_suffix(".pt2.tmp")
+    tmp = args.out.with_name(args.out.stem + ".tmp.pt2")  # torch.export.save wants a .pt2 name
     torch.export.save(ep, tmp)
     os.replace(tmp, args.out)
     meta = {
