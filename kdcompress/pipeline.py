@@ -24,7 +24,6 @@ from kdcompress.report.environment import environment
 from kdcompress.report.result import build_result, write_report
 from kdcompress.run import Progress, RunDir, read_json, write_json
 from kdcompress.search import search
-from kdcompress.search.evolution import quick_latency_ms
 from kdcompress.search.proxies import count_flops
 
 # Every artifact built so far is fp32 ONNX; fp16/int8 engines come with the deployment issue.
@@ -144,11 +143,10 @@ def stage_load(s: Session) -> dict:
         notes.append(f"{wanted_precision} artifacts are not built yet; exporting and measuring fp32")
     for n in notes:
         s.progress.note(n)
-    latency = quick_latency_ms(onnx_path, data.input_shape, backend, t.threads, t.batch)
     s.run.manifest.update({
         "teacher": {"path": str(teacher.path), "kind": teacher.kind, "sha256": teacher.sha256, "params": params,
                     "flops": flops, "num_classes": k, "artifact": str(onnx_path), "exporter": exporter,
-                    "parity": parity, "search_latency_ms": latency},
+                    "parity": parity},
         "data": data.summary(), "input_shape": list(data.input_shape), "preprocess": prep.to_json(),
         "backend": backend, "backend_note": "; ".join(notes) or None, "precision": ARTIFACT_PRECISION,
         "environment": environment(),
@@ -179,7 +177,7 @@ def stage_search(s: Session) -> dict:
     t = s.run.manifest["teacher"]
     top = search(
         s.teacher, s.data, s.prep, s.profile, s.run.folder("search"), s.run.manifest["backend"],
-        t["search_latency_ms"], t["params"], t["flops"], s.inputs["seed"], s.progress,
+        Path(t["artifact"]), t["params"], t["flops"], s.inputs["seed"], s.progress,
     )
     return {"top": [f"{c.space}:{c.genes}" for c in top]}
 

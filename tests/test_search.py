@@ -8,6 +8,7 @@ import random
 import torch
 
 from kdcompress.data import Preprocess, load_data
+from kdcompress.export import to_onnx
 from kdcompress.models.load import load_teacher
 from kdcompress.profiles import load_profile
 from kdcompress.search.evolution import search
@@ -48,7 +49,10 @@ def _search(teacher_files, tiny_npz, tiny_profile, out, seed):
     t = load_teacher(teacher_files["pt2"])
     data = load_data(str(tiny_npz))
     teacher_params = sum(p.numel() for p in t.module.parameters())
-    top = search(t, data, Preprocess(), profile, out, "onnxruntime-cpu", 1.0, teacher_params, 10**7, seed)
+    onnx_path = out.parent / "teacher.onnx"
+    if not onnx_path.exists():
+        to_onnx(t.module, torch.zeros(1, 1, 12, 12), onnx_path)
+    top = search(t, data, Preprocess(), profile, out, "onnxruntime-cpu", onnx_path, teacher_params, 10**7, seed)
     return top, teacher_params, [json.loads(line) for line in (out / "candidates.jsonl").read_text().splitlines()]
 
 
@@ -57,6 +61,7 @@ def test_evolution_respects_budget_and_is_deterministic(teacher_files, tiny_npz,
     top2, _, log2 = _search(teacher_files, tiny_npz, tiny_profile, tmp_path / "b", seed=3)
     budget = 0.8 * teacher_params
     assert all(c["params"] <= budget for c in log1 if c["feasible"])
+    assert all(c["latency_ratio"] <= 5.0 for c in log1 if c["feasible"])  # the tiny profile's latency budget
     assert any(not c["feasible"] for c in log1)  # the budget did bite
     assert [c.genes for c in top1] == [c.genes for c in top2]
     strip = lambda log: [(c["genes"], c["feasible"], c["scores"]) for c in log]  # noqa: E731 — latency is measured

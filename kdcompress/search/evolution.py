@@ -1,5 +1,9 @@
 """Aging evolution (Real et al., AAAI 2019) over the student spaces, under a budget of params and *measured*
 latency on the target backend, ranked by a zero-cost proxy (DESIGN §4).
+
+Latency is budgeted as a ratio to the teacher, both timed interleaved in the same few hundred milliseconds: on a
+shared machine absolute timings drift by 1.5x from one minute to the next (seen on our 2-core CI machine), and a
+candidate timed in a fast phase against a teacher timed in a slow one would pass a budget it does not meet.
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdcompress.bench import measure_latency
-from kdcompress.bench.backends import BACKENDS
+from kdcompress.bench import interleaved_latency
+from kdcompress.bench.backends import BACKENDS, Runner
 from kdcompress.data import DataSplits, Preprocess
 from kdcompress.errors import KDCompressError, lookup
 from kdcompress.export.onnx import onnx_bytes
@@ -43,6 +47,7 @@ class Scored:
     params: int
     flops: int
     latency_ms: float | None
+    latency_ratio: float | None  # p50 / teacher p50, timed interleaved
     feasible: bool
     reason: str | None = None
     scores: dict[str, float] = field(default_factory=dict)
@@ -62,22 +67,22 @@ class SearchContext:
     num_classes: int
     max_params: float | None
     max_flops: float | None
-    max_latency_ms: float | None
+    max_latency_ratio: float | None
     backend: str
     threads: int
     batch: int
     proxy: str
     seed: int
-    latency_cache: dict[str, float] = field(default_factory=dict)
+    teacher_runner: Runner
+    latency_cache: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
-def quick_latency_ms(
-    artifact: bytes | Path, input_shape: tuple[int, ...], backend: str, threads: int = 1, batch: int = 1
-) -> float:
-    """p50 latency (ms) of an ONNX model on ``backend`` at ``batch``: the quick timing the search budgets with."""
-    runner = BACKENDS[backend](artifact, threads=threads)
-    x = np.zeros((batch, *input_shape), dtype=np.float32)
-    return measure_latency(runner, x, **SEARCH_TIMING).p50
+def relative_latency(artifact: bytes | Path, ctx: SearchContext) -> tuple[float, float]:
+    """(p50 ms, p50 / teacher p50) of an ONNX model, timed interleaved with the teacher on the search backend."""
+    runner = BACKENDS[ctx.backend](artifact, threads=ctx.threads)
+    x = np.zeros((ctx.batch, *ctx.x.shape[1:]), dtype=np.float32)
+    lat = interleaved_latency({"teacher": ctx.teacher_runner, "candidate": runner}, x, **SEARCH_TIMING)
+    return lat["candidate"].p50, lat["candidate"].p50 / lat["teacher"].p50
 
 
 def evaluate(cand: Candidate, ctx: SearchContext) -> Scored:
@@ -88,25 +93,24 @@ def evaluate(cand: Candidate, ctx: SearchContext) -> Scored:
     n_flops = count_flops(student, ctx.x[:1])
     genes = cand.as_dict()
     if ctx.max_params is not None and n_params > ctx.max_params:
-        return Scored(cand.family, genes, n_params, n_flops, None, False, f"params {n_params} > {ctx.max_params:.0f}")
+        return Scored(cand.family, genes, n_params, n_flops, None, None, False,
+                      f"params {n_params} > {ctx.max_params:.0f}")
     if ctx.max_flops is not None and n_flops > ctx.max_flops:
-        return Scored(cand.family, genes, n_params, n_flops, None, False,
+        return Scored(cand.family, genes, n_params, n_flops, None, None, False,
                       f"flops {n_flops} > {ctx.max_flops:.0f} (pre-filter, latency not measured)")
-    latency = ctx.latency_cache.get(cand.key)
-    if latency is None:
-        latency = ctx.latency_cache[cand.key] = quick_latency_ms(
-            onnx_bytes(student, ctx.x[:1]), tuple(ctx.x.shape[1:]), ctx.backend, ctx.threads, ctx.batch
-        )
-    if ctx.max_latency_ms is not None and latency > ctx.max_latency_ms:
-        return Scored(cand.family, genes, n_params, n_flops, latency, False,
-                      f"latency {latency:.3f} ms > {ctx.max_latency_ms:.3f} ms")
+    if cand.key not in ctx.latency_cache:
+        ctx.latency_cache[cand.key] = relative_latency(onnx_bytes(student, ctx.x[:1]), ctx)
+    latency, ratio = ctx.latency_cache[cand.key]
+    if ctx.max_latency_ratio is not None and ratio > ctx.max_latency_ratio:
+        return Scored(cand.family, genes, n_params, n_flops, latency, ratio, False,
+                      f"latency ratio {ratio:.3f} > {ctx.max_latency_ratio}")
     gaussian_init_(student, torch.Generator().manual_seed(ctx.seed))
     score = PROXIES[ctx.proxy](ctx.teacher_signals, student, ctx.x, ctx.y)
-    return Scored(cand.family, genes, n_params, n_flops, latency, True, scores={ctx.proxy: score})
+    return Scored(cand.family, genes, n_params, n_flops, latency, ratio, True, scores={ctx.proxy: score})
 
 
 def prepare_context(
-    teacher: Teacher, data: DataSplits, prep: Preprocess, profile: Profile, backend: str, teacher_latency_ms: float,
+    teacher: Teacher, data: DataSplits, prep: Preprocess, profile: Profile, backend: str, teacher_artifact: Path,
     teacher_params: int, teacher_flops: int, seed: int,
 ) -> SearchContext:
     cfg = profile.search
@@ -126,8 +130,9 @@ def prepare_context(
         max_params=budget.params_ratio * teacher_params if budget.params_ratio else None,
         # teacher_flops is 0 when the teacher's FLOPs could not be counted: then no pre-filter
         max_flops=FLOPS_SLACK * budget.latency_ratio * teacher_flops if budget.latency_ratio and teacher_flops else None,
-        max_latency_ms=budget.latency_ratio * teacher_latency_ms if budget.latency_ratio else None,
+        max_latency_ratio=budget.latency_ratio,
         backend=backend, threads=profile.target.threads, batch=profile.target.batch, proxy=cfg.proxy, seed=seed,
+        teacher_runner=BACKENDS[backend](teacher_artifact, threads=profile.target.threads),
     )
 
 
@@ -166,7 +171,7 @@ def aging_evolution(
         if not pop:
             raise KDCompressError(
                 f"no candidate in {spaces} meets the budget after {attempts} tries "
-                f"(max latency {ctx.max_latency_ms} ms, max params {ctx.max_params})",
+                f"(max latency ratio {ctx.max_latency_ratio}, max params {ctx.max_params})",
                 "relax budget.latency_ratio / params_ratio in the profile",
             )
         for _ in range(iterations):
@@ -185,13 +190,13 @@ def aging_evolution(
 
 def search(
     teacher: Teacher, data: DataSplits, prep: Preprocess, profile: Profile, out_dir: Path, backend: str,
-    teacher_latency_ms: float, teacher_params: int, teacher_flops: int, seed: int = 0,
+    teacher_artifact: Path, teacher_params: int, teacher_flops: int, seed: int = 0,
     progress: Progress | None = None,
 ) -> list[Scored]:
     """The search stage: write ``candidates.jsonl`` and ``top.json`` under ``out_dir``; return the top-k."""
     cfg = profile.search
     ctx = prepare_context(
-        teacher, data, prep, profile, backend, teacher_latency_ms, teacher_params, teacher_flops, seed
+        teacher, data, prep, profile, backend, teacher_artifact, teacher_params, teacher_flops, seed
     )
     feasible = aging_evolution(
         ctx, cfg.space, cfg.population, cfg.iterations, cfg.tournament, seed, out_dir / "candidates.jsonl", progress
@@ -199,7 +204,7 @@ def search(
     top = sorted(feasible, key=lambda s: s.scores[cfg.proxy], reverse=True)[: cfg.top_k]
     write_json(out_dir / "top.json", {
         "proxy": cfg.proxy, "teacher_init": cfg.teacher_init, "backend": backend,
-        "teacher_latency_ms": teacher_latency_ms, "max_latency_ms": ctx.max_latency_ms, "max_params": ctx.max_params,
+        "max_latency_ratio": ctx.max_latency_ratio, "max_params": ctx.max_params, "max_flops": ctx.max_flops,
         "evaluated": len(feasible), "top": [s.to_json() for s in top],
     })
     return top
