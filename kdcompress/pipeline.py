@@ -123,9 +123,7 @@ def stage_load(s: Session) -> dict:
         raise KDCompressError(f"teacher outputs {k} classes but the data has {data.num_classes}",
                               "use data with the teacher's classes")
     teacher.set_eval()
-    params = sum(p.numel() for p in teacher.module.parameters()) or sum(
-        b.numel() for n, b in teacher.module.named_buffers() if b.is_floating_point() and "running" not in n
-    )
+    params = sum(p.numel() for p in teacher.module.parameters())
     try:
         flops = count_flops(teacher.module, s.example)
     except Exception:  # noqa: BLE001 — FLOP counting is informative only; some module kinds do not support it

@@ -22,16 +22,10 @@ import torch.nn.functional as F
 from kdcompress.data import Preprocess, load_data
 from kdcompress.data.augment import random_crop_flip
 from kdcompress.data.splits import batches
+from kdcompress.distill.trainer import evaluate
 from kdcompress.models.students import build_resnet
 
 GENES = {"stem": 32, "widths": [32, 64, 128], "depths": [1, 2, 2], "stem_stride": 1}
-
-
-@torch.no_grad()
-def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, prep: Preprocess) -> float:
-    model.eval()
-    correct = sum(int((model(prep(xb)).argmax(1) == yb).sum()) for _, xb, yb in batches(x, y, 1000))
-    return 100.0 * correct / len(y)
 
 
 def main() -> None:
@@ -63,7 +57,7 @@ def main() -> None:
             loss.backward()
             opt.step()
             sched.step()
-        acc = accuracy(model, data.x_test, data.y_test, prep)
+        acc = evaluate(model, data.x_test, data.y_test, prep)
         print(f"epoch {epoch + 1}/{args.epochs} loss {loss.item():.3f} test acc {acc:.2f}% ({time.time() - t0:.0f}s)")
 
     model.eval()

@@ -42,24 +42,14 @@ class LatencyStats:
 
 def measure_latency(runner: Runner, x: np.ndarray, warmup: int = 50, iters: int = 300, repeats: int = 5) -> LatencyStats:
     """Warm up, then ``repeats × iters`` timed, synchronised runs on one preallocated input."""
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    for _ in range(warmup):
-        runner.infer(x)
-    runner.sync()
-    samples: list[float] = []
-    for _ in range(repeats):
-        for _ in range(iters):
-            t0 = time.perf_counter()
-            runner.infer(x)
-            runner.sync()
-            samples.append((time.perf_counter() - t0) * 1e3)
-    return LatencyStats.from_samples(samples, len(x))
+    return interleaved_latency({"model": runner}, x, warmup, iters, repeats)["model"]
 
 
 def interleaved_latency(
     runners: dict[str, Runner], x: np.ndarray, warmup: int, iters: int, repeats: int
 ) -> dict[str, LatencyStats]:
-    """Time several runners in alternating blocks, so drift on a noisy machine hits them all alike."""
+    """Warm-up, then ``repeats`` rounds of ``iters`` timed runs per runner, the runners taking turns within each
+    round, so that drift on a noisy machine hits them all alike."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     for r in runners.values():
         for _ in range(warmup):
