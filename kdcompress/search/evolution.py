@@ -26,8 +26,8 @@ from kdcompress.models.load import Teacher
 from kdcompress.models.students import build_student
 from kdcompress.profiles import Profile
 from kdcompress.run import Progress, atomic_path, write_json
-from kdcompress.search.probe import Signals, TeacherProbe, gaussian_init_
-from kdcompress.search.proxies import PROXIES, count_flops
+from kdcompress.search.probe import Signals, TeacherProbe
+from kdcompress.search.proxies import PROXIES, PROXY_INIT, count_flops
 from kdcompress.search.space import Candidate, get_space
 
 # Quick timing during search; the bench stage measures the shipped artifacts properly.
@@ -104,7 +104,8 @@ def evaluate(cand: Candidate, ctx: SearchContext) -> Scored:
     if ctx.max_latency_ratio is not None and ratio > ctx.max_latency_ratio:
         return Scored(cand.family, genes, n_params, n_flops, latency, ratio, False,
                       f"latency ratio {ratio:.3f} > {ctx.max_latency_ratio}")
-    gaussian_init_(student, torch.Generator().manual_seed(ctx.seed))
+    if ctx.proxy in PROXY_INIT:
+        PROXY_INIT[ctx.proxy](student, torch.Generator().manual_seed(ctx.seed))
     score = PROXIES[ctx.proxy](ctx.teacher_signals, student, ctx.x, ctx.y)
     return Scored(cand.family, genes, n_params, n_flops, latency, ratio, True, scores={ctx.proxy: score})
 

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdcompress.search.probe import Signals, student_signals
+from kdcompress.search import rivals
+from kdcompress.search.probe import Signals, gaussian_init_, student_signals
 
 
 def sp_relation(f_t: torch.Tensor, f_s: torch.Tensor) -> torch.Tensor:
@@ -87,10 +88,18 @@ def count_flops(model: nn.Module, x: torch.Tensor) -> int:
     return int(counter.get_total_flops())
 
 
+# The initialisation each proxy scores a student at, when it is not PyTorch's default.
+PROXY_INIT: dict[str, Callable[[nn.Module, torch.Generator], None]] = {"diswot": gaussian_init_}
+
 Proxy = Callable[[Signals, nn.Module, torch.Tensor, torch.Tensor], float]
 
 PROXIES: dict[str, Proxy] = {
     "diswot": diswot,
     "params": params,
     "flops": flops,
+    "grad_norm": rivals.grad_norm,
+    "snip": rivals.snip,
+    "synflow": rivals.synflow,
+    "nwot": rivals.nwot,
+    "zen": rivals.zen,
 }
