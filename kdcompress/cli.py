@@ -98,39 +98,114 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
-@cli.command()
-@click.argument("teacher", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--profile", "-p", default="cpu", show_default=True, help="Profile name (see `profiles list`) or YAML path.")
-@click.option("--data", "-d", default="fashion-mnist", show_default=True,
-              help="fashion-mnist, a .npz file (x_train,y_train,x_test,y_test) or an ImageFolder directory.")
-@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/latest"),
-              show_default=True, help="Run directory.")
-@click.option("--arch", help="FILE.py:ClassName for a state_dict teacher.")
-@click.option("--trust-pickle", is_flag=True, help="Allow loading a full pickled nn.Module (executes code).")
-@click.option("--resume", is_flag=True, help="Continue a run in --out, skipping finished stages.")
-@click.option("--seed", default=0, show_default=True, help="Seed for splits, search and training.")
-@click.option("--mean", type=float, multiple=True, help="Per-channel input mean after scaling to [0,1] (repeat).")
-@click.option("--std", type=float, multiple=True, help="Per-channel input std after scaling to [0,1] (repeat).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a profile field.")
-@click.option("--strict-target", is_flag=True, help="Fail instead of falling back when the target backend is missing.")
-@click.option("--json", "as_json", is_flag=True, help="Print only the result JSON on stdout.")
-def shrink(teacher: Path, profile: str, data: str, out: Path, arch: str | None, trust_pickle: bool, resume: bool,
-           seed: int, mean: tuple[float, ...], std: tuple[float, ...], overrides: tuple[str, ...],
-           strict_target: bool, as_json: bool) -> None:
-    """Search, distil, export, benchmark and report: TEACHER in, verified ONNX student out."""
-    from kdcompress.pipeline import Inputs, shrink as run_shrink
+def input_options(fn):
+    """The options that describe a job: teacher loading, data, profile and its overrides, run directory."""
+    options = [
+        click.option("--profile", "-p", default="cpu", show_default=True,
+                     help="Profile name (see `profiles list`) or YAML path."),
+        click.option("--data", "-d", default="fashion-mnist", show_default=True,
+                     help="fashion-mnist, a .npz file (x_train,y_train,x_test,y_test) or an ImageFolder directory."),
+        click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/latest"),
+                     show_default=True, help="Run directory."),
+        click.option("--arch", help="FILE.py:ClassName for a state_dict teacher."),
+        click.option("--trust-pickle", is_flag=True, help="Allow loading a full pickled nn.Module (executes code)."),
+        click.option("--resume", is_flag=True, help="Continue a run in --out, skipping finished stages."),
+        click.option("--seed", default=0, show_default=True, help="Seed for splits, search and training."),
+        click.option("--mean", type=float, multiple=True, help="Per-channel input mean after scaling to [0,1] (repeat)."),
+        click.option("--std", type=float, multiple=True, help="Per-channel input std after scaling to [0,1] (repeat)."),
+        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a profile field."),
+        click.option("--strict-target", is_flag=True,
+                     help="Fail instead of falling back when the target backend is missing."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def make_inputs(teacher: Path, profile: str, data: str, arch: str | None, trust_pickle: bool, seed: int,
+                mean: tuple[float, ...], std: tuple[float, ...], overrides: tuple[str, ...] | dict,
+                strict_target: bool):
+    from kdcompress.pipeline import Inputs
     from kdcompress.profiles import load_profile
 
-    sets = _parse_overrides(overrides)
+    sets = overrides if isinstance(overrides, dict) else _parse_overrides(overrides)
     if mean:
         sets["data.mean"] = list(mean)
     if std:
         sets["data.std"] = list(std)
-    inputs = Inputs(str(teacher), data, load_profile(profile, sets), arch, trust_pickle, seed, strict_target)
-    result = run_shrink(inputs, out, resume=resume, progress=BarProgress())
+    return Inputs(str(teacher), data, load_profile(profile, sets), arch, trust_pickle, seed, strict_target)
+
+
+@cli.command()
+@click.argument("teacher", type=click.Path(dir_okay=False, path_type=Path))
+@input_options
+@click.option("--json", "as_json", is_flag=True, help="Print only the result JSON on stdout.")
+def shrink(teacher: Path, out: Path, resume: bool, as_json: bool, **job) -> None:
+    """Search, distil, export, benchmark and report: TEACHER in, verified ONNX student out."""
+    from kdcompress.pipeline import shrink as run_shrink
+
+    result = run_shrink(make_inputs(teacher, **job), out, resume=resume, progress=BarProgress())
     print_result(result, as_json)
     if not as_json:
         out_console.print(f"run directory: {out}  (result.json, report.md)")
+
+
+@cli.command()
+@click.argument("target", type=click.Path(exists=True, path_type=Path))
+@input_options
+@click.option("--proxy", help="Proxy that ranks the candidates, or 'all' to rank with the profile's and score with "
+                              "every proxy side by side.")
+@click.option("--iterations", type=int, help="Evolution iterations (profile: search.iterations).")
+@click.option("--top-k", type=int, help="Candidates kept for distillation (profile: search.top_k).")
+@click.option("--json", "as_json", is_flag=True, help="Print the candidates as JSON on stdout.")
+def search(target: Path, out: Path, resume: bool, proxy: str | None, iterations: int | None, top_k: int | None,
+           as_json: bool, **job) -> None:
+    """Score candidate students training-free under the profile's budget.
+
+    TARGET is a teacher file (load + search into --out) or an existing run directory (re-run its search stage).
+    """
+    if target.is_dir():
+        return _rerun_stage(target, "search", as_json)
+    from kdcompress.pipeline import search_candidates
+    from kdcompress.search import PROXIES
+    from kdcompress.search.space import get_space
+
+    sets = _parse_overrides(job.pop("overrides"))
+    if proxy == "all":
+        sets["search.also_score"] = sorted(PROXIES)
+    elif proxy:
+        sets["search.proxy"] = proxy
+    if iterations is not None:
+        sets["search.iterations"] = iterations
+    if top_k is not None:
+        sets["search.top_k"] = top_k
+    inputs = make_inputs(target, overrides=sets, **job)
+    rows = search_candidates(inputs, out, resume=resume, progress=BarProgress())
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    names = list(rows[0]["scores"]) if rows else []
+    table = Table(title=f"{len(rows)} candidates within budget (best first by {inputs.profile.search.proxy})")
+    table.add_column("candidate", no_wrap=True)
+    for col in ("params", "MFLOPs", "lat. ratio", *names):
+        table.add_column(col, justify="right")
+    for r in rows[:20]:
+        table.add_row(f"{r['space']} {get_space(r['space']).describe(r['genes'])}", f"{r['params']:,}", f"{r['flops'] / 1e6:.1f}", f"{r['latency_ratio']:.3f}",
+                      *(f"{r['scores'][n]:.3g}" for n in names))
+    if len(rows) > 20:
+        out_console.print(f"(first 20 of {len(rows)}; --json prints them all)")
+    out_console.print(table)
+    out_console.print(f"all candidates: {out / 'search' / 'candidates.jsonl'}")
+
+
+def _rerun_stage(run: Path, name: str, as_json: bool) -> None:
+    from kdcompress.pipeline import Session, run_stage
+    from kdcompress.run import RunDir
+
+    session = Session(RunDir.open(run, must_exist=True), BarProgress())
+    run_stage(session, name)
+    record = session.run.manifest["stages"][name]
+    click.echo(json.dumps(record, indent=2) if as_json else f"{name}: done in {record['seconds']:.1f}s ({run})")
 
 
 def _stage_command(name: str, doc: str) -> None:
@@ -138,17 +213,10 @@ def _stage_command(name: str, doc: str) -> None:
     @click.argument("run", type=click.Path(file_okay=False, exists=True, path_type=Path))
     @click.option("--json", "as_json", is_flag=True, help="Print the stage's manifest record as JSON.")
     def command(run: Path, as_json: bool) -> None:
-        from kdcompress.pipeline import Session, run_stage
-        from kdcompress.run import RunDir
-
-        session = Session(RunDir.open(run, must_exist=True), BarProgress())
-        run_stage(session, name)
-        record = session.run.manifest["stages"][name]
-        click.echo(json.dumps(record, indent=2) if as_json else f"{name}: done in {record['seconds']:.1f}s ({run})")
+        _rerun_stage(run, name, as_json)
 
 
 for _name, _doc in [
-    ("search", "Score candidate students with the profile's proxy under its budget."),
     ("distill", "Distil the top candidates from the teacher."),
     ("export", "Export the trained students to ONNX and check parity with PyTorch."),
     ("bench", "Measure latency and accuracy of every artifact on the target backend."),

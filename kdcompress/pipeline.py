@@ -5,6 +5,7 @@ and ``--resume`` skips finished ones.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,8 +253,10 @@ def run_stage(session: Session, name: str, force: bool = True) -> None:
     _stage(session, name, STAGE_FUNCS[name], force)
 
 
-def shrink(inputs: Inputs, out: Path | str, resume: bool = False, progress: Progress | None = None) -> dict:
-    """Run every stage on ``inputs`` into ``out``; return the result (also in ``out/result.json``)."""
+def run_until(
+    inputs: Inputs, out: Path | str, last: str, resume: bool = False, progress: Progress | None = None
+) -> RunDir:
+    """Run the stages on ``inputs`` into ``out`` up to and including ``last``, skipping finished ones."""
     run = RunDir.open(out, resume=resume)
     recorded = run.manifest.get("inputs")
     if recorded is not None and recorded != inputs.to_json() and any(run.done(s) for s in STAGE_FUNCS):
@@ -264,4 +267,23 @@ def shrink(inputs: Inputs, out: Path | str, resume: bool = False, progress: Prog
     session = Session(run, progress or Progress())
     for name, fn in STAGE_FUNCS.items():
         _stage(session, name, fn)
+        if name == last:
+            break
+    return run
+
+
+def shrink(inputs: Inputs, out: Path | str, resume: bool = False, progress: Progress | None = None) -> dict:
+    """Run every stage on ``inputs`` into ``out``; return the result (also in ``out/result.json``)."""
+    run = run_until(inputs, out, "report", resume, progress)
     return read_json(run.path / "result.json")
+
+
+def search_candidates(
+    inputs: Inputs, out: Path | str, resume: bool = False, progress: Progress | None = None
+) -> list[dict]:
+    """Load + search only; return every feasible candidate (``space``, genes, size, latency, ``scores``), best
+    first by the ranking proxy."""
+    run = run_until(inputs, out, "search", resume, progress)
+    proxy = inputs.profile.search.proxy
+    rows = [json.loads(line) for line in (run.path / "search" / "candidates.jsonl").read_text().splitlines()]
+    return sorted((r for r in rows if r["feasible"]), key=lambda r: r["scores"][proxy], reverse=True)

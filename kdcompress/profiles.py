@@ -38,6 +38,7 @@ class Budget(_Strict):
 class Search(_Strict):
     space: list[str] = Field(["resnet"], description="student families to search")
     proxy: str = Field("diswot", description="zero-cost proxy that ranks candidates")
+    also_score: list[str] = Field([], description="more proxies to score every feasible candidate with, to compare")
     population: int = Field(16, ge=2, description="aging-evolution population size")
     iterations: int = Field(100, ge=0, description="candidates scored after the initial population")
     tournament: int = Field(4, ge=1, description="tournament size for parent selection")
@@ -58,13 +59,14 @@ class Search(_Strict):
                 raise ValueError(f"unknown space {name!r}: {did_you_mean(name, SPACES)}")
         return v
 
-    @field_validator("proxy")
+    @field_validator("proxy", "also_score")
     @classmethod
-    def _known_proxy(cls, v: str) -> str:
+    def _known_proxies(cls, v: str | list[str]) -> str | list[str]:
         from kdcompress.search.proxies import PROXIES
 
-        if v not in PROXIES:
-            raise ValueError(f"unknown proxy {v!r}: {did_you_mean(v, PROXIES)}")
+        for name in [v] if isinstance(v, str) else v:
+            if name not in PROXIES:
+                raise ValueError(f"unknown proxy {name!r}: {did_you_mean(name, PROXIES)}")
         return v
 
 

@@ -134,3 +134,18 @@ def test_profiles_and_doctor(cli_cmd):
     assert status["onnxruntime-cpu"].startswith("available")
     assert status["tensorrt"].startswith(("available", "unavailable"))
     assert_user_error(run(cli_cmd, "profiles", "show", "edg"), "did you mean 'edge'")
+
+
+def test_search_command_scores_every_proxy_side_by_side(cli_cmd, teacher_files, tiny_npz, tiny_profile, tmp_path):
+    from kdcompress.search import PROXIES
+
+    proc = run(cli_cmd, "search", teacher_files["pt2"], "--profile", tiny_profile, "--data", tiny_npz,
+               "--out", tmp_path / "s", "--proxy", "all", "--iterations", "2", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert rows and all(set(r["scores"]) == set(PROXIES) for r in rows)
+    assert all({"space", "genes", "params", "flops", "latency_ms"} <= set(r) for r in rows)
+    ranked = [r["scores"]["diswot"] for r in rows]
+    assert ranked == sorted(ranked, reverse=True)  # best first by the ranking proxy
+    assert_user_error(run(cli_cmd, "search", teacher_files["pt2"], "--profile", tiny_profile, "--data", tiny_npz,
+                          "--out", tmp_path / "t", "--proxy", "diswat"), "did you mean 'diswot'")

@@ -71,9 +71,10 @@ class SearchContext:
     backend: str
     threads: int
     batch: int
-    proxy: str
+    proxy: str  # ranks the candidates
     seed: int
     teacher_runner: Runner
+    also_score: list[str] = field(default_factory=list)  # reported beside ``proxy``, for comparison
     latency_cache: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
@@ -104,10 +105,14 @@ def evaluate(cand: Candidate, ctx: SearchContext) -> Scored:
     if ctx.max_latency_ratio is not None and ratio > ctx.max_latency_ratio:
         return Scored(cand.family, genes, n_params, n_flops, latency, ratio, False,
                       f"latency ratio {ratio:.3f} > {ctx.max_latency_ratio}")
-    if ctx.proxy in PROXY_INIT:
-        PROXY_INIT[ctx.proxy](student, torch.Generator().manual_seed(ctx.seed))
-    score = PROXIES[ctx.proxy](ctx.teacher_signals, student, ctx.x, ctx.y)
-    return Scored(cand.family, genes, n_params, n_flops, latency, ratio, True, scores={ctx.proxy: score})
+    scores = {}
+    for name in [ctx.proxy, *ctx.also_score]:
+        torch.manual_seed(ctx.seed)  # every proxy sees the same student, at the init it asks for
+        student = build_student(cand.family, genes, ctx.in_channels, ctx.num_classes)
+        if name in PROXY_INIT:
+            PROXY_INIT[name](student, torch.Generator().manual_seed(ctx.seed))
+        scores[name] = PROXIES[name](ctx.teacher_signals, student, ctx.x, ctx.y)
+    return Scored(cand.family, genes, n_params, n_flops, latency, ratio, True, scores=scores)
 
 
 def prepare_context(
@@ -120,7 +125,7 @@ def prepare_context(
     idx = torch.randperm(len(data.y_train), generator=g)[: cfg.proxy_batch]
     x, y = prep(data.x_train[idx]), data.y_train[idx]
     signals = None
-    if cfg.proxy == "diswot":
+    if "diswot" in (cfg.proxy, *cfg.also_score):
         probe = TeacherProbe(teacher, x[:2], batch_stats=cfg.teacher_init == "random")
         if cfg.teacher_init == "random":
             probe.reinit_(torch.Generator().manual_seed(seed))
@@ -133,6 +138,7 @@ def prepare_context(
         max_flops=FLOPS_SLACK * budget.latency_ratio * teacher_flops if budget.latency_ratio and teacher_flops else None,
         max_latency_ratio=budget.latency_ratio,
         backend=backend, threads=profile.target.threads, batch=profile.target.batch, proxy=cfg.proxy, seed=seed,
+        also_score=[p for p in cfg.also_score if p != cfg.proxy],
         teacher_runner=BACKENDS[backend](teacher_artifact, threads=profile.target.threads),
     )
 

@@ -58,6 +58,12 @@ class ResNetSpace:
         return {"stem": genes["stem"], "stem_stride": genes["stem_stride"], "w0": w[0], "w1": w[1], "w2": w[2],
                 "d0": d[0], "d1": d[1], "d2": d[2]}
 
+    @staticmethod
+    def describe(genes: Genes) -> str:
+        """Short form for tables: ``stem 8/s2 w8-16-48 d1-2-1``."""
+        w, d = "-".join(map(str, genes["widths"])), "-".join(map(str, genes["depths"]))
+        return f"stem {genes['stem']}/s{genes['stem_stride']} w{w} d{d}"
+
     def sample(self, rng: random.Random) -> Candidate:
         return Candidate.of(self.family, self._to_genes({k: rng.choice(v) for k, v in self.choices.items()}))
 
