@@ -9,7 +9,7 @@ FMNIST_DIR := /usr/share/datasets/fashion-mnist
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: install data demo test test-all bench teacher clean
+.PHONY: install data demo test test-all bench bench-proxies teacher clean
 
 # Debian's Fashion-MNIST (idx files); installed only when missing, so a second run is a no-op.
 data:
@@ -43,6 +43,11 @@ test-all: install
 
 bench: install
 	$(PY) benchmarks/shrink_tradeoff.py
+
+# Seed-to-seed repeatability of every zero-cost proxy (no training; about a minute per teacher init).
+bench-proxies: install
+	$(PY) benchmarks/proxy_repeatability.py --teacher-init random
+	$(PY) benchmarks/proxy_repeatability.py --teacher-init trained --out benchmarks/results/proxy_repeatability_trained_teacher.json
 
 # Re-train the shipped teacher (seeded); about 10 minutes on 2 cores.
 teacher: install

@@ -31,7 +31,8 @@ def snip(teacher: Signals | None, student: nn.Module, x: torch.Tensor, y: torch.
     """SNIP connection sensitivity (Lee et al., ICLR 2019, Eq. 6), summed as in Abdelfattah et al. (ICLR 2021):
     ``Σ |∂L/∂θ ⊙ θ|`` over conv and linear weights."""
     _ce_backward(student, x, y)
-    return float(sum((p.grad * p).abs().sum() for p in student.parameters() if p.grad is not None and p.ndim > 1))
+    weights = [p for p in student.parameters() if p.grad is not None and p.ndim > 1]
+    return float(sum((p.grad * p.detach()).abs().sum() for p in weights))
 
 
 def synflow(teacher: Signals | None, student: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
