@@ -24,9 +24,8 @@ from kdcompress.models.load import load_teacher
 from kdcompress.models.students import build_student
 from kdcompress.report.environment import environment
 from kdcompress.run import write_json
-from kdcompress.search.probe import TeacherProbe
+from kdcompress.search.probe import TeacherProbe, student_signals
 from kdcompress.search.proxies import PROXIES, PROXY_INIT, class_semantic, count_flops, sp_relation
-from kdcompress.search.probe import student_signals
 from kdcompress.search.space import ResNetSpace
 
 ROOT = Path(__file__).resolve().parent.parent
