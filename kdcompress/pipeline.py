@@ -5,6 +5,7 @@ and ``--resume`` skips finished ones.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -72,11 +73,11 @@ class Session:
             raise KDCompressError(f"{self.run.path}: the load stage has not run", "run `kdcompress shrink` first")
         return self.run.manifest["inputs"]
 
-    @property
+    @functools.cached_property
     def profile(self) -> Profile:
         return Profile.model_validate(self.inputs["profile"])
 
-    @property
+    @functools.cached_property
     def prep(self) -> Preprocess:
         d = self.profile.data
         return Preprocess(tuple(d.mean), tuple(d.std))
