@@ -25,7 +25,14 @@ from kdcompress.models.students import build_student
 from kdcompress.report.environment import environment
 from kdcompress.run import write_json
 from kdcompress.search.probe import TeacherProbe, student_signals
-from kdcompress.search.proxies import PROXIES, PROXY_INIT, class_semantic, count_flops, sp_relation
+from kdcompress.search.proxies import (
+    PROXIES,
+    PROXY_INIT,
+    class_semantic,
+    count_flops,
+    score_student,
+    sp_relation,
+)
 from kdcompress.search.space import ResNetSpace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,14 +80,7 @@ def main() -> None:
             probe.reinit_(torch.Generator().manual_seed(seed))
         signals = probe.signals(x, y)
         for name in PROXIES:
-            row = []
-            for gn in genes:
-                torch.manual_seed(seed)
-                student = build_student("resnet", gn, 1, 10)
-                if name in PROXY_INIT:
-                    PROXY_INIT[name](student, torch.Generator().manual_seed(seed))
-                row.append(PROXIES[name](signals, student, x, y))
-            scores[name].append(row)
+            scores[name].append([score_student(name, signals, "resnet", gn, 1, 10, x, y, seed) for gn in genes])
         ms, mr = [], []
         for gn in genes:
             torch.manual_seed(seed)

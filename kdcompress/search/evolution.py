@@ -27,7 +27,7 @@ from kdcompress.models.students import build_student
 from kdcompress.profiles import Profile
 from kdcompress.run import Progress, atomic_path, write_json
 from kdcompress.search.probe import Signals, TeacherProbe
-from kdcompress.search.proxies import PROXIES, PROXY_INIT, count_flops
+from kdcompress.search.proxies import PROXIES, count_flops, score_student
 from kdcompress.search.space import Candidate, get_space
 
 # Quick timing during search; the bench stage measures the shipped artifacts properly.
@@ -105,13 +105,11 @@ def evaluate(cand: Candidate, ctx: SearchContext) -> Scored:
     if ctx.max_latency_ratio is not None and ratio > ctx.max_latency_ratio:
         return Scored(cand.family, genes, n_params, n_flops, latency, ratio, False,
                       f"latency ratio {ratio:.3f} > {ctx.max_latency_ratio}")
-    scores = {}
-    for name in [ctx.proxy, *ctx.also_score]:
-        torch.manual_seed(ctx.seed)  # every proxy sees the same student, at the init it asks for
-        student = build_student(cand.family, genes, ctx.in_channels, ctx.num_classes)
-        if name in PROXY_INIT:
-            PROXY_INIT[name](student, torch.Generator().manual_seed(ctx.seed))
-        scores[name] = PROXIES[name](ctx.teacher_signals, student, ctx.x, ctx.y)
+    scores = {  # every proxy sees the same student, at the init it asks for
+        name: score_student(name, ctx.teacher_signals, cand.family, genes, ctx.in_channels, ctx.num_classes,
+                            ctx.x, ctx.y, ctx.seed)
+        for name in [ctx.proxy, *ctx.also_score]
+    }
     return Scored(cand.family, genes, n_params, n_flops, latency, ratio, True, scores=scores)
 
 

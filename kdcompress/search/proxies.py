@@ -91,6 +91,20 @@ def count_flops(model: nn.Module, x: torch.Tensor) -> int:
 # The initialisation each proxy scores a student at, when it is not PyTorch's default.
 PROXY_INIT: dict[str, Callable[[nn.Module, torch.Generator], None]] = {"diswot": gaussian_init_}
 
+def score_student(
+    name: str, teacher: Signals | None, family: str, genes: dict, in_channels: int, num_classes: int,
+    x: torch.Tensor, y: torch.Tensor, seed: int,
+) -> float:
+    """Score a freshly built student of ``family``/``genes`` with proxy ``name``, at the init that proxy asks for."""
+    from kdcompress.models.students import build_student
+
+    torch.manual_seed(seed)
+    student = build_student(family, genes, in_channels, num_classes)
+    if name in PROXY_INIT:
+        PROXY_INIT[name](student, torch.Generator().manual_seed(seed))
+    return PROXIES[name](teacher, student, x, y)
+
+
 Proxy = Callable[[Signals, nn.Module, torch.Tensor, torch.Tensor], float]
 
 PROXIES: dict[str, Proxy] = {
