@@ -64,8 +64,6 @@ class Session:
 
     run: RunDir
     progress: Progress = field(default_factory=Progress)
-    _teacher: Teacher | None = None
-    _data: DataSplits | None = None
 
     @property
     def inputs(self) -> dict[str, Any]:
@@ -82,22 +80,19 @@ class Session:
         d = self.profile.data
         return Preprocess(tuple(d.mean), tuple(d.std))
 
-    @property
+    @functools.cached_property
     def teacher(self) -> Teacher:
-        if self._teacher is None:
-            i = self.inputs
-            self._teacher = load_teacher(i["teacher"], i["arch"], i["trust_pickle"])
-            recorded = self.run.manifest.get("teacher", {}).get("sha256")
-            if recorded and recorded != self._teacher.sha256:
-                raise KDCompressError(f"{i['teacher']} changed since this run started", "start a new run (--out)")
-        return self._teacher
+        i = self.inputs
+        teacher = load_teacher(i["teacher"], i["arch"], i["trust_pickle"])
+        recorded = self.run.manifest.get("teacher", {}).get("sha256")
+        if recorded and recorded != teacher.sha256:
+            raise KDCompressError(f"{i['teacher']} changed since this run started", "start a new run (--out)")
+        return teacher
 
-    @property
+    @functools.cached_property
     def data(self) -> DataSplits:
-        if self._data is None:
-            i = self.inputs
-            self._data = load_data(i["data"], self.profile.data.val_fraction, i["seed"])
-        return self._data
+        i = self.inputs
+        return load_data(i["data"], self.profile.data.val_fraction, i["seed"])
 
     @property
     def example(self) -> torch.Tensor:
