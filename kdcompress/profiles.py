@@ -44,6 +44,7 @@ class Search(_Strict):
     tournament: int = Field(4, ge=1, description="tournament size for parent selection")
     top_k: int = Field(1, ge=1, description="how many of the best candidates are distilled")
     proxy_batch: int = Field(64, ge=2, description="mini-batch size the proxy scores on")
+    proxy_batches: int = Field(1, ge=1, description="scores are averaged over this many batches and student inits")
     teacher_init: Literal["random", "trained"] = Field(
         "random", description="DisWOT scores against the teacher architecture re-initialised (paper) or as trained"
     )

@@ -91,10 +91,90 @@ def build_resnet(genes: Genes, in_channels: int, num_classes: int) -> ResNet:
     )
 
 
+class InvertedResidual(nn.Module):
+    """MobileNetV2 block (Sandler et al., CVPR 2018): 1x1 expand, kxk depthwise, 1x1 linear project; identity
+    shortcut when stride is 1 and widths match."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expand: int, kernel: int) -> None:
+        super().__init__()
+        hidden = cin * expand
+        layers: list[nn.Module] = []
+        if expand != 1:
+            layers += [nn.Conv2d(cin, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True)]
+        layers += [
+            nn.Conv2d(hidden, hidden, kernel, stride, kernel // 2, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True),
+            nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout),
+        ]
+        self.body = nn.Sequential(*layers)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x) if self.residual else self.body(x)
+
+
+class _Backbone(nn.Module):
+    """Shared tail of every family: ``features`` -> global average pool -> linear ``head``."""
+
+    def __init__(self, features: nn.Module, feature_dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.features = features
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(feature_dim, num_classes)
+        self.feature_dim = feature_dim
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.flatten(self.pool(self.forward_features(x)), 1))
+
+
+def _conv_bn_relu(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+def build_mobilenetv2(genes: Genes, in_channels: int, num_classes: int) -> nn.Module:
+    """MobileNetV2-style student: 3x3 stem (stride 1 or 2), three stages of inverted residuals (first block of
+    stages 2 and 3 strides 2), a 1x1 conv to ``last`` channels, pool, linear head.
+
+    Genes: ``stem``, ``stem_stride``, ``widths``, ``depths``, ``expand`` and ``kernel`` (one per stage), ``last``.
+    """
+    stem = _round8(genes["stem"])
+    layers: list[nn.Module] = _conv_bn_relu(in_channels, stem, 3, int(genes.get("stem_stride", 1)))
+    cin = stem
+    for i, (w, d, e, k) in enumerate(zip(genes["widths"], genes["depths"], genes["expand"], genes["kernel"])):
+        for j in range(int(d)):
+            layers.append(InvertedResidual(cin, _round8(w), 2 if (i > 0 and j == 0) else 1, int(e), int(k)))
+            cin = _round8(w)
+    last = _round8(genes["last"])
+    layers += _conv_bn_relu(cin, last, 1)
+    return _Backbone(nn.Sequential(*layers), last, num_classes)
+
+
+def build_vgg(genes: Genes, in_channels: int, num_classes: int) -> nn.Module:
+    """VGG-style student (Simonyan & Zisserman, ICLR 2015) with BatchNorm: stages of kxk conv-BN-ReLU, a 2x2 max
+    pool between stages, global pool, linear head. No shortcuts.
+
+    Genes: ``widths``, ``depths`` and ``kernel`` (one per stage).
+    """
+    layers: list[nn.Module] = []
+    cin = in_channels
+    for i, (w, d, k) in enumerate(zip(genes["widths"], genes["depths"], genes["kernel"])):
+        if i > 0:
+            layers.append(nn.MaxPool2d(2))
+        for _ in range(int(d)):
+            layers += _conv_bn_relu(cin, _round8(w), int(k))
+            cin = _round8(w)
+    return _Backbone(nn.Sequential(*layers), cin, num_classes)
+
+
 StudentBuilder = Callable[[Genes, int, int], nn.Module]
 
 STUDENTS: dict[str, StudentBuilder] = {
     "resnet": build_resnet,
+    "mobilenetv2": build_mobilenetv2,
+    "vgg": build_vgg,
 }
 
 

@@ -26,8 +26,8 @@ from kdcompress.models.load import Teacher
 from kdcompress.models.students import build_student
 from kdcompress.profiles import Profile
 from kdcompress.run import Progress, atomic_path, write_json
-from kdcompress.search.probe import Signals, TeacherProbe
-from kdcompress.search.proxies import PROXIES, count_flops, score_student
+from kdcompress.search.probe import ProxyBatch, proxy_batches
+from kdcompress.search.proxies import PROXIES, TEACHER_PROXIES, count_flops, score_batches
 from kdcompress.search.space import Candidate, get_space
 
 # Quick timing during search; the bench stage measures the shipped artifacts properly.
@@ -58,11 +58,9 @@ class Scored:
 
 @dataclass
 class SearchContext:
-    """Everything fixed for one search: the scoring batch, teacher signals, budget and backend."""
+    """Everything fixed for one search: the scoring batches with the teacher's signals, budget and backend."""
 
-    x: torch.Tensor
-    y: torch.Tensor
-    teacher_signals: Signals | None
+    batches: list[ProxyBatch]
     in_channels: int
     num_classes: int
     max_params: float | None
@@ -76,6 +74,10 @@ class SearchContext:
     teacher_runner: Runner
     also_score: list[str] = field(default_factory=list)  # reported beside ``proxy``, for comparison
     latency_cache: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    @property
+    def x(self) -> torch.Tensor:
+        return self.batches[0].x
 
 
 def relative_latency(artifact: bytes | Path, ctx: SearchContext) -> tuple[float, float]:
@@ -106,8 +108,7 @@ def evaluate(cand: Candidate, ctx: SearchContext) -> Scored:
         return Scored(cand.family, genes, n_params, n_flops, latency, ratio, False,
                       f"latency ratio {ratio:.3f} > {ctx.max_latency_ratio}")
     scores = {  # every proxy sees the same student, at the init it asks for
-        name: score_student(name, ctx.teacher_signals, cand.family, genes, ctx.in_channels, ctx.num_classes,
-                            ctx.x, ctx.y, ctx.seed)
+        name: score_batches(name, ctx.batches, cand.family, genes, ctx.in_channels, ctx.num_classes)
         for name in [ctx.proxy, *ctx.also_score]
     }
     return Scored(cand.family, genes, n_params, n_flops, latency, ratio, True, scores=scores)
@@ -119,18 +120,13 @@ def prepare_context(
 ) -> SearchContext:
     cfg = profile.search
     lookup(PROXIES, cfg.proxy, "proxy")
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(data.y_train), generator=g)[: cfg.proxy_batch]
-    x, y = prep(data.x_train[idx]), data.y_train[idx]
-    signals = None
-    if "diswot" in (cfg.proxy, *cfg.also_score):
-        probe = TeacherProbe(teacher, x[:2], batch_stats=cfg.teacher_init == "random")
-        if cfg.teacher_init == "random":
-            probe.reinit_(torch.Generator().manual_seed(seed))
-        signals = probe.signals(x, y)
+    batches = proxy_batches(
+        teacher, data.x_train, data.y_train, prep, cfg.proxy_batches, cfg.proxy_batch, cfg.teacher_init, seed,
+        with_teacher=bool(TEACHER_PROXIES & {cfg.proxy, *cfg.also_score}),
+    )
     budget = profile.budget
     return SearchContext(
-        x=x, y=y, teacher_signals=signals, in_channels=data.input_shape[0], num_classes=data.num_classes,
+        batches=batches, in_channels=data.input_shape[0], num_classes=data.num_classes,
         max_params=budget.params_ratio * teacher_params if budget.params_ratio else None,
         # teacher_flops is 0 when the teacher's FLOPs could not be counted: then no pre-filter
         max_flops=FLOPS_SLACK * budget.latency_ratio * teacher_flops if budget.latency_ratio and teacher_flops else None,

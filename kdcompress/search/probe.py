@@ -8,6 +8,7 @@ through flatten/pool ops to the last 4-D feature map, and rewires the graph to r
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -152,3 +153,36 @@ class TeacherProbe:
         logits, feats = self.gm(x)
         F.cross_entropy(logits, y).backward()
         return Signals(feats.detach(), w.grad.detach().clone())
+
+
+@dataclass
+class ProxyBatch:
+    """One scoring mini-batch: inputs, labels, the teacher's signals on it (None when no proxy needs them) and the
+    seed that initialises the students scored on it."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    teacher: Signals | None
+    seed: int
+
+
+def proxy_batches(
+    teacher: Teacher, x_train: torch.Tensor, y_train: torch.Tensor, prep: Callable[[torch.Tensor], torch.Tensor],
+    n: int, batch: int, teacher_init: str, seed: int, with_teacher: bool,
+) -> list[ProxyBatch]:
+    """``n`` disjoint seeded mini-batches of the training data; batch ``b`` uses seed ``seed + b`` for the
+    teacher's re-initialisation (``teacher_init="random"``, as in the paper) and for the students' init."""
+    idx = torch.randperm(len(y_train), generator=torch.Generator().manual_seed(seed))
+    probe = None
+    out = []
+    for b in range(n):
+        sel = idx[b * batch:(b + 1) * batch]
+        x, y = prep(x_train[sel]), y_train[sel]
+        signals = None
+        if with_teacher:
+            probe = probe or TeacherProbe(teacher, x[:2], batch_stats=teacher_init == "random")
+            if teacher_init == "random":
+                probe.reinit_(torch.Generator().manual_seed(seed + b))
+            signals = probe.signals(x, y)
+        out.append(ProxyBatch(x, y, signals, seed + b))
+    return out

@@ -6,6 +6,7 @@ better), and is registered in :data:`PROXIES`. The DisWOT terms are pure functio
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -13,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdcompress.search import rivals
-from kdcompress.search.probe import Signals, gaussian_init_, student_signals
+from kdcompress.search.probe import ProxyBatch, Signals, gaussian_init_, student_signals
 
 
 def sp_relation(f_t: torch.Tensor, f_s: torch.Tensor) -> torch.Tensor:
@@ -57,16 +58,47 @@ def ickd_semantic(w_t: torch.Tensor, w_s: torch.Tensor) -> torch.Tensor:
     return ((g_t - g_s) ** 2).sum() / (c * k)
 
 
-def diswot_score(teacher: Signals, student: Signals) -> float:
-    """DisWOT score (Dong et al., CVPR 2023, Eq. 5): ``−(M_s + M_r)``; higher means a better student for KD."""
+def diswot_terms(teacher: Signals, student: Signals) -> tuple[float, float]:
+    """DisWOT's two distances ``(M_s, M_r)`` between a student's signals and the teacher's (both ≥ 0)."""
     m_s = class_semantic(teacher.classifier_grad, student.classifier_grad)
     m_r = sp_relation(teacher.features, student.features)
-    return -float(m_s + m_r)
+    return float(m_s), float(m_r)
+
+
+def diswot_score(teacher: Signals, student: Signals) -> float:
+    """DisWOT score (Dong et al., CVPR 2023, Eq. 5): ``−(M_s + M_r)``; higher means a better student for KD."""
+    m_s, m_r = diswot_terms(teacher, student)
+    return -(m_s + m_r)
 
 
 def diswot(teacher: Signals, student: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """DisWOT proxy: student signals from one forward + one CE backward at its current (random) init."""
+    """DisWOT proxy as published: student signals from one forward + one CE backward at its current (random) init,
+    scored ``−(M_s + M_r)``."""
     return diswot_score(teacher, student_signals(student, x, y))
+
+
+def diswot_semantic(teacher: Signals, student: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """DisWOT's semantic term alone, ``−M_s`` (the paper's ablation, Dong et al., CVPR 2023, Table 6)."""
+    return -diswot_terms(teacher, student_signals(student, x, y))[0]
+
+
+def diswot_relation(teacher: Signals, student: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """DisWOT's sample-relation term alone, ``−M_r`` (the paper's ablation, Dong et al., CVPR 2023, Table 6)."""
+    return -diswot_terms(teacher, student_signals(student, x, y))[1]
+
+
+def diswot_log(teacher: Signals, student: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """DisWOT with scale-free terms (our variant): ``−(log M_s + log M_r)``.
+
+    The published sum lets whichever term is larger decide alone: on our Fashion-MNIST teacher ``M_s`` is 50–400×
+    ``M_r`` (benchmarks/results/proxy_repeatability.json). In logs each term counts by its *relative* change, and
+    multiplying either by a constant (a wider teacher, another K) shifts every candidate equally.
+    """
+    m_s, m_r = diswot_terms(teacher, student_signals(student, x, y))
+    return -(math.log(max(m_s, _TINY)) + math.log(max(m_r, _TINY)))
+
+
+_TINY = 1e-30
 
 
 def params(teacher: Signals, student: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -89,7 +121,11 @@ def count_flops(model: nn.Module, x: torch.Tensor) -> int:
 
 
 # The initialisation each proxy scores a student at, when it is not PyTorch's default.
-PROXY_INIT: dict[str, Callable[[nn.Module, torch.Generator], None]] = {"diswot": gaussian_init_}
+PROXY_INIT: dict[str, Callable[[nn.Module, torch.Generator], None]] = {
+    name: gaussian_init_ for name in ("diswot", "diswot_semantic", "diswot_relation", "diswot_log")
+}
+# Proxies that compare the student with the teacher's signals (the others ignore the teacher).
+TEACHER_PROXIES = frozenset(PROXY_INIT)
 
 def score_student(
     name: str, teacher: Signals | None, family: str, genes: dict, in_channels: int, num_classes: int,
@@ -105,10 +141,21 @@ def score_student(
     return PROXIES[name](teacher, student, x, y)
 
 
+def score_batches(
+    name: str, batches: list[ProxyBatch], family: str, genes: dict, in_channels: int, num_classes: int,
+) -> float:
+    """Proxy ``name`` averaged over scoring batches, each with its own student init (``batch.seed``)."""
+    return sum(score_student(name, b.teacher, family, genes, in_channels, num_classes, b.x, b.y, b.seed)
+               for b in batches) / len(batches)
+
+
 Proxy = Callable[[Signals, nn.Module, torch.Tensor, torch.Tensor], float]
 
 PROXIES: dict[str, Proxy] = {
     "diswot": diswot,
+    "diswot_semantic": diswot_semantic,
+    "diswot_relation": diswot_relation,
+    "diswot_log": diswot_log,
     "params": params,
     "flops": flops,
     "grad_norm": rivals.grad_norm,

@@ -29,40 +29,38 @@ class Candidate:
         return f"{self.family}:{json.dumps(self.as_dict(), sort_keys=True, separators=(',', ':'))}"
 
 
-class ResNetSpace:
-    """Genes of :class:`kdcompress.models.students.ResNet`: stem width/stride and per-stage width (multiples of 8)
-    and depth, three stages."""
+class GeneSpace:
+    """A student family's genes as flat choices (``w0``, ``d1``, ...), folded into per-stage lists for the builder.
 
-    family = "resnet"
-    choices: dict[str, list] = {
-        "stem": [8, 16, 24, 32],
-        "stem_stride": [1, 2],
-        "w0": list(range(8, 65, 8)),
-        "w1": list(range(16, 129, 8)),
-        "w2": list(range(16, 257, 16)),
-        "d0": [1, 2, 3],
-        "d1": [1, 2, 3],
-        "d2": [1, 2, 3],
-    }
+    ``lists`` maps a list gene (``widths``) to its flat prefix (``w``); every other choice is a scalar gene.
+    ``fixed`` genes are not size genes, so :meth:`shrink` leaves them alone.
+    """
 
-    @staticmethod
-    def _to_genes(flat: dict[str, int]) -> Genes:
-        return {
-            "stem": flat["stem"], "stem_stride": flat["stem_stride"],
-            "widths": [flat["w0"], flat["w1"], flat["w2"]], "depths": [flat["d0"], flat["d1"], flat["d2"]],
-        }
+    family: str = ""
+    stages: int = 3
+    lists: dict[str, str] = {}
+    choices: dict[str, list] = {}
+    fixed: frozenset[str] = frozenset({"stem_stride"})
 
-    @staticmethod
-    def _to_flat(genes: Genes) -> dict[str, int]:
-        w, d = genes["widths"], genes["depths"]
-        return {"stem": genes["stem"], "stem_stride": genes["stem_stride"], "w0": w[0], "w1": w[1], "w2": w[2],
-                "d0": d[0], "d1": d[1], "d2": d[2]}
+    def _to_genes(self, flat: dict[str, Any]) -> Genes:
+        listed = {f"{prefix}{i}" for prefix in self.lists.values() for i in range(self.stages)}
+        genes: Genes = {k: v for k, v in flat.items() if k not in listed}
+        for name, prefix in self.lists.items():
+            genes[name] = [flat[f"{prefix}{i}"] for i in range(self.stages)]
+        return genes
 
-    @staticmethod
-    def describe(genes: Genes) -> str:
-        """Short form for tables: ``stem 8/s2 w8-16-48 d1-2-1``."""
-        w, d = "-".join(map(str, genes["widths"])), "-".join(map(str, genes["depths"]))
-        return f"stem {genes['stem']}/s{genes['stem_stride']} w{w} d{d}"
+    def _to_flat(self, genes: Genes) -> dict[str, Any]:
+        flat = {k: v for k, v in genes.items() if k not in self.lists}
+        for name, prefix in self.lists.items():
+            flat.update({f"{prefix}{i}": v for i, v in enumerate(genes[name])})
+        return flat
+
+    def describe(self, genes: Genes) -> str:
+        """Short form for tables, e.g. ``stem 8/s2 widths 8-16-48 depths 1-2-1``."""
+        parts = [f"stem {genes['stem']}/s{genes.get('stem_stride', 1)}"] if "stem" in genes else []
+        parts += [f"{name} {'-'.join(map(str, genes[name]))}" for name in self.lists]
+        parts += [f"{k} {v}" for k, v in genes.items() if k not in self.lists and k not in ("stem", "stem_stride")]
+        return " ".join(parts)
 
     def sample(self, rng: random.Random) -> Candidate:
         return Candidate.of(self.family, self._to_genes({k: rng.choice(v) for k, v in self.choices.items()}))
@@ -75,12 +73,11 @@ class ResNetSpace:
         return Candidate.of(self.family, self._to_genes(flat))
 
     def shrink(self, cand: Candidate, rng: random.Random) -> Candidate | None:
-        """Lower one size gene (width, depth or stem) to a smaller value; None when all are at their minimum.
-
-        Used to pull randomly sampled candidates into a budget without measuring the hopeless ones.
+        """Lower one size gene (width, depth, expansion, kernel, stem) to a smaller value; None when all are at their
+        minimum. Used to pull randomly sampled candidates into a budget without measuring the hopeless ones.
         """
         flat = self._to_flat(cand.as_dict())
-        genes = [g for g in sorted(self.choices) if g != "stem_stride" and flat[g] > self.choices[g][0]]
+        genes = [g for g in sorted(self.choices) if g not in self.fixed and flat[g] > self.choices[g][0]]
         if not genes:
             return None
         gene = rng.choice(genes)
@@ -88,8 +85,68 @@ class ResNetSpace:
         return Candidate.of(self.family, self._to_genes(flat))
 
 
-SPACES: dict[str, ResNetSpace] = {"resnet": ResNetSpace()}
+class ResNetSpace(GeneSpace):
+    """Genes of :func:`kdcompress.models.students.build_resnet`: stem width/stride, per-stage width and depth."""
+
+    family = "resnet"
+    lists = {"widths": "w", "depths": "d"}
+    choices = {
+        "stem": [8, 16, 24, 32],
+        "stem_stride": [1, 2],
+        "w0": list(range(8, 65, 8)),
+        "w1": list(range(16, 129, 8)),
+        "w2": list(range(16, 257, 16)),
+        "d0": [1, 2, 3],
+        "d1": [1, 2, 3],
+        "d2": [1, 2, 3],
+    }
 
 
-def get_space(name: str) -> ResNetSpace:
+class MobileNetV2Space(GeneSpace):
+    """Genes of :func:`kdcompress.models.students.build_mobilenetv2`: per-stage width, depth, expansion ratio and
+    depthwise kernel, plus stem and the width of the last 1x1 conv."""
+
+    family = "mobilenetv2"
+    lists = {"widths": "w", "depths": "d", "expand": "e", "kernel": "k"}
+    choices = {
+        "stem": [8, 16, 24, 32],
+        "stem_stride": [1, 2],
+        "w0": list(range(8, 49, 8)),
+        "w1": list(range(16, 97, 8)),
+        "w2": list(range(24, 161, 8)),
+        "d0": [1, 2, 3],
+        "d1": [1, 2, 3],
+        "d2": [1, 2, 3],
+        "e0": [1, 2, 3, 4, 6],
+        "e1": [2, 3, 4, 6],
+        "e2": [2, 3, 4, 6],
+        "k0": [3, 5],
+        "k1": [3, 5],
+        "k2": [3, 5],
+        "last": [64, 128, 192, 256, 384],
+    }
+
+
+class VGGSpace(GeneSpace):
+    """Genes of :func:`kdcompress.models.students.build_vgg`: per-stage width, depth and kernel size."""
+
+    family = "vgg"
+    lists = {"widths": "w", "depths": "d", "kernel": "k"}
+    choices = {
+        "w0": list(range(8, 65, 8)),
+        "w1": list(range(16, 129, 8)),
+        "w2": list(range(16, 257, 16)),
+        "d0": [1, 2, 3],
+        "d1": [1, 2, 3],
+        "d2": [1, 2, 3],
+        "k0": [3, 5],
+        "k1": [3, 5],
+        "k2": [3, 5],
+    }
+
+
+SPACES: dict[str, GeneSpace] = {s.family: s for s in (ResNetSpace(), MobileNetV2Space(), VGGSpace())}
+
+
+def get_space(name: str) -> GeneSpace:
     return lookup(SPACES, name, "search space")
