@@ -108,8 +108,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "search_correlation.json")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    students = band_students(SPACES, PER_SPACE, *BAND)
-    (args.work / "students.json").write_text(json.dumps(students, indent=1))
+    # The student set is fixed by the first run: trained results stay valid if the spaces change later.
+    students_path = args.work / "students.json"
+    if students_path.exists():
+        students = json.loads(students_path.read_text())
+    else:
+        students = band_students(SPACES, PER_SPACE, *BAND)
+        students_path.write_text(json.dumps(students, indent=1))
     if not args.report:
         train(students, args.work, args.workers)
     from search_correlation_report import report  # scoring and statistics, kept apart from the training loop

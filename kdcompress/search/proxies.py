@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdcompress.search import rivals
+from kdcompress.search.combo import combo
 from kdcompress.search.probe import ProxyBatch, Signals, gaussian_init_, student_signals
 
 
@@ -125,7 +126,7 @@ PROXY_INIT: dict[str, Callable[[nn.Module, torch.Generator], None]] = {
     name: gaussian_init_ for name in ("diswot", "diswot_semantic", "diswot_relation", "diswot_log")
 }
 # Proxies that compare the student with the teacher's signals (the others ignore the teacher).
-TEACHER_PROXIES = frozenset(PROXY_INIT)
+TEACHER_PROXIES = frozenset([*PROXY_INIT, "combo"])
 
 def score_student(
     name: str, teacher: Signals | None, family: str, genes: dict, in_channels: int, num_classes: int,
@@ -163,4 +164,5 @@ PROXIES: dict[str, Proxy] = {
     "synflow": rivals.synflow,
     "nwot": rivals.nwot,
     "zen": rivals.zen,
+    "combo": combo,
 }

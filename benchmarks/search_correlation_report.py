@@ -1,0 +1,215 @@
+"""Scoring and statistics of `search_correlation.py`: every proxy on the trained students, against the ground truth.
+
+Proxy scores are cached in ``<work>/scores.json`` (proxy -> one list of per-student scores per scoring batch).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import kendalltau, spearmanr
+
+from kdcompress.data import Preprocess, load_data
+from kdcompress.models.load import load_teacher
+from kdcompress.report.environment import environment
+from kdcompress.run import atomic_write, write_json
+from kdcompress.search.combo import COMBO_COMPONENTS, combo_features, fit_combo
+from kdcompress.search.probe import proxy_batches
+from kdcompress.search.proxies import PROXIES, TEACHER_PROXIES, score_student
+
+ROOT = Path(__file__).resolve().parent.parent
+SCORING_BATCHES, BATCH = 4, 64
+BOOTSTRAP = 2000
+
+
+def tau(a: np.ndarray, b: np.ndarray) -> float:
+    return float(kendalltau(a, b).statistic)
+
+
+def rho(a: np.ndarray, b: np.ndarray) -> float:
+    return float(spearmanr(a, b).statistic)
+
+
+def score_all(students: list[dict], work: Path, teacher_path: Path) -> dict[str, list[list[float]]]:
+    """Every proxy x scoring batch x student; teacher proxies under both teacher inits (``name@trained``)."""
+    path = work / "scores.json"
+    cached = json.loads(path.read_text()) if path.exists() else {}
+    wanted = [n for n in PROXIES if n != "combo"] + [f"{n}@trained" for n in TEACHER_PROXIES - {"combo"}]
+    if all(n in cached for n in wanted):
+        return cached
+    torch.set_num_threads(1)
+    teacher, data, prep = load_teacher(teacher_path), load_data("fashion-mnist"), Preprocess()
+    for init in ("random", "trained"):
+        batches = proxy_batches(teacher, data.x_train, data.y_train, prep, SCORING_BATCHES, BATCH, init, seed=1000,
+                                with_teacher=True)
+        for name in PROXIES:
+            key = name if init == "random" else f"{name}@trained"
+            if name == "combo" or (init == "trained" and name not in TEACHER_PROXIES) or key in cached:
+                continue
+            cached[key] = [[score_student(name, b.teacher, s["space"], s["genes"], 1, 10, b.x, b.y, b.seed)
+                            for s in students] for b in batches]
+            print(f"scored {key}", flush=True)
+    atomic_write(path, json.dumps(cached))
+    return cached
+
+
+def bootstrap_ci(score: np.ndarray, truth: np.ndarray, fn, rng: np.random.Generator) -> list[float]:
+    """95 % percentile interval of ``fn(score, truth)`` over students resampled with replacement."""
+    n, vals = len(truth), []
+    for _ in range(BOOTSTRAP):
+        i = rng.integers(0, n, n)
+        if len(np.unique(truth[i])) > 2:
+            vals.append(fn(score[i], truth[i]))
+    return [float(np.nanpercentile(vals, 2.5)), float(np.nanpercentile(vals, 97.5))]
+
+
+def mean_pairwise_tau(rows: np.ndarray) -> float:
+    return float(np.nanmean([tau(a, b) for a, b in itertools.combinations(rows, 2)]))
+
+
+def ground_truth(work: Path, n: int) -> dict[str, np.ndarray]:
+    """``{"kd": (seeds, n), "scratch": (seeds, n)}`` test accuracies; NaN where not trained yet."""
+    rows = [json.loads(line) for line in (work / "runs.jsonl").read_text().splitlines()]
+    out = {}
+    for mode in ("kd", "scratch"):
+        seeds = sorted({r["seed"] for r in rows if r["mode"] == mode})
+        acc = np.full((len(seeds), n), np.nan)
+        for r in rows:
+            if r["mode"] == mode:
+                acc[seeds.index(r["seed"]), r["student"]] = r["test_accuracy"]
+        out[mode] = acc[~np.isnan(acc).any(axis=1)]  # whole rankings only
+    return out
+
+
+def combo_heldout(feats: np.ndarray, truth: np.ndarray, scores: dict[str, np.ndarray], splits: int = 200,
+                  seed: int = 0) -> tuple[float, dict[str, float]]:
+    """The combo's Kendall τ on held-out students: fit on a random half, rank the other half; mean over splits.
+    Every other proxy's τ on the same held-out halves comes with it, for a like-for-like comparison."""
+    rng = np.random.default_rng(seed)
+    n, combo_t, others = len(truth), [], {k: [] for k in scores}
+    for _ in range(splits):
+        perm = rng.permutation(n)
+        fit, held = perm[: n // 2], perm[n // 2:]
+        w = fit_combo(feats[fit], truth[fit])
+        combo_t.append(tau(feats[held] @ w, truth[held]))
+        for k, v in scores.items():
+            others[k].append(tau(v[held], truth[held]))
+    return float(np.nanmean(combo_t)), {k: float(np.nanmean(v)) for k, v in others.items()}
+
+
+def report(students: list[dict], work: Path, out: Path, meta: dict) -> dict:
+    t0 = time.time()
+    gt = ground_truth(work, len(students))
+    kd, scratch = gt["kd"], gt["scratch"]
+    if len(kd) == 0:
+        raise SystemExit("no complete KD ranking yet; train first")
+    truth = kd.mean(axis=0)
+    raw = score_all(students, work, ROOT / "teachers" / meta["teacher"])
+    per_batch = {k: np.array(v) for k, v in raw.items()}
+    scores = {k: v.mean(axis=0) for k, v in per_batch.items()}
+    rng = np.random.default_rng(0)
+
+    feats = combo_features({k: scores[k] for k in COMBO_COMPONENTS})
+    combo_tau, heldout = combo_heldout(feats, truth, scores)
+    weights = fit_combo(feats, truth)  # on all students: what the shipped combo uses
+    scores["combo"] = feats @ weights  # in-sample: its τ below is optimistic, see kendall_tau_heldout_half
+
+    best = int(np.argmax(truth))
+    per_proxy = {}
+    for k, s in scores.items():
+        finite = np.isfinite(s)
+        pick = int(np.argmax(np.where(finite, s, -np.inf)))
+        pb = per_batch.get(k)
+        per_proxy[k] = {
+            "kendall_tau": tau(s, truth), "kendall_tau_ci95": bootstrap_ci(s, truth, tau, rng),
+            "spearman": rho(s, truth), "spearman_ci95": bootstrap_ci(s, truth, rho, rng),
+            "kendall_tau_scratch": tau(s, scratch.mean(axis=0)) if len(scratch) else None,
+            "top1_pick": pick, "top1_accuracy": float(truth[pick]), "top1_regret": float(truth[best] - truth[pick]),
+            # repeatability: τ between single-batch rankings, and τ with the truth from 1, 2 and all batches
+            "seed_to_seed_tau": mean_pairwise_tau(pb) if pb is not None else None,
+            "kendall_tau_by_batches": {
+                str(m): float(np.mean([tau(pb[list(c)].mean(axis=0), truth)
+                                       for c in itertools.combinations(range(len(pb)), m)]))
+                for m in (1, 2, len(pb))
+            } if pb is not None else None,
+        }
+    per_proxy["combo"]["kendall_tau_in_sample"] = per_proxy["combo"]["kendall_tau"]
+    per_proxy["combo"]["kendall_tau"] = combo_tau  # the honest figure: fitted and tested on different students
+
+    kd_seed_tau = mean_pairwise_tau(kd) if len(kd) > 1 else None
+    half = len(kd) // 2
+    result = {
+        "benchmark": "search_correlation",
+        "command": "make bench-search",
+        "students": [{**s, "kd_accuracy": kd[:, i].tolist(), "scratch_accuracy": scratch[:, i].tolist()}
+                     for i, s in enumerate(students)],
+        **meta,
+        "kd_seeds_complete": len(kd), "scratch_seeds_complete": len(scratch),
+        "seed_tau_ceiling": kd_seed_tau,
+        "seed_tau_ceiling_note": "mean Kendall τ between the KD rankings of two single seeds; the ground truth is "
+                                 "the mean over all seeds, so its reliability is higher than this",
+        "split_half_tau_of_truth": tau(kd[:half].mean(axis=0), kd[half:].mean(axis=0)) if len(kd) > 1 else None,
+        "seed_sd_accuracy": float(np.mean(kd.std(axis=0, ddof=1))) if len(kd) > 1 else None,
+        "accuracy_range": [float(truth.min()), float(truth.max())],
+        "kd_vs_scratch_tau": tau(truth, scratch.mean(axis=0)) if len(scratch) else None,
+        "kd_gain_mean": float((truth - scratch.mean(axis=0)).mean()) if len(scratch) else None,
+        "true_best": best, "true_best_accuracy": float(truth[best]),
+        "kendall_tau": {k: v["kendall_tau"] for k, v in per_proxy.items()},
+        "spearman": {k: v["spearman"] for k, v in per_proxy.items()},
+        "kendall_tau_heldout_half": {**heldout, "combo": combo_tau},
+        "combo_weights": dict(zip(COMBO_COMPONENTS, weights.tolist())),
+        "proxies": per_proxy,
+        "scoring_batches": SCORING_BATCHES, "scoring_batch_size": BATCH, "bootstrap": BOOTSTRAP,
+        "seconds_report": round(time.time() - t0, 1),
+        **environment(),
+    }
+    write_json(out, result)
+    plot(result, out.with_suffix(".png"))
+    print_summary(result)
+    return result
+
+
+def print_summary(r: dict) -> None:
+    print(f"\nground truth: {r['kd_seeds_complete']} KD seeds, seed-to-seed τ {r['seed_tau_ceiling']}, "
+          f"split-half τ {r['split_half_tau_of_truth']}, accuracy {r['accuracy_range']}, KD vs scratch τ "
+          f"{r['kd_vs_scratch_tau']}")
+    print(f"{'proxy':24} {'tau':>6} {'95% CI':>16} {'rho':>6} {'held-out':>8} {'1 batch':>7} {'seed tau':>8} "
+          f"{'top-1 regret':>12}")
+    for k, p in sorted(r["proxies"].items(), key=lambda kv: -np.nan_to_num(kv[1]["kendall_tau"], nan=-9)):
+        ci = "[{:+.2f}, {:+.2f}]".format(*p["kendall_tau_ci95"])
+        one = p["kendall_tau_by_batches"]["1"] if p["kendall_tau_by_batches"] else float("nan")
+        seed = p["seed_to_seed_tau"] if p["seed_to_seed_tau"] is not None else float("nan")
+        print(f"{k:24} {p['kendall_tau']:+6.2f} {ci:>16} {p['spearman']:+6.2f} "
+              f"{r['kendall_tau_heldout_half'].get(k, float('nan')):+8.2f} {one:+7.2f} {seed:+8.2f} "
+              f"{p['top1_regret']:12.2f}")
+
+
+def plot(r: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    items = sorted(r["proxies"].items(), key=lambda kv: np.nan_to_num(kv[1]["kendall_tau"], nan=-9))
+    fig, ax = plt.subplots(figsize=(7, 0.32 * len(items) + 1.5))
+    for y, (k, p) in enumerate(items):
+        lo, hi = p["kendall_tau_ci95"]
+        ax.plot([lo, hi], [y, y], color="0.6")
+        ax.plot(p["kendall_tau"], y, "o", color="C3" if k.startswith("diswot") else "C0")
+    ax.axvline(0, color="0.3", lw=0.8)
+    if r["seed_tau_ceiling"] is not None:
+        ax.axvline(r["seed_tau_ceiling"], color="C2", ls="--", lw=1, label="seed-to-seed τ of the ground truth")
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_yticks(range(len(items)), [k for k, _ in items], fontsize=8)
+    ax.set_xlabel("Kendall τ with mean distilled test accuracy (95 % bootstrap interval)")
+    ax.set_title(f"{len(r['students'])} students, {r['band_flops'][0] / 1e6:.1f}–{r['band_flops'][1] / 1e6:.1f} "
+                 f"MFLOPs, Fashion-MNIST", fontsize=9)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    tmp.replace(path)
