@@ -18,6 +18,7 @@ import torch
 from kdcompress.bench import BACKENDS, accuracy, interleaved_latency, resolve_backend
 from kdcompress.data import DataSplits, Preprocess, load_data
 from kdcompress.distill import distill, load_student
+from kdcompress.models.pruning import PruningSource
 from kdcompress.errors import KDCompressError
 from kdcompress.export import check_parity, to_onnx
 from kdcompress.models.load import Teacher, infer_io, load_teacher
@@ -97,6 +98,11 @@ class Session:
     @property
     def example(self) -> torch.Tensor:
         return torch.zeros(1, *self.data.input_shape)
+
+    @property
+    def pruning(self) -> PruningSource:
+        """The teacher as the source of pruned-teacher students (cut only when such a student is built)."""
+        return PruningSource(self.teacher.module, self.prep(self.data.x_train[:2]))
 
 
 def _stage(session: Session, name: str, fn, force: bool = False) -> None:
@@ -196,7 +202,7 @@ def stage_distill(s: Session) -> dict:
 def stage_export(s: Session) -> dict:
     out = {}
     for sid, _ in student_ids(s):
-        model = load_student(s.run.path / "students" / sid)
+        model = load_student(s.run.path / "students" / sid, s.pruning)
         path = s.run.sub("artifacts", f"{sid}.onnx")
         exporter = to_onnx(model, s.example, path, s.profile.export.opset, s.profile.export.dynamic_batch)
         parity = _parity(s, model, path, ours=True)

@@ -22,6 +22,7 @@ from kdcompress.data.augment import random_crop_flip
 from kdcompress.data.splits import batches
 from kdcompress.distill.losses import LOSSES
 from kdcompress.models.load import Teacher
+from kdcompress.models.pruning import PRUNED_FAMILY, PruningSource
 from kdcompress.models.students import build_student
 from kdcompress.profiles import Distill
 from kdcompress.run import Progress, atomic_write, write_json
@@ -59,10 +60,11 @@ def teacher_logits_cached(teacher: Teacher, x: torch.Tensor, prep: Preprocess, c
     return logits
 
 
-def load_student(student_dir: Path) -> nn.Module:
-    """Rebuild a trained student from ``spec.json`` + ``model.pt`` (no pickle executed)."""
+def load_student(student_dir: Path, pruning: PruningSource | None = None) -> nn.Module:
+    """Rebuild a trained student from ``spec.json`` + ``model.pt`` (no pickle executed); a pruned-teacher student
+    is re-cut from its teacher (``pruning``) first."""
     spec = json.loads((student_dir / "spec.json").read_text())
-    model = build_student(spec["space"], spec["genes"], spec["in_channels"], spec["num_classes"])
+    model = build_student(spec["space"], spec["genes"], spec["in_channels"], spec["num_classes"], pruning)
     model.load_state_dict(torch.load(student_dir / "model.pt", map_location="cpu", weights_only=True))
     return model.eval()
 
@@ -75,7 +77,8 @@ def distill(
     progress = progress or Progress()
     t_start = time.time()
     torch.manual_seed(seed)
-    model = build_student(spec["space"], spec["genes"], spec["in_channels"], spec["num_classes"])
+    pruning = PruningSource(teacher.module, prep(data.x_train[:2])) if spec["space"] == PRUNED_FAMILY else None
+    model = build_student(spec["space"], spec["genes"], spec["in_channels"], spec["num_classes"], pruning)
     ckpt_path, history_path, spec_path = student_dir / "ckpt.pt", student_dir / "history.jsonl", student_dir / "spec.json"
     if spec_path.exists() and json.loads(spec_path.read_text()) != spec:
         ckpt_path.unlink(missing_ok=True)  # a checkpoint of another student: never resume from it

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from kdcompress.models.pruning import PRUNED_FAMILY, PruningSource
+
 Genes = dict[str, Any]
 
 
@@ -178,8 +180,18 @@ STUDENTS: dict[str, StudentBuilder] = {
 }
 
 
-def build_student(family: str, genes: Genes, in_channels: int, num_classes: int) -> nn.Module:
-    """Build a student of ``family`` from ``genes`` (unknown family -> KDCompressError listing the valid ones)."""
-    from kdcompress.errors import lookup
+def build_student(
+    family: str, genes: Genes, in_channels: int, num_classes: int, pruning: PruningSource | None = None,
+) -> nn.Module:
+    """Build a student of ``family`` from ``genes`` (unknown family -> KDCompressError listing the valid ones).
 
+    ``pruned-teacher`` students are cut from the teacher, so they need ``pruning`` (the teacher and an example
+    input); they start from the teacher's surviving weights, the other families from a fresh init.
+    """
+    from kdcompress.errors import KDCompressError, lookup
+
+    if family == PRUNED_FAMILY:
+        if pruning is None:
+            raise KDCompressError("a pruned-teacher student is rebuilt from its teacher, and none was given")
+        return pruning.build(genes)
     return lookup(STUDENTS, family, "student family")(genes, in_channels, num_classes)

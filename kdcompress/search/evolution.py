@@ -23,6 +23,7 @@ from kdcompress.data import DataSplits, Preprocess
 from kdcompress.errors import KDCompressError, lookup
 from kdcompress.export.onnx import onnx_bytes
 from kdcompress.models.load import Teacher
+from kdcompress.models.pruning import PRUNED_FAMILY, PruningSource, check_prunable
 from kdcompress.models.students import build_student
 from kdcompress.profiles import Profile
 from kdcompress.run import Progress, atomic_path, write_json
@@ -73,6 +74,8 @@ class SearchContext:
     seed: int
     teacher_runner: Runner
     also_score: list[str] = field(default_factory=list)  # reported beside ``proxy``, for comparison
+    spaces: list[str] = field(default_factory=list)
+    pruning: PruningSource | None = None  # the teacher, when the pruned-teacher space is searched
     latency_cache: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
@@ -91,10 +94,13 @@ def relative_latency(artifact: bytes | Path, ctx: SearchContext) -> tuple[float,
 def evaluate(cand: Candidate, ctx: SearchContext) -> Scored:
     """Size and latency constraints first (cheap to expensive), then the proxy score for feasible candidates."""
     torch.manual_seed(ctx.seed)
-    student = build_student(cand.family, cand.as_dict(), ctx.in_channels, ctx.num_classes).eval()
+    genes = cand.as_dict()
+    try:
+        student = build_student(cand.family, genes, ctx.in_channels, ctx.num_classes, ctx.pruning).eval()
+    except KDCompressError as e:  # e.g. a pruning criterion that finds nothing to cut at these genes
+        return Scored(cand.family, genes, 0, 0, None, None, False, str(e))
     n_params = sum(p.numel() for p in student.parameters())
     n_flops = count_flops(student, ctx.x[:1])
-    genes = cand.as_dict()
     if ctx.max_params is not None and n_params > ctx.max_params:
         return Scored(cand.family, genes, n_params, n_flops, None, None, False,
                       f"params {n_params} > {ctx.max_params:.0f}")
@@ -108,17 +114,37 @@ def evaluate(cand: Candidate, ctx: SearchContext) -> Scored:
         return Scored(cand.family, genes, n_params, n_flops, latency, ratio, False,
                       f"latency ratio {ratio:.3f} > {ctx.max_latency_ratio}")
     scores = {  # every proxy sees the same student, at the init it asks for
-        name: score_batches(name, ctx.batches, cand.family, genes, ctx.in_channels, ctx.num_classes)
+        name: score_batches(name, ctx.batches, cand.family, genes, ctx.in_channels, ctx.num_classes, ctx.pruning)
         for name in [ctx.proxy, *ctx.also_score]
     }
     return Scored(cand.family, genes, n_params, n_flops, latency, ratio, True, scores=scores)
 
 
+def pruning_source(teacher: Teacher, example: torch.Tensor, progress: Progress) -> PruningSource | None:
+    """The teacher as a pruning source, or None (with one line saying why) when DepGraph cannot prune it."""
+    try:
+        check_prunable(teacher.module, teacher.kind)
+        source = PruningSource(teacher.module, example)
+        source.build({"ratio": 0.5, "importance": "l1", "global": 0})  # fails here, once, if it fails at all
+        return source
+    except KDCompressError as e:
+        progress.note(f"pruned-teacher space skipped: {e}")
+        return None
+
+
 def prepare_context(
     teacher: Teacher, data: DataSplits, prep: Preprocess, profile: Profile, backend: str, teacher_artifact: Path,
-    teacher_params: int, teacher_flops: int, seed: int,
+    teacher_params: int, teacher_flops: int, seed: int, progress: Progress | None = None,
 ) -> SearchContext:
     cfg = profile.search
+    spaces, pruning = list(cfg.space), None
+    if PRUNED_FAMILY in spaces:
+        pruning = pruning_source(teacher, prep(data.x_train[:2]), progress or Progress())
+        if pruning is None:
+            spaces.remove(PRUNED_FAMILY)
+            if not spaces:
+                raise KDCompressError("the only search space, pruned-teacher, cannot be used with this teacher",
+                                      "add a student family: --set search.space=[resnet,mobilenetv2,vgg]")
     lookup(PROXIES, cfg.proxy, "proxy")
     batches = proxy_batches(
         teacher, data.x_train, data.y_train, prep, cfg.proxy_batches, cfg.proxy_batch, cfg.teacher_init, seed,
@@ -132,7 +158,7 @@ def prepare_context(
         max_flops=FLOPS_SLACK * budget.latency_ratio * teacher_flops if budget.latency_ratio and teacher_flops else None,
         max_latency_ratio=budget.latency_ratio,
         backend=backend, threads=profile.target.threads, batch=profile.target.batch, proxy=cfg.proxy, seed=seed,
-        also_score=[p for p in cfg.also_score if p != cfg.proxy],
+        also_score=[p for p in cfg.also_score if p != cfg.proxy], spaces=spaces, pruning=pruning,
         teacher_runner=BACKENDS[backend](teacher_artifact, threads=profile.target.threads),
     )
 
@@ -197,10 +223,10 @@ def search(
     """The search stage: write ``candidates.jsonl`` and ``top.json`` under ``out_dir``; return the top-k."""
     cfg = profile.search
     ctx = prepare_context(
-        teacher, data, prep, profile, backend, teacher_artifact, teacher_params, teacher_flops, seed
+        teacher, data, prep, profile, backend, teacher_artifact, teacher_params, teacher_flops, seed, progress
     )
     feasible = aging_evolution(
-        ctx, cfg.space, cfg.population, cfg.iterations, cfg.tournament, seed, out_dir / "candidates.jsonl", progress
+        ctx, ctx.spaces, cfg.population, cfg.iterations, cfg.tournament, seed, out_dir / "candidates.jsonl", progress
     )
     top = sorted(feasible, key=lambda s: s.scores[cfg.proxy], reverse=True)[: cfg.top_k]
     write_json(out_dir / "top.json", {

@@ -57,7 +57,13 @@ def gaussian_init_(module: nn.Module, generator: torch.Generator) -> None:
 
 
 def student_signals(student: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Signals:
-    """One forward and one cross-entropy backward through a student family model (train mode)."""
+    """One forward and one cross-entropy backward through a student (train mode).
+
+    Our families expose ``forward_features`` and ``head``; any other network (a pruned teacher) goes through the
+    same graph rewiring as the teacher, with batch statistics as a network in train mode uses.
+    """
+    if not hasattr(student, "forward_features"):
+        return TeacherProbe(student, x[:2], batch_stats=True).signals(x, y)
     student.train()
     student.zero_grad(set_to_none=True)
     feats = student.forward_features(x)
@@ -66,9 +72,9 @@ def student_signals(student: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Sig
     return Signals(feats.detach(), student.head.weight.grad.detach().clone())
 
 
-def _graph_module(teacher: Teacher, example: torch.Tensor) -> fx.GraphModule:
+def _graph_module(teacher: Teacher | nn.Module, example: torch.Tensor) -> fx.GraphModule:
     """A private copy of the teacher as an fx graph: the probe rewires and may re-initialise it."""
-    module = teacher.module
+    module = teacher.module if isinstance(teacher, Teacher) else teacher
     if isinstance(module, fx.GraphModule):
         return copy.deepcopy(module)
     if isinstance(module, torch.jit.ScriptModule):
@@ -95,7 +101,7 @@ def _shape(node: fx.Node) -> tuple[int, ...] | None:
 class TeacherProbe:
     """The teacher's graph rewired to return ``(logits, features)``, with its classifier weight located."""
 
-    def __init__(self, teacher: Teacher, example: torch.Tensor, batch_stats: bool = False) -> None:
+    def __init__(self, teacher: Teacher | nn.Module, example: torch.Tensor, batch_stats: bool = False) -> None:
         try:
             gm = _graph_module(teacher, example)
         except Exception as e:  # noqa: BLE001 — tracing failures are many; the user-facing fact is one

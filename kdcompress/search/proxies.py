@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdcompress.models.pruning import PruningSource
 from kdcompress.search import rivals
 from kdcompress.search.combo import combo
 from kdcompress.search.probe import ProxyBatch, Signals, gaussian_init_, student_signals
@@ -130,13 +131,13 @@ TEACHER_PROXIES = frozenset([*PROXY_INIT, "combo"])
 
 def score_student(
     name: str, teacher: Signals | None, family: str, genes: dict, in_channels: int, num_classes: int,
-    x: torch.Tensor, y: torch.Tensor, seed: int,
+    x: torch.Tensor, y: torch.Tensor, seed: int, pruning: PruningSource | None = None,
 ) -> float:
     """Score a freshly built student of ``family``/``genes`` with proxy ``name``, at the init that proxy asks for."""
     from kdcompress.models.students import build_student
 
     torch.manual_seed(seed)
-    student = build_student(family, genes, in_channels, num_classes)
+    student = build_student(family, genes, in_channels, num_classes, pruning)
     if name in PROXY_INIT:
         PROXY_INIT[name](student, torch.Generator().manual_seed(seed))
     return PROXIES[name](teacher, student, x, y)
@@ -144,9 +145,10 @@ def score_student(
 
 def score_batches(
     name: str, batches: list[ProxyBatch], family: str, genes: dict, in_channels: int, num_classes: int,
+    pruning: PruningSource | None = None,
 ) -> float:
     """Proxy ``name`` averaged over scoring batches, each with its own student init (``batch.seed``)."""
-    return sum(score_student(name, b.teacher, family, genes, in_channels, num_classes, b.x, b.y, b.seed)
+    return sum(score_student(name, b.teacher, family, genes, in_channels, num_classes, b.x, b.y, b.seed, pruning)
                for b in batches) / len(batches)
 
 

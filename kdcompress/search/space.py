@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kdcompress.errors import lookup
+from kdcompress.models.pruning import IMPORTANCE_NAMES, PRUNED_FAMILY
 
 Genes = dict[str, Any]
 
@@ -145,7 +146,30 @@ class VGGSpace(GeneSpace):
     }
 
 
-SPACES: dict[str, GeneSpace] = {s.family: s for s in (ResNetSpace(), MobileNetV2Space(), VGGSpace())}
+class PrunedTeacherSpace(GeneSpace):
+    """Genes of :mod:`kdcompress.models.pruning`: how much of the teacher to cut, by which criterion, and whether
+    the ratio holds per layer or over the whole network."""
+
+    family = PRUNED_FAMILY
+    choices = {
+        "ratio": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9],
+        "importance": IMPORTANCE_NAMES,
+        "global": [0, 1],
+    }
+
+    def describe(self, genes: Genes) -> str:
+        return f"ratio {genes['ratio']} {genes['importance']}{' global' if genes.get('global') else ''}"
+
+    def shrink(self, cand: Candidate, rng: random.Random) -> Candidate | None:
+        """Cut more: the next larger ratio; None at the largest."""
+        genes = cand.as_dict()
+        higher = [r for r in self.choices["ratio"] if r > genes["ratio"]]
+        return Candidate.of(self.family, {**genes, "ratio": higher[0]}) if higher else None
+
+
+SPACES: dict[str, GeneSpace] = {
+    s.family: s for s in (ResNetSpace(), MobileNetV2Space(), VGGSpace(), PrunedTeacherSpace())
+}
 
 
 def get_space(name: str) -> GeneSpace:
