@@ -18,7 +18,7 @@ from kdcompress.data import Preprocess, load_data
 from kdcompress.models.load import load_teacher
 from kdcompress.report.environment import environment
 from kdcompress.run import atomic_write, write_json
-from kdcompress.search.combo import COMBO_COMPONENTS, combo_features, fit_combo
+from kdcompress.search.combo import COMBO_COMPONENTS, WEIGHTS_FILE, combo_features, fit_combo
 from kdcompress.search.probe import proxy_batches
 from kdcompress.search.proxies import PROXIES, TEACHER_PROXIES, score_student
 
@@ -117,6 +117,13 @@ def report(students: list[dict], work: Path, out: Path, meta: dict) -> dict:
     feats = combo_features({k: scores[k] for k in COMBO_COMPONENTS})
     combo_tau, heldout = combo_heldout(feats, truth, scores)
     weights = fit_combo(feats, truth)  # on all students: what the shipped combo uses
+    write_json(WEIGHTS_FILE, {
+        "weights": dict(zip(COMBO_COMPONENTS, weights.tolist())),
+        "fitted_on": f"benchmarks/search_correlation.py: {len(students)} students in {meta['band_flops']} FLOPs, "
+                     f"mean KD test accuracy over {len(kd)} seeds, teacher {meta['teacher']}, proxies on "
+                     f"{SCORING_BATCHES} batches of {BATCH} with a random-init teacher",
+        "kendall_tau_heldout_half": combo_tau,
+    })
     scores["combo"] = feats @ weights  # in-sample: its τ below is optimistic, see kendall_tau_heldout_half
 
     best = int(np.argmax(truth))

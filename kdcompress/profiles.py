@@ -45,6 +45,7 @@ class Search(_Strict):
     top_k: int = Field(1, ge=1, description="how many of the best candidates are distilled")
     proxy_batch: int = Field(64, ge=2, description="mini-batch size the proxy scores on")
     proxy_batches: int = Field(1, ge=1, description="scores are averaged over this many batches and student inits")
+    workers: int = Field(0, ge=0, description="processes that evaluate candidates; 0: cores / target threads")
     teacher_init: Literal["random", "trained"] = Field(
         "random", description="DisWOT scores against the teacher architecture re-initialised (paper) or as trained"
     )

@@ -95,3 +95,48 @@ def test_every_proxy_runs_on_a_small_pair(name):
     teacher = student_signals(copy.deepcopy(net), x, y)
     value = PROXIES[name](teacher, net, x, y)
     assert isinstance(value, float) and not math.isnan(value)
+
+
+def test_diswot_variants_are_their_terms():
+    """The ablations are single terms of the same distances; the log variant is -(log M_s + log M_r)."""
+    gen = torch.Generator().manual_seed(1)
+    t_net = build_resnet({"stem": 8, "widths": [8, 16, 16], "depths": [1, 1, 1]}, 1, 5)
+    s_net = build_resnet({"stem": 16, "widths": [8, 8, 32], "depths": [1, 2, 1]}, 1, 5)
+    gaussian_init_(t_net, gen)
+    gaussian_init_(s_net, gen)
+    x, y = torch.rand(12, 1, 10, 10), torch.randint(0, 5, (12,))
+    teacher = student_signals(t_net, x, y)
+    s = student_signals(copy.deepcopy(s_net), x, y)
+    m_s, m_r = float(class_semantic(teacher.classifier_grad, s.classifier_grad)), float(sp_relation(teacher.features, s.features))
+    assert PROXIES["diswot_semantic"](teacher, copy.deepcopy(s_net), x, y) == pytest.approx(-m_s, rel=1e-5)
+    assert PROXIES["diswot_relation"](teacher, copy.deepcopy(s_net), x, y) == pytest.approx(-m_r, rel=1e-5)
+    assert PROXIES["diswot_log"](teacher, copy.deepcopy(s_net), x, y) == pytest.approx(-(math.log(m_s) + math.log(m_r)), rel=1e-5)
+
+
+def test_combo_is_the_weighted_sum_of_its_transformed_components(monkeypatch):
+    """combo = Σ w · transform(component), each component scoring the student at the init it asks for."""
+    from kdcompress.search import combo as combo_mod
+    from kdcompress.search.proxies import score_student
+
+    weights = {"params": 0.5, "synflow": -0.25, "diswot_relation": 2.0}
+    monkeypatch.setattr(combo_mod, "shipped_weights", lambda: weights)
+    genes = {"stem": 8, "widths": [8, 16, 16], "depths": [1, 1, 1]}
+    x, y = torch.rand(8, 1, 10, 10), torch.randint(0, 5, (8,))
+    t_net = build_resnet(genes, 1, 5)
+    gaussian_init_(t_net, torch.Generator().manual_seed(9))
+    teacher = student_signals(t_net, x, y)
+    expected = sum(w * combo_mod.TRANSFORMS.get(n, float)(score_student(n, teacher, "resnet", genes, 1, 5, x, y, seed=4))
+                   for n, w in weights.items())
+    assert score_student("combo", teacher, "resnet", genes, 1, 5, x, y, seed=4) == pytest.approx(expected, rel=1e-6)
+
+
+def test_fit_combo_recovers_a_linear_ranking():
+    import numpy as np
+
+    from kdcompress.search.combo import fit_combo
+
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(40, 3)) * [1.0, 100.0, 0.01]
+    truth = feats @ np.array([1.0, 0.0, -200.0])
+    w = fit_combo(feats, truth, ridge=1e-6)
+    assert np.corrcoef(feats @ w, truth)[0, 1] > 0.999

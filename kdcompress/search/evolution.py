@@ -1,216 +1,136 @@
-"""Aging evolution (Real et al., AAAI 2019) over the student spaces, under a budget of params and *measured*
-latency on the target backend, ranked by a zero-cost proxy (DESIGN §4).
+"""Aging evolution (Real et al., AAAI 2019) over the student spaces, ranked by a zero-cost proxy, under the budget
+that :mod:`kdcompress.search.context` checks (DESIGN §4).
 
-Latency is budgeted as a ratio to the teacher, both timed interleaved in the same few hundred milliseconds: on a
-shared machine absolute timings drift by 1.5x from one minute to the next (seen on our 2-core CI machine), and a
-candidate timed in a fast phase against a teacher timed in a slow one would pass a budget it does not meet.
+Candidates are evaluated in worker processes, ``workers`` at a time: each step draws that many children by
+tournament and single-gene mutation from the current population, evaluates the new ones in parallel and adds them
+in order, so a run is deterministic for a given seed and worker count. Candidates already evaluated cost nothing.
 """
 
 from __future__ import annotations
 
 import collections
 import json
+import multiprocessing as mp
+import os
 import random
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from kdcompress.bench import interleaved_latency
-from kdcompress.bench.backends import BACKENDS, Runner
 from kdcompress.data import DataSplits, Preprocess
-from kdcompress.errors import KDCompressError, lookup
-from kdcompress.export.onnx import onnx_bytes
+from kdcompress.errors import KDCompressError
 from kdcompress.models.load import Teacher
-from kdcompress.models.pruning import PRUNED_FAMILY, PruningSource, check_prunable
-from kdcompress.models.students import build_student
 from kdcompress.profiles import Profile
 from kdcompress.run import Progress, atomic_path, write_json
-from kdcompress.search.probe import ProxyBatch, proxy_batches
-from kdcompress.search.proxies import PROXIES, TEACHER_PROXIES, count_flops, score_batches
+from kdcompress.search.context import Scored, SearchContext, evaluate, prepare_context
 from kdcompress.search.space import Candidate, get_space
 
-# Quick timing during search; the bench stage measures the shipped artifacts properly.
-SEARCH_TIMING = {"warmup": 20, "iters": 60, "repeats": 3}
-# Before paying for a latency measurement, reject candidates whose FLOPs exceed the latency budget's share of the
-# teacher's FLOPs by this factor: passing would need them to run that much more efficiently per FLOP than the
-# teacher, and smaller networks are less efficient per FLOP, not more.
-FLOPS_SLACK = 2.0
+# The context a forked worker inherits (set before the pool starts; never pickled).
+_WORKER_CTX: SearchContext | None = None
 
 
-@dataclass
-class Scored:
-    """One evaluated candidate, as logged to ``candidates.jsonl``."""
-
-    space: str
-    genes: dict
-    params: int
-    flops: int
-    latency_ms: float | None
-    latency_ratio: float | None  # p50 / teacher p50, timed interleaved
-    feasible: bool
-    reason: str | None = None
-    scores: dict[str, float] = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        return asdict(self)
+def _evaluate_in_worker(cand: Candidate) -> Scored:
+    assert _WORKER_CTX is not None
+    return evaluate(cand, _WORKER_CTX)
 
 
-@dataclass
-class SearchContext:
-    """Everything fixed for one search: the scoring batches with the teacher's signals, budget and backend."""
-
-    batches: list[ProxyBatch]
-    in_channels: int
-    num_classes: int
-    max_params: float | None
-    max_flops: float | None
-    max_latency_ratio: float | None
-    backend: str
-    threads: int
-    batch: int
-    proxy: str  # ranks the candidates
-    seed: int
-    teacher_runner: Runner
-    also_score: list[str] = field(default_factory=list)  # reported beside ``proxy``, for comparison
-    spaces: list[str] = field(default_factory=list)
-    pruning: PruningSource | None = None  # the teacher, when the pruned-teacher space is searched
-    latency_cache: dict[str, tuple[float, float]] = field(default_factory=dict)
-
-    @property
-    def x(self) -> torch.Tensor:
-        return self.batches[0].x
+def _sample_in_worker(job: tuple[str, int]) -> list[tuple[Candidate, Scored]]:
+    """Sample a candidate of a space and shrink it one gene at a time until it fits (or cannot shrink)."""
+    assert _WORKER_CTX is not None
+    space, rng = get_space(job[0]), random.Random(job[1])
+    cand: Candidate | None = space.sample(rng)
+    tried = []
+    while cand is not None:
+        s = evaluate(cand, _WORKER_CTX)
+        tried.append((cand, s))
+        if s.feasible:
+            break
+        cand = space.shrink(cand, rng)
+    return tried
 
 
-def relative_latency(artifact: bytes | Path, ctx: SearchContext) -> tuple[float, float]:
-    """(p50 ms, p50 / teacher p50) of an ONNX model, timed interleaved with the teacher on the search backend."""
-    runner = BACKENDS[ctx.backend](artifact, threads=ctx.threads)
-    x = np.zeros((ctx.batch, *ctx.x.shape[1:]), dtype=np.float32)
-    lat = interleaved_latency({"teacher": ctx.teacher_runner, "candidate": runner}, x, **SEARCH_TIMING)
-    return lat["candidate"].p50, lat["candidate"].p50 / lat["teacher"].p50
+def _init_worker() -> None:
+    torch.set_num_threads(1)
 
 
-def evaluate(cand: Candidate, ctx: SearchContext) -> Scored:
-    """Size and latency constraints first (cheap to expensive), then the proxy score for feasible candidates."""
-    torch.manual_seed(ctx.seed)
-    genes = cand.as_dict()
+def default_workers(threads: int) -> int:
+    """As many workers as there are cores for the backend's threads, each candidate timed on its own cores."""
+    return max(1, (os.cpu_count() or 1) // max(1, threads))
+
+
+@contextmanager
+def worker_map(ctx: SearchContext, workers: int) -> Iterator[Callable]:
+    """``map(fn, items)`` over ``workers`` forked processes that share ``ctx`` (in-process when ``workers`` is 1)."""
+    global _WORKER_CTX
+    _WORKER_CTX = ctx
     try:
-        student = build_student(cand.family, genes, ctx.in_channels, ctx.num_classes, ctx.pruning).eval()
-    except KDCompressError as e:  # e.g. a pruning criterion that finds nothing to cut at these genes
-        return Scored(cand.family, genes, 0, 0, None, None, False, str(e))
-    n_params = sum(p.numel() for p in student.parameters())
-    n_flops = count_flops(student, ctx.x[:1])
-    if ctx.max_params is not None and n_params > ctx.max_params:
-        return Scored(cand.family, genes, n_params, n_flops, None, None, False,
-                      f"params {n_params} > {ctx.max_params:.0f}")
-    if ctx.max_flops is not None and n_flops > ctx.max_flops:
-        return Scored(cand.family, genes, n_params, n_flops, None, None, False,
-                      f"flops {n_flops} > {ctx.max_flops:.0f} (pre-filter, latency not measured)")
-    if cand.key not in ctx.latency_cache:
-        ctx.latency_cache[cand.key] = relative_latency(onnx_bytes(student, ctx.x[:1]), ctx)
-    latency, ratio = ctx.latency_cache[cand.key]
-    if ctx.max_latency_ratio is not None and ratio > ctx.max_latency_ratio:
-        return Scored(cand.family, genes, n_params, n_flops, latency, ratio, False,
-                      f"latency ratio {ratio:.3f} > {ctx.max_latency_ratio}")
-    scores = {  # every proxy sees the same student, at the init it asks for
-        name: score_batches(name, ctx.batches, cand.family, genes, ctx.in_channels, ctx.num_classes, ctx.pruning)
-        for name in [ctx.proxy, *ctx.also_score]
-    }
-    return Scored(cand.family, genes, n_params, n_flops, latency, ratio, True, scores=scores)
-
-
-def pruning_source(teacher: Teacher, example: torch.Tensor, progress: Progress) -> PruningSource | None:
-    """The teacher as a pruning source, or None (with one line saying why) when DepGraph cannot prune it."""
-    try:
-        check_prunable(teacher.module, teacher.kind)
-        source = PruningSource(teacher.module, example)
-        source.build({"ratio": 0.5, "importance": "l1", "global": 0})  # fails here, once, if it fails at all
-        return source
-    except KDCompressError as e:
-        progress.note(f"pruned-teacher space skipped: {e}")
-        return None
-
-
-def prepare_context(
-    teacher: Teacher, data: DataSplits, prep: Preprocess, profile: Profile, backend: str, teacher_artifact: Path,
-    teacher_params: int, teacher_flops: int, seed: int, progress: Progress | None = None,
-) -> SearchContext:
-    cfg = profile.search
-    spaces, pruning = list(cfg.space), None
-    if PRUNED_FAMILY in spaces:
-        pruning = pruning_source(teacher, prep(data.x_train[:2]), progress or Progress())
-        if pruning is None:
-            spaces.remove(PRUNED_FAMILY)
-            if not spaces:
-                raise KDCompressError("the only search space, pruned-teacher, cannot be used with this teacher",
-                                      "add a student family: --set search.space=[resnet,mobilenetv2,vgg]")
-    lookup(PROXIES, cfg.proxy, "proxy")
-    batches = proxy_batches(
-        teacher, data.x_train, data.y_train, prep, cfg.proxy_batches, cfg.proxy_batch, cfg.teacher_init, seed,
-        with_teacher=bool(TEACHER_PROXIES & {cfg.proxy, *cfg.also_score}),
-    )
-    budget = profile.budget
-    return SearchContext(
-        batches=batches, in_channels=data.input_shape[0], num_classes=data.num_classes,
-        max_params=budget.params_ratio * teacher_params if budget.params_ratio else None,
-        # teacher_flops is 0 when the teacher's FLOPs could not be counted: then no pre-filter
-        max_flops=FLOPS_SLACK * budget.latency_ratio * teacher_flops if budget.latency_ratio and teacher_flops else None,
-        max_latency_ratio=budget.latency_ratio,
-        backend=backend, threads=profile.target.threads, batch=profile.target.batch, proxy=cfg.proxy, seed=seed,
-        also_score=[p for p in cfg.also_score if p != cfg.proxy], spaces=spaces, pruning=pruning,
-        teacher_runner=BACKENDS[backend](teacher_artifact, threads=profile.target.threads),
-    )
+        if workers <= 1 or "fork" not in mp.get_all_start_methods():
+            yield lambda fn, items: [fn(i) for i in items]
+        else:
+            with mp.get_context("fork").Pool(workers, _init_worker) as pool:
+                yield lambda fn, items: pool.map(fn, items, chunksize=1)
+    finally:
+        _WORKER_CTX = None
 
 
 def aging_evolution(
     ctx: SearchContext, spaces: list[str], population: int, iterations: int, tournament: int, seed: int,
-    log: Path, progress: Progress | None = None,
+    log: Path, progress: Progress | None = None, workers: int = 1,
 ) -> list[Scored]:
-    """Run aging evolution; log every scored candidate to ``log`` (JSON lines); return the feasible ones, unique."""
+    """Run aging evolution; log every evaluated candidate to ``log`` (JSON lines); return the feasible ones, unique.
+
+    The population is filled with random samples shrunk into the budget, then ``iterations`` children follow.
+    """
     rng = random.Random(seed)
-    space_objs = [get_space(s) for s in spaces]
     seen: dict[str, Scored] = {}
     pop: collections.deque[tuple[Candidate, Scored]] = collections.deque()
     progress = progress or Progress()
     progress.start("search", population + iterations)
 
-    with atomic_path(log) as tmp, tmp.open("w") as f:
+    with atomic_path(log) as tmp, tmp.open("w") as f, worker_map(ctx, workers) as pmap:
 
-        def score(cand: Candidate) -> Scored:
+        def record(cand: Candidate, s: Scored) -> None:
             if cand.key not in seen:
-                seen[cand.key] = evaluate(cand, ctx)
-                f.write(json.dumps(seen[cand.key].to_json()) + "\n")
-                f.flush()
-            return seen[cand.key]
+                seen[cand.key] = s
+                f.write(json.dumps(s.to_json()) + "\n")
 
         attempts = 0
         while len(pop) < population and attempts < 20 * population:
-            attempts += 1
-            space = rng.choice(space_objs)
-            cand: Candidate | None = space.sample(rng)
-            s = score(cand)
-            while not s.feasible and (cand := space.shrink(cand, rng)) is not None:
-                s = score(cand)
-            if s.feasible and cand.key not in {c.key for c, _ in pop}:
-                pop.append((cand, s))
-                progress.advance(note=f"{len(seen)} scored")
+            jobs = [(rng.choice(spaces), rng.randrange(2**31)) for _ in range(max(1, workers))]
+            attempts += len(jobs)
+            for tried in pmap(_sample_in_worker, jobs):
+                for cand, s in tried:
+                    record(cand, s)
+                cand, s = tried[-1]
+                if s.feasible and len(pop) < population and cand.key not in {c.key for c, _ in pop}:
+                    pop.append((cand, s))
+                    progress.advance(note=f"{len(seen)} evaluated")
+            f.flush()
         if not pop:
             raise KDCompressError(
                 f"no candidate in {spaces} meets the budget after {attempts} tries "
                 f"(max latency ratio {ctx.max_latency_ratio}, max params {ctx.max_params})",
                 "relax budget.latency_ratio / params_ratio in the profile",
             )
-        for _ in range(iterations):
-            contenders = rng.sample(list(pop), min(tournament, len(pop)))
-            parent = max(contenders, key=lambda cs: cs[1].scores[ctx.proxy])[0]
-            space = get_space(parent.family)
-            child = space.mutate(parent, rng)
-            s = score(child)
-            if s.feasible:
-                pop.append((child, s))
-                pop.popleft()
-            progress.advance(note=f"{len(seen)} scored")
+        done = 0
+        while done < iterations:
+            children = []
+            for _ in range(min(max(1, workers), iterations - done)):
+                contenders = rng.sample(list(pop), min(tournament, len(pop)))
+                parent = max(contenders, key=lambda cs: cs[1].scores[ctx.proxy])[0]
+                children.append(get_space(parent.family).mutate(parent, rng))
+            new = list({c.key: c for c in children if c.key not in seen}.values())
+            for cand, s in zip(new, pmap(_evaluate_in_worker, new)):
+                record(cand, s)
+            f.flush()
+            for child in children:
+                if seen[child.key].feasible:
+                    pop.append((child, seen[child.key]))
+                    pop.popleft()
+            done += len(children)
+            progress.advance(len(children), note=f"{len(seen)} evaluated")
     progress.stop()
     return [s for s in seen.values() if s.feasible]
 
@@ -225,13 +145,16 @@ def search(
     ctx = prepare_context(
         teacher, data, prep, profile, backend, teacher_artifact, teacher_params, teacher_flops, seed, progress
     )
+    workers = cfg.workers or default_workers(profile.target.threads)
     feasible = aging_evolution(
-        ctx, ctx.spaces, cfg.population, cfg.iterations, cfg.tournament, seed, out_dir / "candidates.jsonl", progress
+        ctx, ctx.spaces, cfg.population, cfg.iterations, cfg.tournament, seed, out_dir / "candidates.jsonl",
+        progress, workers,
     )
     top = sorted(feasible, key=lambda s: s.scores[cfg.proxy], reverse=True)[: cfg.top_k]
     write_json(out_dir / "top.json", {
         "proxy": cfg.proxy, "teacher_init": cfg.teacher_init, "backend": backend,
         "max_latency_ratio": ctx.max_latency_ratio, "max_params": ctx.max_params, "max_flops": ctx.max_flops,
-        "evaluated": len(feasible), "top": [s.to_json() for s in top],
+        "reference_ratio": ctx.reference_ratio, "workers": workers, "evaluated": len(feasible),
+        "top": [s.to_json() for s in top],
     })
     return top

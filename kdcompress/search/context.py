@@ -1,0 +1,187 @@
+"""One search's fixed inputs (:class:`SearchContext`) and the evaluation of one candidate against them: size and
+FLOPs first, then *measured* latency on the target backend, then the proxy scores (DESIGN §4).
+
+Latency is budgeted as a ratio to the teacher. On a shared machine absolute timings drift by 1.5x from one minute
+to the next (seen on our 2-core CI machine), so a candidate timed in a fast phase against a teacher timed in a slow
+one would pass a budget it does not meet. Each candidate is therefore timed interleaved with a small *reference*
+student, whose ratio to the teacher was measured once, interleaved and at length, when the search started:
+``candidate / teacher = (candidate / reference)_now × (reference / teacher)_start``. Timing beside the reference
+rather than the teacher itself costs a fraction of the time (the reference is as small as the candidates).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kdcompress.bench import interleaved_latency
+from kdcompress.bench.backends import BACKENDS, Runner
+from kdcompress.data import DataSplits, Preprocess
+from kdcompress.errors import KDCompressError, lookup
+from kdcompress.export.onnx import onnx_bytes
+from kdcompress.models.load import Teacher
+from kdcompress.models.pruning import PRUNED_FAMILY, PruningSource, check_prunable
+from kdcompress.models.students import build_student
+from kdcompress.profiles import Profile
+from kdcompress.run import Progress
+from kdcompress.search.probe import ProxyBatch, proxy_batches
+from kdcompress.search.proxies import PROXIES, TEACHER_PROXIES, count_flops, score_batches
+from kdcompress.search.space import Candidate
+
+# Quick timing of each candidate beside the reference; the bench stage measures the shipped artifacts properly.
+SEARCH_TIMING = {"warmup": 10, "iters": 40, "repeats": 3}
+# The reference's ratio to the teacher is measured once per search, at length.
+REFERENCE_TIMING = {"warmup": 50, "iters": 100, "repeats": 5}
+REFERENCE_GENES = {"stem": 16, "stem_stride": 1, "widths": [16, 32, 64], "depths": [1, 1, 1]}
+# Before paying for a latency measurement, reject candidates whose FLOPs exceed the latency budget's share of the
+# teacher's FLOPs by this factor: passing would need them to run that much more efficiently per FLOP than the
+# teacher, and smaller networks are less efficient per FLOP, not more.
+FLOPS_SLACK = 2.0
+
+
+@dataclass
+class Scored:
+    """One evaluated candidate, as logged to ``candidates.jsonl``."""
+
+    space: str
+    genes: dict
+    params: int
+    flops: int
+    latency_ms: float | None
+    latency_ratio: float | None  # p50 / teacher p50 (see the module docstring)
+    feasible: bool
+    reason: str | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SearchContext:
+    """Everything fixed for one search: the scoring batches with the teacher's signals, budget and backend."""
+
+    batches: list[ProxyBatch]
+    in_channels: int
+    num_classes: int
+    max_params: float | None
+    max_flops: float | None
+    max_latency_ratio: float | None
+    backend: str
+    threads: int
+    batch: int
+    proxy: str  # ranks the candidates
+    seed: int
+    reference_onnx: bytes
+    reference_ratio: float  # reference p50 / teacher p50, measured when the search started
+    also_score: list[str] = field(default_factory=list)  # reported beside ``proxy``, for comparison
+    spaces: list[str] = field(default_factory=list)
+    pruning: PruningSource | None = None  # the teacher, when the pruned-teacher space is searched
+    latency_cache: dict[str, tuple[float, float]] = field(default_factory=dict)
+    _reference: tuple[int, Runner] | None = field(default=None, repr=False)
+
+    @property
+    def x(self) -> torch.Tensor:
+        return self.batches[0].x
+
+    def reference_runner(self) -> Runner:
+        """The reference's runner in this process (worker processes make their own: sessions do not fork)."""
+        if self._reference is None or self._reference[0] != os.getpid():
+            self._reference = (os.getpid(), BACKENDS[self.backend](self.reference_onnx, threads=self.threads))
+        return self._reference[1]
+
+
+def relative_latency(artifact: bytes, ctx: SearchContext) -> tuple[float, float]:
+    """(p50 ms, p50 / teacher p50) of an ONNX model, timed interleaved with the reference on the search backend."""
+    runner = BACKENDS[ctx.backend](artifact, threads=ctx.threads)
+    x = np.zeros((ctx.batch, *ctx.x.shape[1:]), dtype=np.float32)
+    lat = interleaved_latency({"reference": ctx.reference_runner(), "candidate": runner}, x, **SEARCH_TIMING)
+    return lat["candidate"].p50, lat["candidate"].p50 / lat["reference"].p50 * ctx.reference_ratio
+
+
+def evaluate(cand: Candidate, ctx: SearchContext) -> Scored:
+    """Size and latency constraints first (cheap to expensive), then the proxy scores of a feasible candidate."""
+    torch.manual_seed(ctx.seed)
+    genes = cand.as_dict()
+    try:
+        student = build_student(cand.family, genes, ctx.in_channels, ctx.num_classes, ctx.pruning).eval()
+    except KDCompressError as e:  # e.g. a pruning criterion that finds nothing to cut at these genes
+        return Scored(cand.family, genes, 0, 0, None, None, False, str(e))
+    n_params = sum(p.numel() for p in student.parameters())
+    n_flops = count_flops(student, ctx.x[:1])
+    if ctx.max_params is not None and n_params > ctx.max_params:
+        return Scored(cand.family, genes, n_params, n_flops, None, None, False,
+                      f"params {n_params} > {ctx.max_params:.0f}")
+    if ctx.max_flops is not None and n_flops > ctx.max_flops:
+        return Scored(cand.family, genes, n_params, n_flops, None, None, False,
+                      f"flops {n_flops} > {ctx.max_flops:.0f} (pre-filter, latency not measured)")
+    if cand.key not in ctx.latency_cache:
+        ctx.latency_cache[cand.key] = relative_latency(onnx_bytes(student, ctx.x[:1]), ctx)
+    latency, ratio = ctx.latency_cache[cand.key]
+    if ctx.max_latency_ratio is not None and ratio > ctx.max_latency_ratio:
+        return Scored(cand.family, genes, n_params, n_flops, latency, ratio, False,
+                      f"latency ratio {ratio:.3f} > {ctx.max_latency_ratio}")
+    scores = {  # every proxy sees the same students, at the init it asks for
+        name: score_batches(name, ctx.batches, cand.family, genes, ctx.in_channels, ctx.num_classes, ctx.pruning)
+        for name in [ctx.proxy, *ctx.also_score]
+    }
+    return Scored(cand.family, genes, n_params, n_flops, latency, ratio, True, scores=scores)
+
+
+def pruning_source(teacher: Teacher, example: torch.Tensor, progress: Progress) -> PruningSource | None:
+    """The teacher as a pruning source, or None (with one line saying why) when DepGraph cannot prune it."""
+    try:
+        check_prunable(teacher.module, teacher.kind)
+        source = PruningSource(teacher.module, example)
+        source.build({"ratio": 0.5, "importance": "l1", "global": 0})  # fails here, once, if it fails at all
+        return source
+    except KDCompressError as e:
+        progress.note(f"pruned-teacher space skipped: {e}")
+        return None
+
+
+def reference_ratio(reference: bytes, teacher_artifact: Path, backend: str, threads: int, x: np.ndarray) -> float:
+    """Reference p50 / teacher p50 on the search backend, timed interleaved."""
+    runners = {"teacher": BACKENDS[backend](teacher_artifact, threads=threads),
+               "reference": BACKENDS[backend](reference, threads=threads)}
+    lat = interleaved_latency(runners, x, **REFERENCE_TIMING)
+    return lat["reference"].p50 / lat["teacher"].p50
+
+
+def prepare_context(
+    teacher: Teacher, data: DataSplits, prep: Preprocess, profile: Profile, backend: str, teacher_artifact: Path,
+    teacher_params: int, teacher_flops: int, seed: int, progress: Progress | None = None,
+) -> SearchContext:
+    cfg = profile.search
+    lookup(PROXIES, cfg.proxy, "proxy")
+    spaces, pruning = list(cfg.space), None
+    if PRUNED_FAMILY in spaces:
+        pruning = pruning_source(teacher, prep(data.x_train[:2]), progress or Progress())
+        if pruning is None:
+            spaces.remove(PRUNED_FAMILY)
+            if not spaces:
+                raise KDCompressError("the only search space, pruned-teacher, cannot be used with this teacher",
+                                      "add a student family: --set search.space=[resnet,mobilenetv2,vgg]")
+    batches = proxy_batches(
+        teacher, data.x_train, data.y_train, prep, cfg.proxy_batches, cfg.proxy_batch, cfg.teacher_init, seed,
+        with_teacher=bool(TEACHER_PROXIES & {cfg.proxy, *cfg.also_score}),
+    )
+    in_channels, num_classes = data.input_shape[0], data.num_classes
+    reference = onnx_bytes(build_student("resnet", REFERENCE_GENES, in_channels, num_classes).eval(), batches[0].x[:1])
+    x_timing = np.zeros((profile.target.batch, *data.input_shape), dtype=np.float32)
+    budget = profile.budget
+    return SearchContext(
+        batches=batches, in_channels=in_channels, num_classes=num_classes,
+        max_params=budget.params_ratio * teacher_params if budget.params_ratio else None,
+        # teacher_flops is 0 when the teacher's FLOPs could not be counted: then no pre-filter
+        max_flops=FLOPS_SLACK * budget.latency_ratio * teacher_flops if budget.latency_ratio and teacher_flops else None,
+        max_latency_ratio=budget.latency_ratio,
+        backend=backend, threads=profile.target.threads, batch=profile.target.batch, proxy=cfg.proxy, seed=seed,
+        reference_onnx=reference,
+        reference_ratio=reference_ratio(reference, teacher_artifact, backend, profile.target.threads, x_timing),
+        also_score=[p for p in cfg.also_score if p != cfg.proxy], spaces=spaces, pruning=pruning,
+    )

@@ -1,0 +1,107 @@
+"""The pruned-teacher space on a teacher whose architecture no student family has (two concatenated branches)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import torch
+
+from kdcompress.data import Preprocess, load_data
+from kdcompress.distill.trainer import distill, load_student
+from kdcompress.errors import KDCompressError
+from kdcompress.models.load import load_teacher
+from kdcompress.models.pruning import PruningSource, check_prunable
+from kdcompress.profiles import load_profile
+
+CONCAT_ARCH = '''
+import torch
+from torch import nn
+
+
+class ConcatNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 24, 3, padding=1), nn.BatchNorm2d(24), nn.ReLU())
+        self.branch_a = nn.Sequential(nn.Conv2d(24, 16, 1), nn.BatchNorm2d(16), nn.ReLU())
+        self.branch_b = nn.Sequential(nn.Conv2d(24, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.mix = nn.Sequential(nn.Conv2d(32, 48, 3, stride=2, padding=1), nn.BatchNorm2d(48), nn.ReLU())
+        self.fc = nn.Linear(48, 4)
+
+    def forward(self, x):
+        h = self.stem(x)
+        h = self.mix(torch.cat([self.branch_a(h), self.branch_b(h)], dim=1))
+        return self.fc(h.mean(dim=(2, 3)))
+'''
+
+
+@pytest.fixture(scope="module")
+def concat_teacher(tmp_path_factory):
+    d = tmp_path_factory.mktemp("concat")
+    (d / "concat_arch.py").write_text(CONCAT_ARCH)
+    ns: dict = {}
+    exec(CONCAT_ARCH, ns)  # the same class the CLI will import from the file
+    torch.manual_seed(0)
+    torch.save(ns["ConcatNet"]().state_dict(), d / "concat_sd.pt")
+    return d / "concat_sd.pt", f"{d / 'concat_arch.py'}:ConcatNet"
+
+
+def test_pruning_cuts_channels_through_the_concatenation(concat_teacher):
+    teacher = load_teacher(concat_teacher[0], arch=concat_teacher[1])
+    source = PruningSource(teacher.module, torch.zeros(2, 1, 12, 12))
+    full = sum(p.numel() for p in teacher.module.parameters())
+    sizes = [sum(p.numel() for p in source.build({"ratio": r, "importance": "l1", "global": 0}).parameters())
+             for r in (0.3, 0.5, 0.8)]
+    assert full > sizes[0] > sizes[1] > sizes[2]
+    pruned = source.build({"ratio": 0.5, "importance": "l2", "global": 0})
+    assert type(pruned).__name__ == "ConcatNet"  # its own architecture, not a student family
+    assert pruned.mix[0].in_channels == pruned.branch_a[0].out_channels + pruned.branch_b[0].out_channels
+    assert pruned(torch.rand(3, 1, 12, 12)).shape == (3, 4)  # every class kept
+    again = source.build({"ratio": 0.5, "importance": "l2", "global": 0})
+    x = torch.rand(3, 1, 12, 12)
+    torch.testing.assert_close(pruned.eval()(x), again.eval()(x))  # same genes, same student
+
+
+def test_exported_and_torchscript_teachers_are_refused_in_one_line(teacher_files):
+    for fmt in ("pt2", "ts"):
+        t = load_teacher(teacher_files[fmt])
+        with pytest.raises(KDCompressError, match="needs an nn.Module teacher"):
+            check_prunable(t.module, t.kind)
+
+
+def test_search_yields_pruned_candidates_and_shrink_distills_one(concat_teacher, tiny_npz, tiny_profile, tmp_path,
+                                                               cli_cmd):
+    sd, arch = concat_teacher
+    out = tmp_path / "run"
+    r = subprocess.run([*cli_cmd, "search", str(sd), "--arch", arch, "--data", str(tiny_npz), "--profile",
+                        str(tiny_profile), "--set", "search.space=[pruned-teacher,vgg]", "--iterations", "6",
+                        "--out", str(out), "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in (out / "search" / "candidates.jsonl").read_text().splitlines()]
+    pruned = [c for c in rows if c["space"] == "pruned-teacher" and c["feasible"]]
+    assert pruned and all(c["params"] <= 0.8 * 18388 for c in pruned)  # ConcatNet(4 classes) has 18,388
+
+    # the trainer rebuilds a pruned student from the teacher, and load_student gets the same network back
+    teacher = load_teacher(sd, arch=arch)
+    data = load_data(str(tiny_npz))
+    profile = load_profile(tiny_profile, {"distill.epochs": 1})
+    spec = {"space": "pruned-teacher", "genes": pruned[0]["genes"], "in_channels": 1, "num_classes": 4}
+    distill(teacher, spec, data, Preprocess(), profile.distill, tmp_path / "s0", tmp_path / "logits.pt")
+    source = PruningSource(teacher.module, torch.zeros(2, 1, 12, 12))
+    model = load_student(tmp_path / "s0", source)
+    assert sum(p.numel() for p in model.parameters()) == pruned[0]["params"]
+
+
+def test_search_skips_pruning_a_graph_teacher_and_runs_the_other_families(teacher_files, tiny_npz, tiny_profile,
+                                                                         tmp_path, cli_cmd):
+    common = [*cli_cmd, "search", str(teacher_files["pt2"]), "--data", str(tiny_npz), "--profile", str(tiny_profile),
+              "--iterations", "2"]
+    r = subprocess.run([*common, "--set", "search.space=[pruned-teacher,resnet]", "--out", str(tmp_path / "a")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "pruned-teacher space skipped" in r.stderr
+    r = subprocess.run([*common, "--set", "search.space=[pruned-teacher]", "--out", str(tmp_path / "b")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "pruned-teacher, cannot be used with this teacher" in r.stderr
