@@ -9,7 +9,7 @@ FMNIST_DIR := /usr/share/datasets/fashion-mnist
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: install data demo test test-all bench bench-proxies teacher clean
+.PHONY: install data demo test test-all bench bench-proxies bench-search bench-search-speed teacher clean
 
 # Debian's Fashion-MNIST (idx files); installed only when missing, so a second run is a no-op.
 data:
@@ -48,6 +48,16 @@ bench: install
 bench-proxies: install
 	$(PY) benchmarks/proxy_repeatability.py --teacher-init random
 	$(PY) benchmarks/proxy_repeatability.py --teacher-init trained --out benchmarks/results/proxy_repeatability_trained_teacher.json
+
+# Does each proxy rank students as distillation does? Trains 24 students x (3 KD + 2 scratch seeds) on 2 cores,
+# about 1.5-2 hours; resumable (re-run to continue), results written as they come. Run it in the background:
+#   nohup make bench-search > bench-search.log 2>&1 &
+bench-search: install
+	$(PY) benchmarks/search_correlation.py
+
+# Proxy throughput and the wall time of a 1000-evaluation evolution (a few minutes).
+bench-search-speed: install
+	$(PY) benchmarks/search_speed.py
 
 # Re-train the shipped teacher (seeded); about 10 minutes on 2 cores.
 teacher: install
