@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import random
+import sys
 import time
 from pathlib import Path
 
@@ -29,30 +29,14 @@ from kdcompress.search.proxies import (
     PROXIES,
     PROXY_INIT,
     class_semantic,
-    count_flops,
     score_student,
     sp_relation,
 )
-from kdcompress.search.space import ResNetSpace
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-
-def band_students(n: int, lo: float, hi: float, seed: int = 0) -> list[dict]:
-    """``n`` distinct ResNet genes whose FLOPs lie in [lo, hi] (the situation a budgeted search is in)."""
-    space, rng, out, seen = ResNetSpace(), random.Random(seed), [], set()
-    x = torch.zeros(1, 1, 28, 28)
-    while len(out) < n:
-        cand = space.sample(rng)
-        while cand is not None:
-            f = count_flops(build_student("resnet", cand.as_dict(), 1, 10).eval(), x)
-            if f <= hi:
-                break
-            cand = space.shrink(cand, rng)
-        if cand is not None and lo <= f <= hi and cand.key not in seen:
-            seen.add(cand.key)
-            out.append(cand.as_dict())
-    return out
+from band import band_students  # noqa: E402
 
 
 def main() -> None:
@@ -68,7 +52,7 @@ def main() -> None:
     teacher = load_teacher(ROOT / "teachers" / "fmnist_resnet.pt2")
     data = load_data("fashion-mnist")
     prep = Preprocess()
-    genes = band_students(args.students, 5e6, 30e6)
+    genes = [s["genes"] for s in band_students(["resnet"], args.students, 5e6, 30e6)]
     scores: dict[str, list[list[float]]] = {name: [] for name in PROXIES}
     terms: dict[str, list[list[float]]] = {"M_s": [], "M_r": []}
     for seed in range(args.seeds):

@@ -18,10 +18,10 @@ import torch
 from kdcompress.bench import BACKENDS, accuracy, interleaved_latency, resolve_backend
 from kdcompress.data import DataSplits, Preprocess, load_data
 from kdcompress.distill import distill, load_student
-from kdcompress.models.pruning import PruningSource
 from kdcompress.errors import KDCompressError
 from kdcompress.export import check_parity, to_onnx
 from kdcompress.models.load import Teacher, infer_io, load_teacher
+from kdcompress.models.pruning import PruningSource
 from kdcompress.profiles import Profile
 from kdcompress.report.environment import environment
 from kdcompress.report.result import build_result, write_report

@@ -11,7 +11,12 @@ from kdcompress.export import check_parity, to_onnx
 from kdcompress.models.load import load_teacher
 from kdcompress.models.students import STUDENTS
 
-GENES = {"resnet": {"stem": 8, "widths": [8, 16, 16], "depths": [1, 2, 1], "stem_stride": 2}}
+GENES = {
+    "resnet": {"stem": 8, "widths": [8, 16, 16], "depths": [1, 2, 1], "stem_stride": 2},
+    "mobilenetv2": {"stem": 8, "stem_stride": 1, "widths": [8, 16, 24], "depths": [1, 2, 1], "expand": [1, 4, 6],
+                    "kernel": [3, 5, 7], "last": 64},
+    "vgg": {"widths": [8, 16, 24], "depths": [2, 1, 1], "kernel": [3, 5, 3]},
+}
 
 
 @pytest.mark.parametrize("family", sorted(STUDENTS))

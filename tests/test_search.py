@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+
 import torch
 
 from kdcompress.data import Preprocess, load_data
