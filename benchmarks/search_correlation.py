@@ -3,8 +3,9 @@
 A fixed, seeded set of students from every family, all within one FLOPs band, is distilled from the shipped
 Fashion-MNIST teacher (and trained from scratch) with the same schedule under several seeds; then every proxy scores
 the same students, and we report Kendall τ and Spearman ρ (bootstrap intervals over students) between each proxy and
-the mean distilled test accuracy, each proxy's top-1 pick against the true best, the seed-to-seed τ of the ground
-truth (the ceiling any proxy can reach), each proxy's own repeatability, and τ between distilled and scratch accuracy.
+the mean distilled test accuracy, each proxy's top-1 pick against the true best, τ between two single training seeds
+(how well one training run ranks like another), each proxy's own repeatability, and τ between distilled and scratch
+accuracy. The fitted ``combo`` is judged on students it was not fitted on.
 
     python benchmarks/search_correlation.py            # train what is missing (resumable), score, report
     python benchmarks/search_correlation.py --report   # score and report from the runs trained so far
@@ -49,10 +50,10 @@ def schedule(mode: str) -> Distill:
     return Distill.model_validate({**SCHEDULE, "loss": {"kd": {"T": 4.0, "alpha": alpha}}})
 
 
-def tasks(students: list[dict]) -> list[tuple[int, str, int]]:
+def tasks(students: list[dict], kd_seeds: int, scratch_seeds: int) -> list[tuple[int, str, int]]:
     """Seed-major order so that a partial run already has whole rankings to compare."""
-    out = [(i, "kd", s) for s in range(KD_SEEDS) for i in range(len(students))]
-    return out + [(i, "scratch", s) for s in range(SCRATCH_SEEDS) for i in range(len(students))]
+    out = [(i, "kd", s) for s in range(kd_seeds) for i in range(len(students))]
+    return out + [(i, "scratch", s) for s in range(scratch_seeds) for i in range(len(students))]
 
 
 def task_key(i: int, mode: str, seed: int) -> str:
@@ -79,11 +80,11 @@ def _train_one(args: tuple[dict, int, str, int, Path]) -> dict:
             "val_accuracy": res.best_val_accuracy, "seconds": round(res.seconds, 1)}
 
 
-def train(students: list[dict], work: Path, workers: int) -> None:
+def train(students: list[dict], work: Path, workers: int, kd_seeds: int, scratch_seeds: int) -> None:
     """Train every (student, mode, seed) not yet in ``runs.jsonl``, ``workers`` processes of one thread each."""
     runs_path = work / "runs.jsonl"
     done = {json.loads(line)["key"] for line in runs_path.read_text().splitlines()} if runs_path.exists() else set()
-    todo = [t for t in tasks(students) if task_key(*t) not in done]
+    todo = [t for t in tasks(students, kd_seeds, scratch_seeds) if task_key(*t) not in done]
     print(f"{len(done)} runs done, {len(todo)} to train with {workers} workers", flush=True)
     if not todo:
         return
@@ -104,7 +105,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "search_correlation")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--kd-seeds", type=int, default=KD_SEEDS)
+    ap.add_argument("--scratch-seeds", type=int, default=SCRATCH_SEEDS)
     ap.add_argument("--report", action="store_true", help="do not train; score and report what is trained")
+    ap.add_argument("--write-weights", action="store_true",
+                    help="refit the shipped combo weights (kdcompress/search/combo_weights.json); needs every seed")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "search_correlation.json")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -116,11 +121,12 @@ def main() -> None:
         students = band_students(SPACES, PER_SPACE, *BAND)
         students_path.write_text(json.dumps(students, indent=1))
     if not args.report:
-        train(students, args.work, args.workers)
+        train(students, args.work, args.workers, args.kd_seeds, args.scratch_seeds)
     from search_correlation_report import report  # scoring and statistics, kept apart from the training loop
 
-    report(students, args.work, args.out, {"band_flops": BAND, "schedule": SCHEDULE, "kd_seeds": KD_SEEDS,
-                                           "scratch_seeds": SCRATCH_SEEDS, "teacher": TEACHER.name})
+    report(students, args.work, args.out, {"band_flops": BAND, "schedule": SCHEDULE, "kd_seeds": args.kd_seeds,
+                                           "scratch_seeds": args.scratch_seeds, "teacher": TEACHER.name},
+           args.write_weights)
 
 
 if __name__ == "__main__":

@@ -35,10 +35,26 @@ def rho(a: np.ndarray, b: np.ndarray) -> float:
     return float(spearmanr(a, b).statistic)
 
 
+def scores_key(students: list[dict]) -> str:
+    """What the cached scores depend on: the students, the scoring settings and the proxies' source code."""
+    import hashlib
+
+    import kdcompress.search.combo as combo_src
+    import kdcompress.search.probe as probe_src
+    import kdcompress.search.proxies as proxies_src
+    import kdcompress.search.rivals as rivals_src
+
+    h = hashlib.sha256(json.dumps([students, SCORING_BATCHES, BATCH], sort_keys=True).encode())
+    for mod in (proxies_src, rivals_src, probe_src, combo_src):
+        h.update(Path(mod.__file__).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def score_all(students: list[dict], work: Path, teacher_path: Path) -> dict[str, list[list[float]]]:
     """Every proxy x scoring batch x student; teacher proxies under both teacher inits (``name@trained``)."""
-    path = work / "scores.json"
-    cached = json.loads(path.read_text()) if path.exists() else {}
+    path, key = work / "scores.json", scores_key(students)
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    cached = stored.get("scores", {}) if stored.get("key") == key else {}
     wanted = [n for n in PROXIES if n != "combo"] + [f"{n}@trained" for n in TEACHER_PROXIES - {"combo"}]
     if all(n in cached for n in wanted):
         return cached
@@ -54,7 +70,7 @@ def score_all(students: list[dict], work: Path, teacher_path: Path) -> dict[str,
             cached[key] = [[score_student(name, b.teacher, s["space"], s["genes"], 1, 10, b.x, b.y, b.seed)
                             for s in students] for b in batches]
             print(f"scored {key}", flush=True)
-    atomic_write(path, json.dumps(cached))
+    atomic_write(path, json.dumps({"key": key, "scores": cached}))
     return cached
 
 
@@ -83,41 +99,50 @@ def within_family(score: np.ndarray, truth: np.ndarray, families: list[str]) -> 
 
 
 def ground_truth(work: Path, n: int) -> dict[str, np.ndarray]:
-    """``{"kd": (seeds, n), "scratch": (seeds, n)}`` test accuracies; NaN where not trained yet."""
+    """``{"kd": (seeds, n), "scratch": ..., "kd_val": ...}`` test (val) accuracies of whole rankings only."""
     rows = [json.loads(line) for line in (work / "runs.jsonl").read_text().splitlines()]
     out = {}
-    for mode in ("kd", "scratch"):
+    for mode, field, name in (("kd", "test_accuracy", "kd"), ("scratch", "test_accuracy", "scratch"),
+                              ("kd", "val_accuracy", "kd_val")):
         seeds = sorted({r["seed"] for r in rows if r["mode"] == mode})
         acc = np.full((len(seeds), n), np.nan)
         for r in rows:
             if r["mode"] == mode:
-                acc[seeds.index(r["seed"]), r["student"]] = r["test_accuracy"]
-        out[mode] = acc[~np.isnan(acc).any(axis=1)]  # whole rankings only
+                acc[seeds.index(r["seed"]), r["student"]] = r[field]
+        out[name] = acc[~np.isnan(acc).any(axis=1)]
     return out
 
 
-def combo_heldout(feats: np.ndarray, truth: np.ndarray, scores: dict[str, np.ndarray], splits: int = 200,
-                  seed: int = 0) -> tuple[float, list[float], dict[str, float]]:
-    """The combo's Kendall τ on held-out students: fit on a random half, rank the other half; mean over splits,
-    with the 2.5/97.5 percentiles over splits. Every other proxy's mean τ on the same held-out halves comes with
-    it, for a like-for-like comparison."""
+def combo_score(feats: np.ndarray, finite: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return np.where(finite, feats @ w, -np.inf)
+
+
+def combo_heldout(feats: np.ndarray, finite: np.ndarray, fit_target: np.ndarray, truth: np.ndarray,
+                  scores: dict[str, np.ndarray], splits: int = 200, seed: int = 0) -> dict:
+    """The combo on held-out students: weights fitted on a random half's *validation* accuracy, τ and ρ against
+    the other half's test accuracy; mean over splits and the 2.5/97.5 percentiles over splits. Every other proxy's
+    mean τ on the same held-out halves comes with it, for a like-for-like comparison."""
     rng = np.random.default_rng(seed)
-    n, combo_t, others = len(truth), [], {k: [] for k in scores}
+    n, taus, rhos, others = len(truth), [], [], {k: [] for k in scores}
     for _ in range(splits):
         perm = rng.permutation(n)
         fit, held = perm[: n // 2], perm[n // 2:]
-        w = fit_combo(feats[fit], truth[fit])
-        combo_t.append(tau(feats[held] @ w, truth[held]))
+        fit = fit[finite[fit]]
+        w = fit_combo(feats[fit], fit_target[fit])
+        s = combo_score(feats[held], finite[held], w)
+        taus.append(tau(s, truth[held]))
+        rhos.append(rho(s, truth[held]))
         for k, v in scores.items():
             others[k].append(tau(v[held], truth[held]))
-    spread = [float(np.nanpercentile(combo_t, 2.5)), float(np.nanpercentile(combo_t, 97.5))]
-    return float(np.nanmean(combo_t)), spread, {k: float(np.nanmean(v)) for k, v in others.items()}
+    return {"kendall_tau": float(np.nanmean(taus)), "spearman": float(np.nanmean(rhos)),
+            "kendall_tau_split_spread": [float(np.nanpercentile(taus, 2.5)), float(np.nanpercentile(taus, 97.5))],
+            "others_kendall_tau": {k: float(np.nanmean(v)) for k, v in others.items()}}
 
 
-def report(students: list[dict], work: Path, out: Path, meta: dict) -> dict:
+def report(students: list[dict], work: Path, out: Path, meta: dict, write_weights: bool = False) -> dict:
     t0 = time.time()
     gt = ground_truth(work, len(students))
-    kd, scratch = gt["kd"], gt["scratch"]
+    kd, scratch, kd_val = gt["kd"], gt["scratch"], gt["kd_val"]
     if len(kd) == 0:
         raise SystemExit("no complete KD ranking yet; train first")
     truth = kd.mean(axis=0)
@@ -126,17 +151,24 @@ def report(students: list[dict], work: Path, out: Path, meta: dict) -> dict:
     scores = {k: v.mean(axis=0) for k, v in per_batch.items()}
     rng = np.random.default_rng(0)
 
-    feats = combo_features({k: scores[k] for k in COMBO_COMPONENTS})
-    combo_tau, combo_spread, heldout = combo_heldout(feats, truth, scores)
-    weights = fit_combo(feats, truth)  # on all students: what the shipped combo uses
-    write_json(WEIGHTS_FILE, {
-        "weights": dict(zip(COMBO_COMPONENTS, weights.tolist())),
-        "fitted_on": f"benchmarks/search_correlation.py: {len(students)} students in {meta['band_flops']} FLOPs, "
-                     f"mean KD test accuracy over {len(kd)} seeds, teacher {meta['teacher']}, proxies on "
-                     f"{SCORING_BATCHES} batches of {BATCH} with a random-init teacher",
-        "kendall_tau_heldout_half": combo_tau,
-    })
-    scores["combo"] = feats @ weights  # in-sample: its τ below is optimistic, see kendall_tau_heldout_half
+    # The combo as the search computes it: per batch transformed, then averaged over batches; fitted on validation
+    # accuracy so that the test accuracy stays unseen.
+    per_batch_feats = [combo_features({k: per_batch[k][b] for k in COMBO_COMPONENTS}) for b in range(SCORING_BATCHES)]
+    feats = np.mean([f for f, _ in per_batch_feats], axis=0)
+    finite = np.logical_and.reduce([m for _, m in per_batch_feats])
+    fit_target = kd_val.mean(axis=0)
+    held = combo_heldout(feats, finite, fit_target, truth, scores)
+    weights = fit_combo(feats[finite], fit_target[finite])  # on all students: what the shipped combo uses
+    if write_weights and len(kd) == meta["kd_seeds"]:
+        write_json(WEIGHTS_FILE, {
+            "weights": dict(zip(COMBO_COMPONENTS, weights.tolist())),
+            "fitted_on": f"benchmarks/search_correlation.py: {len(students)} students in {meta['band_flops']} FLOPs, "
+                         f"mean KD validation accuracy over {len(kd)} seeds, teacher {meta['teacher']}, proxies "
+                         f"on {SCORING_BATCHES} batches of {BATCH} with a random-init teacher",
+            "kendall_tau_heldout_half": held["kendall_tau"],
+        })
+        print(f"wrote {WEIGHTS_FILE}")
+    scores["combo"] = combo_score(feats, finite, weights)  # in-sample; the held-out figures replace τ and ρ below
 
     best = int(np.argmax(truth))
     families = [st["space"] for st in students]
@@ -160,11 +192,15 @@ def report(students: list[dict], work: Path, out: Path, meta: dict) -> dict:
                 for m in (1, 2, len(pb))
             } if pb is not None else None,
         }
-    # The honest figure for a fitted proxy: fitted and tested on different students (interval: over the splits).
+    # The honest figures for a fitted proxy: fitted and tested on different students (interval: over the splits).
     c = per_proxy["combo"]
-    c["kendall_tau_in_sample"], c["kendall_tau_in_sample_ci95"] = c["kendall_tau"], c["kendall_tau_ci95"]
-    c["kendall_tau"], c["kendall_tau_ci95"] = combo_tau, combo_spread
-    c["note"] = "kendall_tau: mean over 200 random halves of τ on the half not used to fit the weights"
+    c["in_sample"] = {k: c[k] for k in ("kendall_tau", "kendall_tau_ci95", "spearman", "spearman_ci95")}
+    c["kendall_tau"], c["kendall_tau_ci95"], c["spearman"] = (held["kendall_tau"], held["kendall_tau_split_spread"],
+                                                              held["spearman"])
+    c["spearman_ci95"] = None
+    c["note"] = ("kendall_tau/spearman: mean over 200 random halves, weights fitted on one half's validation "
+                 "accuracy, tested on the other half's test accuracy; kendall_tau_ci95: spread over the splits. "
+                 "Every other field of combo is in-sample (weights fitted on these students).")
 
     kd_seed_tau = mean_pairwise_tau(kd) if len(kd) > 1 else None
     half = len(kd) // 2
@@ -176,8 +212,9 @@ def report(students: list[dict], work: Path, out: Path, meta: dict) -> dict:
         **meta,
         "kd_seeds_complete": len(kd), "scratch_seeds_complete": len(scratch),
         "seed_tau_ceiling": kd_seed_tau,
-        "seed_tau_ceiling_note": "mean Kendall τ between the KD rankings of two single seeds; the ground truth is "
-                                 "the mean over all seeds, so its reliability is higher than this",
+        "seed_tau_ceiling_note": "mean Kendall τ between the KD rankings of two single seeds: how well one training "
+                                 "run ranks like another. The ground truth is the mean over all seeds, so it is "
+                                 "more reliable than this, and a proxy may exceed it",
         "split_half_tau_of_truth": tau(kd[:half].mean(axis=0), kd[half:].mean(axis=0)) if len(kd) > 1 else None,
         "seed_sd_accuracy": float(np.mean(kd.std(axis=0, ddof=1))) if len(kd) > 1 else None,
         "accuracy_range": [float(truth.min()), float(truth.max())],
@@ -187,7 +224,7 @@ def report(students: list[dict], work: Path, out: Path, meta: dict) -> dict:
         "true_best": best, "true_best_accuracy": float(truth[best]),
         "kendall_tau": {k: v["kendall_tau"] for k, v in per_proxy.items()},
         "spearman": {k: v["spearman"] for k, v in per_proxy.items()},
-        "kendall_tau_heldout_half": {**heldout, "combo": combo_tau},
+        "kendall_tau_heldout_half": {**held["others_kendall_tau"], "combo": held["kendall_tau"]},
         "combo_weights": dict(zip(COMBO_COMPONENTS, weights.tolist())),
         "proxies": per_proxy,
         "scoring_batches": SCORING_BATCHES, "scoring_batch_size": BATCH, "bootstrap": BOOTSTRAP,
@@ -230,10 +267,11 @@ def plot(r: dict, path: Path) -> None:
         ax.plot(p["kendall_tau"], y, "o", color="C3" if k.startswith("diswot") else "C0")
     ax.axvline(0, color="0.3", lw=0.8)
     if r["seed_tau_ceiling"] is not None:
-        ax.axvline(r["seed_tau_ceiling"], color="C2", ls="--", lw=1, label="seed-to-seed τ of the ground truth")
+        ax.axvline(r["seed_tau_ceiling"], color="C2", ls="--", lw=1, label="τ between two single KD seeds")
         ax.legend(loc="lower right", fontsize=8)
     ax.set_yticks(range(len(items)), [k for k, _ in items], fontsize=8)
-    ax.set_xlabel("Kendall τ with mean distilled test accuracy (95 % bootstrap interval)")
+    ax.set_xlabel("Kendall τ with mean distilled test accuracy\n(95 % bootstrap interval; combo: held-out, spread "
+                  "over splits)")
     ax.set_title(f"{len(r['students'])} students, {r['band_flops'][0] / 1e6:.1f}–{r['band_flops'][1] / 1e6:.1f} "
                  f"MFLOPs, Fashion-MNIST", fontsize=9)
     fig.tight_layout()

@@ -44,15 +44,18 @@ TRANSFORMS: dict[str, Callable[[float], float]] = {
 WEIGHTS_FILE = Path(__file__).with_name("combo_weights.json")
 
 
-def combo_features(scores: dict[str, np.ndarray]) -> np.ndarray:
-    """(students, components) matrix of transformed scores; non-finite entries become their column's worst value."""
-    cols = []
+def combo_features(scores: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(students, components) matrix of transformed scores, with non-finite entries set to their column's worst
+    value (for fitting), and a mask of the students whose components are all finite — the others rank last, as
+    :func:`combo` gives them ``-inf``."""
+    cols, finite_rows = [], None
     for name in COMBO_COMPONENTS:
         col = np.array([TRANSFORMS.get(name, float)(float(v)) for v in scores[name]])
         finite = np.isfinite(col)
+        finite_rows = finite if finite_rows is None else finite_rows & finite
         col[~finite] = col[finite].min() if finite.any() else 0.0
         cols.append(col)
-    return np.stack(cols, axis=1)
+    return np.stack(cols, axis=1), finite_rows
 
 
 def fit_combo(feats: np.ndarray, accuracy: np.ndarray, ridge: float = 1.0) -> np.ndarray:

@@ -3,7 +3,9 @@ that :mod:`kdcompress.search.context` checks (DESIGN §4).
 
 Candidates are evaluated in worker processes, ``workers`` at a time: each step draws that many children by
 tournament and single-gene mutation from the current population, evaluates the new ones in parallel and adds them
-in order, so a run is deterministic for a given seed and worker count. Candidates already evaluated cost nothing.
+in order, so a run is deterministic for a given seed and worker count as long as no candidate's measured latency sits
+so close to the budget that timing noise flips it. A candidate already evaluated costs nothing in the evolution
+(workers filling the first population may time a shared candidate twice; the first result counts).
 """
 
 from __future__ import annotations
@@ -103,7 +105,8 @@ def aging_evolution(
             for tried in pmap(_sample_in_worker, jobs):
                 for cand, s in tried:
                     record(cand, s)
-                cand, s = tried[-1]
+                cand = tried[-1][0]
+                s = seen[cand.key]  # the first evaluation of a candidate is the one that counts
                 if s.feasible and len(pop) < population and cand.key not in {c.key for c, _ in pop}:
                     pop.append((cand, s))
                     progress.advance(note=f"{len(seen)} evaluated")

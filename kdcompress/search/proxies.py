@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdcompress.models.pruning import PruningSource
+from kdcompress.models.pruning import PRUNED_FAMILY, PruningSource
 from kdcompress.search import rivals
 from kdcompress.search.combo import combo
 from kdcompress.search.probe import ProxyBatch, Signals, gaussian_init_, student_signals
@@ -138,6 +138,10 @@ def score_student(
 
     torch.manual_seed(seed)
     student = build_student(family, genes, in_channels, num_classes, pruning)
+    if family == PRUNED_FAMILY:  # it arrives with the teacher's trained weights; proxies score architectures at init
+        for m in student.modules():
+            if hasattr(m, "reset_parameters"):
+                m.reset_parameters()
     if name in PROXY_INIT:
         PROXY_INIT[name](student, torch.Generator().manual_seed(seed))
     return PROXIES[name](teacher, student, x, y)

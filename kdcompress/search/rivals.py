@@ -52,7 +52,7 @@ def synflow(teacher: Signals | None, student: nn.Module, x: torch.Tensor, y: tor
 def nwot(teacher: Signals | None, student: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """NASWOT (Mellor et al., "Neural Architecture Search without Training", ICML 2021, Eq. 2):
     binary ReLU codes ``c_i`` per sample, ``K_H[i, j] = N_A − d_H(c_i, c_j)`` summed over the observed ReLU layers
-    (``nn.ReLU`` modules and residual-block outputs), score ``log |det K_H|``."""
+    (``nn.ReLU``/``nn.ReLU6`` modules and residual-block outputs), score ``log |det K_H|``."""
     n = len(x)
     k = torch.zeros(n, n, dtype=torch.float64)
 
@@ -62,7 +62,8 @@ def nwot(teacher: Signals | None, student: nn.Module, x: torch.Tensor, y: torch.
 
     from kdcompress.models.students import BasicBlock
 
-    kinds = (nn.ReLU, BasicBlock)  # a BasicBlock ends in a ReLU; its inner functional ReLU is not observed
+    # a BasicBlock ends in a ReLU; its inner functional ReLU is not observed. ReLU6 is not a subclass of ReLU.
+    kinds = (nn.ReLU, nn.ReLU6, BasicBlock)
     handles = [m.register_forward_hook(hook) for m in student.modules() if isinstance(m, kinds)]
     try:
         student.train()
@@ -78,8 +79,15 @@ def nwot(teacher: Signals | None, student: nn.Module, x: torch.Tensor, y: torch.
 def zen(teacher: Signals | None, student: nn.Module, x: torch.Tensor, y: torch.Tensor, alpha: float = 0.01) -> float:
     """Zen-score (Lin et al., "Zen-NAS", ICCV 2021, Eq. 5–6): with Gaussian weights and Gaussian input ``z``,
     ``log E‖f(z) − f(z + α ε)‖`` on the pre-pooling feature map, plus ``Σ_BN log sqrt(mean_c σ²_c)`` where
-    ``σ²_c`` is the batch variance each BatchNorm normalises by (BN in train mode)."""
+    ``σ²_c`` is the batch variance each BatchNorm normalises by (BN in train mode).
+
+    Defined for our student families (``forward_features``); any other network (a pruned teacher) scores ``-inf``,
+    so zen never prefers a candidate it cannot measure.
+    """
     from kdcompress.search.probe import gaussian_init_
+
+    if not hasattr(student, "forward_features"):
+        return float("-inf")
 
     model = copy.deepcopy(student).train()
     gen = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,))))
