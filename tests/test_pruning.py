@@ -76,11 +76,12 @@ def test_search_yields_pruned_candidates_and_shrink_distills_one(concat_teacher,
     out = tmp_path / "run"
     r = subprocess.run([*cli_cmd, "search", str(sd), "--arch", arch, "--data", str(tiny_npz), "--profile",
                         str(tiny_profile), "--set", "search.space=[pruned-teacher,vgg]", "--iterations", "6",
-                        "--out", str(out), "--json"], capture_output=True, text=True)
+                        "--proxy", "all", "--out", str(out), "--json"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     rows = [json.loads(line) for line in (out / "search" / "candidates.jsonl").read_text().splitlines()]
     pruned = [c for c in rows if c["space"] == "pruned-teacher" and c["feasible"]]
     assert pruned and all(c["params"] <= 0.8 * 18388 for c in pruned)  # ConcatNet(4 classes) has 18,388
+    assert all(c["scores"]["zen"] == float("-inf") for c in pruned)  # zen is undefined there, and says so
 
     # the trainer rebuilds a pruned student from the teacher, and load_student gets the same network back
     teacher = load_teacher(sd, arch=arch)
