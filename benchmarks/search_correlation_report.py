@@ -227,6 +227,8 @@ def report(students: list[dict], work: Path, out: Path, meta: dict, write_weight
         "kendall_tau_heldout_half": {**held["others_kendall_tau"], "combo": held["kendall_tau"]},
         "combo_weights": dict(zip(COMBO_COMPONENTS, weights.tolist())),
         "proxies": per_proxy,
+        "train_seconds_sum": round(sum(json.loads(line)["seconds"] for line in
+                                       (work / "runs.jsonl").read_text().splitlines()), 1),
         "scoring_batches": SCORING_BATCHES, "scoring_batch_size": BATCH, "bootstrap": BOOTSTRAP,
         "seconds_report": round(time.time() - t0, 1),
         **environment(),
