@@ -185,14 +185,20 @@ def search(target: Path, out: Path, resume: bool, proxy: str | None, iterations:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    names = list(rows[0]["scores"]) if rows else []
-    table = Table(title=f"{len(rows)} candidates within budget (best first by {inputs.profile.search.proxy})")
-    table.add_column("candidate", no_wrap=True)
+    ranked_by = inputs.profile.search.proxy
+    # DisWOT's single-term ablations stay in --json and candidates.jsonl: the table must fit a terminal
+    names = [n for n in (rows[0]["scores"] if rows else []) if n == ranked_by or not n.startswith("diswot_")]
+    as_ranks = len(names) > 3  # many proxies side by side: their rankings compare at a glance, values do not
+    title = f"{len(rows)} candidates within budget (best first by {ranked_by})"
+    table = Table(title=title + ("; rank by each proxy, 1 = best, values in --json" if as_ranks else ""))
+    table.add_column("candidate", overflow="fold", min_width=18)
     for col in ("params", "MFLOPs", "lat. ratio", *names):
         table.add_column(col, justify="right")
+    ranks = {n: {id(r): i + 1 for i, r in enumerate(sorted(rows, key=lambda r: -r["scores"][n]))} for n in names}
     for r in rows[:20]:
-        table.add_row(f"{r['space']} {get_space(r['space']).describe(r['genes'])}", f"{r['params']:,}", f"{r['flops'] / 1e6:.1f}", f"{r['latency_ratio']:.3f}",
-                      *(f"{r['scores'][n]:.3g}" for n in names))
+        cells = [str(ranks[n][id(r)]) if as_ranks else f"{r['scores'][n]:.3g}" for n in names]
+        table.add_row(f"{r['space']} {get_space(r['space']).describe(r['genes'])}", f"{r['params']:,}",
+                      f"{r['flops'] / 1e6:.1f}", f"{r['latency_ratio']:.3f}", *cells)
     if len(rows) > 20:
         out_console.print(f"(first 20 of {len(rows)}; --json prints them all)")
     out_console.print(table)

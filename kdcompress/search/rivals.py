@@ -45,7 +45,7 @@ def synflow(teacher: Signals | None, student: nn.Module, x: torch.Tensor, y: tor
             p.abs_()
     model.zero_grad(set_to_none=True)
     model(torch.ones(1, *x.shape[1:], dtype=torch.float64)).sum().backward()
-    total = sum(float((p.grad * p).sum()) for p in model.parameters() if p.grad is not None)
+    total = sum(float((p.grad * p).detach().sum()) for p in model.parameters() if p.grad is not None)
     return math.log(total) if total > 0 else float("-inf")
 
 

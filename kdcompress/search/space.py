@@ -57,10 +57,10 @@ class GeneSpace:
         return flat
 
     def describe(self, genes: Genes) -> str:
-        """Short form for tables, e.g. ``stem 8/s2 widths 8-16-48 depths 1-2-1``."""
-        parts = [f"stem {genes['stem']}/s{genes.get('stem_stride', 1)}"] if "stem" in genes else []
-        parts += [f"{name} {'-'.join(map(str, genes[name]))}" for name in self.lists]
-        parts += [f"{k} {v}" for k, v in genes.items() if k not in self.lists and k not in ("stem", "stem_stride")]
+        """Short form for tables, e.g. ``stem8/s2 w8-16-48 d1-2-1`` (list genes by their flat prefix)."""
+        parts = [f"stem{genes['stem']}/s{genes.get('stem_stride', 1)}"] if "stem" in genes else []
+        parts += [f"{prefix}{'-'.join(map(str, genes[name]))}" for name, prefix in self.lists.items()]
+        parts += [f"{k}{v}" for k, v in genes.items() if k not in self.lists and k not in ("stem", "stem_stride")]
         return " ".join(parts)
 
     def sample(self, rng: random.Random) -> Candidate:
