@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichBar
 from rich.table import Table
@@ -47,7 +48,13 @@ class BarProgress:
             self.bar = None
 
     def note(self, message: str) -> None:
-        err_console.print(f"[yellow]note:[/] {message}", highlight=False)
+        err_console.print(f"[yellow]note:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+# Spelled out rather than imported: importing the registry pulls in torch, and --help should be instant.
+# tests/test_cli.py checks that it names every registered proxy.
+PROXY_HELP = ("synflow (default), zen, params, flops, grad_norm, snip, nwot, combo, diswot and its ablations "
+              "diswot_semantic, diswot_relation, diswot_log")
 
 
 def _parse_overrides(pairs: tuple[str, ...]) -> dict:
@@ -155,7 +162,7 @@ def shrink(teacher: Path, out: Path, resume: bool, as_json: bool, **job) -> None
 @click.argument("target", type=click.Path(exists=True, path_type=Path))
 @input_options
 @click.option("--proxy", help="Proxy that ranks the candidates, or 'all' to rank with the profile's and score with "
-                              "every proxy side by side.")
+                              "every proxy side by side. Proxies: " + PROXY_HELP + ".")
 @click.option("--iterations", type=int, help="Evolution iterations (profile: search.iterations).")
 @click.option("--top-k", type=int, help="Candidates kept for distillation (profile: search.top_k).")
 @click.option("--json", "as_json", is_flag=True, help="Print the candidates as JSON on stdout.")
@@ -189,19 +196,24 @@ def search(target: Path, out: Path, resume: bool, proxy: str | None, iterations:
     # DisWOT's single-term ablations stay in --json and candidates.jsonl: the table must fit a terminal
     names = [n for n in (rows[0]["scores"] if rows else []) if n == ranked_by or not n.startswith("diswot_")]
     as_ranks = len(names) > 3  # many proxies side by side: their rankings compare at a glance, values do not
-    title = f"{len(rows)} candidates within budget (best first by {ranked_by})"
-    table = Table(title=title + ("; rank by each proxy, 1 = best, values in --json" if as_ranks else ""))
+    spaces = ", ".join(inputs.profile.search.space)
+    title = f"{len(rows)} candidates within budget from {spaces} (best first by {ranked_by}, higher is better)"
+    table = Table(title=title + ("; #proxy: rank by that proxy, 1 = best, values in --json" if as_ranks else ""))
     table.add_column("candidate", overflow="fold", min_width=18)
-    for col in ("params", "MFLOPs", "lat. ratio", *names):
+    for col in ("params", "MFLOPs", "lat. ratio"):
         table.add_column(col, justify="right")
+    for name in names:
+        table.add_column(f"#{name}" if as_ranks else name, justify="right")
     ranks = {n: {id(r): i + 1 for i, r in enumerate(sorted(rows, key=lambda r: -r["scores"][n]))} for n in names}
     for r in rows[:20]:
         cells = [str(ranks[n][id(r)]) if as_ranks else f"{r['scores'][n]:.3g}" for n in names]
         table.add_row(f"{r['space']} {get_space(r['space']).describe(r['genes'])}", f"{r['params']:,}",
                       f"{r['flops'] / 1e6:.1f}", f"{r['latency_ratio']:.3f}", *cells)
+    out_console.print(table)
     if len(rows) > 20:
         out_console.print(f"(first 20 of {len(rows)}; --json prints them all)")
-    out_console.print(table)
+    out_console.print("lat. ratio: p50 latency / the teacher's on the profile's backend; genes: stem width/stride, "
+                      "w widths, d depths, e expansion, k kernels per stage", highlight=False)
     out_console.print(f"all candidates: {out / 'search' / 'candidates.jsonl'}")
 
 
@@ -296,7 +308,7 @@ def main() -> None:
     except KDCompressError as e:
         if debug:
             raise
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except click.exceptions.Abort:
         err_console.print("aborted")

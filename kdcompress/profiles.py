@@ -142,23 +142,26 @@ def _field_names(model: type[BaseModel], loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
-def _first_error(source: str, exc: ValidationError) -> KDCompressError:
-    """The first validation error, in the user's words."""
+def _first_error(source: str, exc: ValidationError, overridden: frozenset[str] = frozenset()) -> KDCompressError:
+    """The first validation error, in the user's words: blamed on ``--set key`` when the value came from there."""
     err = exc.errors()[0]
     loc = tuple(err["loc"])
     key = ".".join(str(p) for p in loc)
+    where = f"--set {key}" if key in overridden or key.rsplit(".", 1)[0] in overridden else f"{source}: {key}"
     if err["type"] == "extra_forbidden":
-        return KDCompressError(f"{source}: {key}: unknown key", did_you_mean(str(loc[-1]), _field_names(Profile, loc)))
-    return KDCompressError(f"{source}: {key}: {err['msg']}", f"got {err.get('input')!r}")
+        return KDCompressError(f"{where}: unknown key", did_you_mean(str(loc[-1]), _field_names(Profile, loc)))
+    if err["type"] == "value_error":  # our validators' messages already name the value and the fix
+        return KDCompressError(f"{where}: {str(err['msg']).removeprefix('Value error, ')}")
+    return KDCompressError(f"{where}: {err['msg']}", f"got {err.get('input')!r}")
 
 
-def validate_profile(raw: Any, source: str) -> Profile:
+def validate_profile(raw: Any, source: str, overridden: frozenset[str] = frozenset()) -> Profile:
     if not isinstance(raw, dict):
         raise KDCompressError(f"{source}: a profile must be a YAML mapping")
     try:
         return Profile.model_validate(raw)
     except ValidationError as e:
-        raise _first_error(source, e) from None
+        raise _first_error(source, e, overridden) from None
 
 
 def load_profile(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Profile:
@@ -182,4 +185,4 @@ def load_profile(name_or_path: str | Path, overrides: dict[str, Any] | None = No
         if not isinstance(node, dict):
             raise KDCompressError(f"--set {dotted}: {'.'.join(parents)} is not a section of the profile")
         node[leaf] = value
-    return validate_profile(raw, str(path.name if path.parent == PROFILE_DIR else path))
+    return validate_profile(raw, str(path.name if path.parent == PROFILE_DIR else path), frozenset(overrides or ()))

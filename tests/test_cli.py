@@ -149,3 +149,11 @@ def test_search_command_scores_every_proxy_side_by_side(cli_cmd, teacher_files, 
     assert ranked == sorted(ranked, reverse=True)  # best first by the ranking proxy
     assert_user_error(run(cli_cmd, "search", teacher_files["pt2"], "--profile", tiny_profile, "--data", tiny_npz,
                           "--out", tmp_path / "t", "--proxy", "diswat"), "did you mean 'diswot'")
+
+
+def test_search_help_names_every_proxy():
+    from kdcompress.cli import PROXY_HELP
+    from kdcompress.search.proxies import PROXIES
+
+    assert set(PROXIES) == set(PROXY_HELP.replace(",", " ").replace("(default)", " ").split()) - {"and", "its",
+                                                                                                    "ablations"}

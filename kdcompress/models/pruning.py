@@ -47,7 +47,8 @@ def check_prunable(teacher_module: nn.Module, kind: str) -> None:
     """Raise :class:`KDCompressError` (one line) when DepGraph cannot prune this teacher."""
     if kind in ("exported", "torchscript"):
         raise KDCompressError(
-            f"the pruned-teacher space needs an nn.Module teacher and this one is a {kind} graph",
+            f"the pruned-teacher space needs an nn.Module teacher and this one is {'an' if kind[0] in 'aeiou' else 'a'} "
+            f"{kind} graph",
             "pass its state_dict with --arch FILE.py:ClassName",
         )
     if not any(isinstance(m, (nn.Conv2d, nn.Linear)) for m in teacher_module.modules()):

@@ -157,7 +157,8 @@ def search(
     write_json(out_dir / "top.json", {
         "proxy": cfg.proxy, "teacher_init": cfg.teacher_init, "backend": backend,
         "max_latency_ratio": ctx.max_latency_ratio, "max_params": ctx.max_params, "max_flops": ctx.max_flops,
-        "reference_ratio": ctx.reference_ratio, "workers": workers, "evaluated": len(feasible),
+        # reference_ratio: the small reference student's p50 / the teacher's; candidates are timed beside it
+        "reference_ratio": ctx.reference_ratio, "workers": workers, "within_budget": len(feasible),
         "top": [s.to_json() for s in top],
     })
     return top
