@@ -37,7 +37,9 @@ class Budget(_Strict):
 
 class Search(_Strict):
     space: list[str] = Field(["resnet"], description="student families to search")
-    proxy: str = Field("diswot", description="zero-cost proxy that ranks candidates")
+    # synflow by evidence: the best Kendall τ with distilled accuracy of every proxy we measured, DisWOT's about 0
+    # (benchmarks/results/search_correlation.json); diswot stays one --proxy away.
+    proxy: str = Field("synflow", description="zero-cost proxy that ranks candidates")
     also_score: list[str] = Field([], description="more proxies to score every feasible candidate with, to compare")
     population: int = Field(16, ge=2, description="aging-evolution population size")
     iterations: int = Field(100, ge=0, description="candidates scored after the initial population")
