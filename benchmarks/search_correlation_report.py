@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -206,7 +207,8 @@ def report(students: list[dict], work: Path, out: Path, meta: dict, write_weight
     half = len(kd) // 2
     result = {
         "benchmark": "search_correlation",
-        "command": "make bench-search",
+        "command": "make bench-search" + (" (this file re-made with --report from the same runs)"
+                                          if "--report" in sys.argv else ""),
         "students": [{**s, "kd_accuracy": kd[:, i].tolist(), "scratch_accuracy": scratch[:, i].tolist()}
                      for i, s in enumerate(students)],
         **meta,
