@@ -75,17 +75,21 @@ def diswot_score(teacher: Signals, student: Signals) -> float:
 
 def diswot(teacher: Signals, student: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """DisWOT proxy as published: student signals from one forward + one CE backward at its current (random) init,
-    scored ``−(M_s + M_r)``."""
+    scored ``−(M_s + M_r)``.
+
+    Not the default: on our Fashion-MNIST benchmark its ranking of same-budget students is uncorrelated with their
+    distilled accuracy (benchmarks/results/search_correlation.json, README "Which proxy ranks students here").
+    """
     return diswot_score(teacher, student_signals(student, x, y))
 
 
 def diswot_semantic(teacher: Signals, student: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """DisWOT's semantic term alone, ``−M_s`` (the paper's ablation, Dong et al., CVPR 2023, Table 6)."""
+    """DisWOT's semantic term alone, ``−M_s`` (an ablation of the two terms of Dong et al., CVPR 2023)."""
     return -diswot_terms(teacher, student_signals(student, x, y))[0]
 
 
 def diswot_relation(teacher: Signals, student: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """DisWOT's sample-relation term alone, ``−M_r`` (the paper's ablation, Dong et al., CVPR 2023, Table 6)."""
+    """DisWOT's sample-relation term alone, ``−M_r`` (an ablation of the two terms of Dong et al., CVPR 2023)."""
     return -diswot_terms(teacher, student_signals(student, x, y))[1]
 
 
