@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from kdcompress.errors import lookup
 from kdcompress.models.pruning import IMPORTANCE_NAMES, PRUNED_FAMILY
@@ -37,11 +37,11 @@ class GeneSpace:
     ``fixed`` genes are not size genes, so :meth:`shrink` leaves them alone.
     """
 
-    family: str = ""
-    stages: int = 3
-    lists: dict[str, str] = {}
-    choices: dict[str, list] = {}
-    fixed: frozenset[str] = frozenset({"stem_stride"})
+    family: ClassVar[str] = ""
+    stages: ClassVar[int] = 3
+    lists: ClassVar[dict[str, str]] = {}
+    choices: ClassVar[dict[str, list]] = {}
+    fixed: ClassVar[frozenset[str]] = frozenset({"stem_stride"})
 
     def _to_genes(self, flat: dict[str, Any]) -> Genes:
         listed = {f"{prefix}{i}" for prefix in self.lists.values() for i in range(self.stages)}
@@ -90,8 +90,8 @@ class ResNetSpace(GeneSpace):
     """Genes of :func:`kdcompress.models.students.build_resnet`: stem width/stride, per-stage width and depth."""
 
     family = "resnet"
-    lists = {"widths": "w", "depths": "d"}
-    choices = {
+    lists: ClassVar[dict[str, str]] = {"widths": "w", "depths": "d"}
+    choices: ClassVar[dict[str, list]] = {
         "stem": [8, 16, 24, 32],
         "stem_stride": [1, 2],
         "w0": list(range(8, 65, 8)),
@@ -108,8 +108,8 @@ class MobileNetV2Space(GeneSpace):
     depthwise kernel, plus stem and the width of the last 1x1 conv."""
 
     family = "mobilenetv2"
-    lists = {"widths": "w", "depths": "d", "expand": "e", "kernel": "k"}
-    choices = {
+    lists: ClassVar[dict[str, str]] = {"widths": "w", "depths": "d", "expand": "e", "kernel": "k"}
+    choices: ClassVar[dict[str, list]] = {
         "stem": [8, 16, 24, 32],
         "stem_stride": [1, 2],
         "w0": list(range(8, 49, 8)),
@@ -132,8 +132,8 @@ class VGGSpace(GeneSpace):
     """Genes of :func:`kdcompress.models.students.build_vgg`: per-stage width, depth and kernel size."""
 
     family = "vgg"
-    lists = {"widths": "w", "depths": "d", "kernel": "k"}
-    choices = {
+    lists: ClassVar[dict[str, str]] = {"widths": "w", "depths": "d", "kernel": "k"}
+    choices: ClassVar[dict[str, list]] = {
         "w0": list(range(8, 65, 8)),
         "w1": list(range(16, 129, 8)),
         "w2": list(range(16, 257, 16)),
@@ -151,7 +151,7 @@ class PrunedTeacherSpace(GeneSpace):
     the ratio holds per layer or over the whole network."""
 
     family = PRUNED_FAMILY
-    choices = {
+    choices: ClassVar[dict[str, list]] = {
         "ratio": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9],
         "importance": IMPORTANCE_NAMES,
         "global": [0, 1],
