@@ -99,7 +99,7 @@ class Session:
     def example(self) -> torch.Tensor:
         return torch.zeros(1, *self.data.input_shape)
 
-    @property
+    @functools.cached_property
     def pruning(self) -> PruningSource:
         """The teacher as the source of pruned-teacher students (cut only when such a student is built)."""
         return PruningSource(self.teacher.module, self.prep(self.data.x_train[:2]))

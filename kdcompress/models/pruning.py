@@ -35,6 +35,7 @@ def _importances() -> dict[str, Callable[[], object]]:
 
 
 IMPORTANCE_NAMES = ["l1", "l2", "bn_scale", "lamp"]
+USE_FAMILIES = "use the student families instead: --set search.space=[resnet,mobilenetv2,vgg]"
 
 
 def _classifier(module: nn.Module) -> list[nn.Module]:
@@ -74,11 +75,10 @@ def prune_teacher(
         except Exception as e:  # noqa: BLE001 — DepGraph's failures are many; the user-facing fact is one
             raise KDCompressError(
                 f"DepGraph cannot prune this teacher ({type(e).__name__}: {str(e).splitlines()[0][:120]})",
-                "use the student families instead: --set search.space=[resnet,mobilenetv2,vgg]",
+                USE_FAMILIES,
             ) from None
     if sum(p.numel() for p in net.parameters()) >= sum(p.numel() for p in teacher_module.parameters()):
-        raise KDCompressError("DepGraph found no channel it can remove from this teacher",
-                              "use the student families instead: --set search.space=[resnet,mobilenetv2,vgg]")
+        raise KDCompressError("DepGraph found no channel it can remove from this teacher", USE_FAMILIES)
     return net
 
 

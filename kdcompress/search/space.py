@@ -86,6 +86,17 @@ class GeneSpace:
         return Candidate.of(self.family, self._to_genes(flat))
 
 
+# Per-stage widths and depths of the plain-conv families (resnet, vgg).
+_PLAIN_STAGES: dict[str, list] = {
+    "w0": list(range(8, 65, 8)),
+    "w1": list(range(16, 129, 8)),
+    "w2": list(range(16, 257, 16)),
+    "d0": [1, 2, 3],
+    "d1": [1, 2, 3],
+    "d2": [1, 2, 3],
+}
+
+
 class ResNetSpace(GeneSpace):
     """Genes of :func:`kdcompress.models.students.build_resnet`: stem width/stride, per-stage width and depth."""
 
@@ -94,12 +105,7 @@ class ResNetSpace(GeneSpace):
     choices: ClassVar[dict[str, list]] = {
         "stem": [8, 16, 24, 32],
         "stem_stride": [1, 2],
-        "w0": list(range(8, 65, 8)),
-        "w1": list(range(16, 129, 8)),
-        "w2": list(range(16, 257, 16)),
-        "d0": [1, 2, 3],
-        "d1": [1, 2, 3],
-        "d2": [1, 2, 3],
+        **_PLAIN_STAGES,
     }
 
 
@@ -134,12 +140,7 @@ class VGGSpace(GeneSpace):
     family = "vgg"
     lists: ClassVar[dict[str, str]] = {"widths": "w", "depths": "d", "kernel": "k"}
     choices: ClassVar[dict[str, list]] = {
-        "w0": list(range(8, 65, 8)),
-        "w1": list(range(16, 129, 8)),
-        "w2": list(range(16, 257, 16)),
-        "d0": [1, 2, 3],
-        "d1": [1, 2, 3],
-        "d2": [1, 2, 3],
+        **_PLAIN_STAGES,
         "k0": [3, 5],
         "k1": [3, 5],
         "k2": [3, 5],
