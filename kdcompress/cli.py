@@ -75,21 +75,29 @@ def print_result(result: dict, as_json: bool) -> None:
         return
     t = result["teacher"]
     table = Table(title=f"kdcompress — {result['profile']} on {result['backend']} (batch {result['batch']})")
-    for col in ("model", "params", "MFLOPs", "p50 ms", "p99 ms", "speed-up", "acc %", "Δ acc", "budget"):
-        table.add_column(col, justify="left" if col == "model" else "right")
-    table.add_row("teacher", f"{t['params']:,}", f"{t['flops'] / 1e6:.1f}", f"{t['latency_ms']['p50']:.3f}",
-                  f"{t['latency_ms']['p99']:.3f}", "1.00×", f"{t['accuracy']:.2f}", "—", "")
+    for col in ("model", "prec.", "params", "MFLOPs", "p50 ms", "p99 ms", "speed-up", "acc %", "Δ acc", "budget"):
+        table.add_column(col, justify="left" if col in ("model", "prec.") else "right")
+    table.add_row("teacher", t.get("precision", "fp32"), f"{t['params']:,}", f"{t['flops'] / 1e6:.1f}",
+                  f"{t['latency_ms']['p50']:.3f}", f"{t['latency_ms']['p99']:.3f}", "1.00×", f"{t['accuracy']:.2f}",
+                  "—", "")
     for s in result["students"]:
-        name = s["id"] + (" ★" if s["id"] == result["best"] else "")
-        table.add_row(name, f"{s['params']:,}", f"{s['flops'] / 1e6:.1f}", f"{s['latency_ms']['p50']:.3f}",
+        name = s["id"] + (" ★" if s["id"] == result["best"] else "") + (" !" if s.get("flags") else "")
+        table.add_row(name, s["precision"], f"{s['params']:,}", f"{s['flops'] / 1e6:.1f}", f"{s['latency_ms']['p50']:.3f}",
                       f"{s['latency_ms']['p99']:.3f}", f"{s['speedup']:.2f}×", f"{s['accuracy']:.2f}",
                       f"{-s['accuracy_drop']:+.2f}", "met" if s["meets_budget"] else "missed")
     out_console.print(table)
     best = next((s for s in result["students"] if s["id"] == result["best"]), None)
     if best is not None:
         out_console.print(f"best student: {best['artifact']}  (★; teacher: {t['artifact']})", soft_wrap=True)
+    for s in result["students"]:
+        for flag in s.get("flags", []):
+            out_console.print(f"! {s['id']}: {flag}", highlight=False, soft_wrap=True)
+    if result.get("int8"):
+        q = result["int8"]
+        out_console.print(f"int8: {q['scheme']}, reduce_range {q['reduce_range']} — {q['reason']}", highlight=False,
+                          soft_wrap=True)
     if result.get("backend_note"):
-        out_console.print(f"note: {result['backend_note']}")
+        out_console.print(f"note: {result['backend_note']}", highlight=False, soft_wrap=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -218,29 +226,91 @@ def search(target: Path, out: Path, resume: bool, proxy: str | None, iterations:
 
 
 def _rerun_stage(run: Path, name: str, as_json: bool) -> None:
-    from kdcompress.pipeline import Session, run_stage
-    from kdcompress.run import RunDir
+    """Re-run stage ``name`` of ``run``; for the stages after search, go on through the report and print it."""
+    from kdcompress.pipeline import STAGE_FUNCS, Session, run_stage
+    from kdcompress.run import RunDir, read_json
 
     session = Session(RunDir.open(run, must_exist=True), BarProgress())
     run_stage(session, name)
-    record = session.run.manifest["stages"][name]
-    click.echo(json.dumps(record, indent=2) if as_json else f"{name}: done in {record['seconds']:.1f}s ({run})")
+    if name == "search":
+        record = session.run.manifest["stages"][name]
+        click.echo(json.dumps(record, indent=2) if as_json else f"{name}: done in {record['seconds']:.1f}s ({run})")
+        return
+    stages = list(STAGE_FUNCS)
+    for later in stages[stages.index(name) + 1 :]:
+        run_stage(session, later)
+    print_result(read_json(run / "result.json"), as_json)
 
 
 def _stage_command(name: str, doc: str) -> None:
-    @cli.command(name=name, help=doc + " Re-runs the stage in RUN and invalidates the later ones.")
+    @cli.command(name=name, help=doc + " Re-runs the stage in RUN and every later one, then prints the result.")
     @click.argument("run", type=click.Path(file_okay=False, exists=True, path_type=Path))
-    @click.option("--json", "as_json", is_flag=True, help="Print the stage's manifest record as JSON.")
+    @click.option("--json", "as_json", is_flag=True, help="Print only the result JSON on stdout.")
     def command(run: Path, as_json: bool) -> None:
         _rerun_stage(run, name, as_json)
 
 
 for _name, _doc in [
     ("distill", "Distil the top candidates from the teacher."),
-    ("export", "Export the trained students to ONNX and check parity with PyTorch."),
-    ("bench", "Measure latency and accuracy of every artifact on the target backend."),
+    ("export", "Export the trained students (every precision of the profile) and check parity with PyTorch."),
 ]:
     _stage_command(_name, _doc)
+
+
+@cli.command()
+@click.argument("target", type=click.Path(exists=True, path_type=Path))
+@click.option("--backend", "-b", help="Backend to run on (see `kdcompress doctor`); default by the file's format: "
+                                      "onnxruntime-cpu for ONNX, tensorrt for an engine, aoti-cpu for a package.")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Batch size to time.")
+@click.option("--shape", help="Input shape per sample C,H,W, where the file does not declare it.")
+@click.option("--threads", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Intra-op threads for CPU backends (0: the runtime's default).")
+@click.option("--warmup", type=click.IntRange(min=0), default=50, show_default=True)
+@click.option("--iters", type=click.IntRange(min=1), default=300, show_default=True, help="Timed runs per repeat.")
+@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--data", "-d", help="Also measure top-1 accuracy on this data's test split (fashion-mnist, .npz, "
+                                   "ImageFolder).")
+@click.option("--mean", type=float, multiple=True, help="Per-channel input mean after scaling to [0,1] (repeat).")
+@click.option("--std", type=float, multiple=True, help="Per-channel input std after scaling to [0,1] (repeat).")
+@click.option("--test-samples", type=click.IntRange(min=1), help="Accuracy on the first N test images only.")
+@click.option("--json", "as_json", is_flag=True, help="Print only JSON on stdout.")
+def bench(target: Path, backend: str | None, batch: int, shape: str | None, threads: int, warmup: int, iters: int,
+          repeats: int, data: str | None, mean: tuple[float, ...], std: tuple[float, ...], test_samples: int | None,
+          as_json: bool) -> None:
+    """Measure latency (and accuracy) of TARGET: a run directory (re-bench every artifact, rebuild the report) or
+    any artifact file — an ONNX model from anywhere, a TensorRT engine, an AOTInductor package."""
+    if target.is_dir():
+        return _rerun_stage(target, "bench", as_json)
+    from kdcompress.bench.artifact import bench_artifact
+
+    dims = None
+    if shape:
+        try:
+            dims = tuple(int(v) for v in shape.replace("x", ",").split(","))
+        except ValueError:
+            raise KDCompressError(f"--shape {shape!r}: expected integers like 3,224,224") from None
+    dataset = None
+    if data:
+        from kdcompress.data import Preprocess, load_data
+
+        splits = load_data(data, 0.1, 0)
+        dataset = (splits.x_test[:test_samples], splits.y_test[:test_samples],
+                   Preprocess(tuple(mean) or (0.0,), tuple(std) or (1.0,)))
+    r = bench_artifact(target, backend, batch, dims, threads, warmup, iters, repeats, dataset)
+    if as_json:
+        click.echo(json.dumps(r, indent=2))
+        return
+    table = Table(title=f"{target.name} — {r['format']} {r['precision']} on {r['backend']} (batch {r['batch']}, "
+                        f"{r['samples']} timed runs)")
+    for col in ("p50 ms", "p90 ms", "p99 ms", "mean ms", "IQR ms", "samples/s", *(["acc %"] if "accuracy" in r else [])):
+        table.add_column(col, justify="right")
+    lm = r["latency_ms"]
+    table.add_row(*(f"{lm[k]:.4f}" for k in ("p50", "p90", "p99", "mean", "iqr")), f"{r['throughput']:,.0f}",
+                  *([f"{r['accuracy']:.2f}"] if "accuracy" in r else []))
+    out_console.print(table)
+    m = r["environment"]["machine"]
+    out_console.print(f"machine: {m['cpu']}{', GPU ' + m['gpu'] if m.get('gpu') else ''}; input "
+                      f"{[r['batch'], *r['input_shape']]}", highlight=False, soft_wrap=True)
 
 
 @cli.command()
@@ -285,16 +355,23 @@ def profiles_show(name: str) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True)
 def doctor(as_json: bool) -> None:
-    """Which backends and optional extras are usable here, and why not."""
-    from kdcompress.bench import backend_status
+    """Which backends are usable here, what each needs, and the optional extras."""
+    from kdcompress.bench import BACKENDS, backend_status
+    from kdcompress.bench.backends import extras_status
     from kdcompress.report.environment import environment
 
-    status = backend_status()
+    status, extras = backend_status(), extras_status()
     if as_json:
-        click.echo(json.dumps({"backends": status, **environment()}, indent=2))
+        backends = {n: {"status": st, "runs": BACKENDS[n].format, "needs": BACKENDS[n].needs}
+                    for n, st in status.items()}
+        click.echo(json.dumps({"backends": backends, "extras": extras, **environment()}, indent=2))
         return
     for name, state in status.items():
-        click.echo(f"{'✓' if state.startswith('available') else '✗'} {name:18s} {state}")
+        click.echo(f"{'✓' if state.startswith('available') else '✗'} {name:21s} {state}")
+    for name, state in extras.items():
+        click.echo(f"{'✓' if state.startswith('available') else '✗'} {name:21s} {state}")
+    click.echo("every backend above has a runner in kdcompress; the TensorRT runner and engine builder are written "
+               "against TensorRT's API and have not yet run against a real TensorRT")
 
 
 def main() -> None:

@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from kdcompress.bench import BACKENDS, accuracy, interleaved_latency, resolve_backend
+from kdcompress.bench import BACKENDS, Runner, accuracy, backend_status, get_backend, interleaved_latency, resolve_backend
 from kdcompress.data import DataSplits, Preprocess, load_data
 from kdcompress.distill import distill, load_student
 from kdcompress.errors import KDCompressError
 from kdcompress.export import check_parity, to_onnx
+from kdcompress.export.artifacts import ArtifactPlan, build_model_artifacts, calibration_images, plan_artifacts
 from kdcompress.models.load import Teacher, infer_io, load_teacher
 from kdcompress.models.pruning import PruningSource
 from kdcompress.profiles import Profile
@@ -28,9 +29,6 @@ from kdcompress.report.result import build_result, write_report
 from kdcompress.run import Progress, RunDir, read_json, write_json
 from kdcompress.search import search
 from kdcompress.search.proxies import count_flops
-
-# Every artifact built so far is fp32 ONNX; fp16/int8 engines come with the deployment issue.
-ARTIFACT_PRECISION = "fp32"
 
 
 @dataclass
@@ -99,6 +97,10 @@ class Session:
     def example(self) -> torch.Tensor:
         return torch.zeros(1, *self.data.input_shape)
 
+    @property
+    def plan(self) -> ArtifactPlan:
+        return ArtifactPlan.from_json(self.run.manifest["plan"])
+
     @functools.cached_property
     def pruning(self) -> PruningSource:
         """The teacher as the source of pruned-teacher students (cut only when such a student is built)."""
@@ -133,42 +135,52 @@ def stage_load(s: Session) -> dict:
         flops = 0
     onnx_path = s.run.sub("artifacts", "teacher.onnx")
     exporter = to_onnx(teacher.module, s.example, onnx_path, s.profile.export.opset, s.profile.export.dynamic_batch)
-    parity = _parity(s, teacher.module, onnx_path)
+    parity = _parity(s, _reference_logits(s, teacher.module), BACKENDS["onnxruntime-cpu"](onnx_path), onnx_path)
     t = s.profile.target
-    backend, note = resolve_backend(t.device, t.backend, s.inputs["strict_target"])
-    notes = [note] if note else []
-    wanted_precision = "int8" if s.profile.export.int8 else t.precision
-    if wanted_precision != ARTIFACT_PRECISION:
-        if s.inputs["strict_target"]:
-            raise KDCompressError(f"{wanted_precision} artifacts are not built yet", "drop --strict-target to get fp32")
-        notes.append(f"{wanted_precision} artifacts are not built yet; exporting and measuring fp32")
+    status = backend_status()
+    backend, note = resolve_backend(t.device, t.backend, s.inputs["strict_target"], status)
+    plan = plan_artifacts(s.profile, backend)
+    notes = ([note] if note else []) + plan.notes
+    search_backend = backend
+    if plan.format != "onnx":  # candidates are timed as ONNX: on the GPU through onnxruntime where it can
+        search_backend = "onnxruntime-cuda" if status["onnxruntime-cuda"].startswith("available") else "onnxruntime-cpu"
+        notes.append(f"search times candidates on {search_backend} (artifacts are measured on {backend})")
     for n in notes:
         s.progress.note(n)
+    if plan.int8:
+        s.progress.note(f"int8: {plan.int8.scheme}, reduce_range {plan.int8.reduce_range} — {plan.int8.reason}")
     s.run.manifest.update({
         "teacher": {"path": str(teacher.path), "kind": teacher.kind, "sha256": teacher.sha256, "params": params,
                     "flops": flops, "num_classes": k, "artifact": str(onnx_path), "exporter": exporter,
                     "parity": parity},
         "data": data.summary(), "input_shape": list(data.input_shape), "preprocess": prep.to_json(),
-        "backend": backend, "backend_note": "; ".join(notes) or None, "precision": ARTIFACT_PRECISION,
-        "environment": environment(),
+        "backend": backend, "search_backend": search_backend, "backend_note": "; ".join(notes) or None,
+        "precision": t.precision, "plan": plan.to_json(), "environment": environment(),
     })
     return {}
 
 
-def _parity(s: Session, model: torch.nn.Module, onnx_path: Path, ours: bool = False) -> dict:
-    """Compare the ONNX artifact with PyTorch on validation images; a mismatch on our own student is a bug."""
-    n = s.profile.export.parity_samples
-    x = s.prep(s.data.x_val[:n])
+def _reference_logits(s: Session, model: torch.nn.Module) -> tuple[np.ndarray, np.ndarray]:
+    """PyTorch's logits on the parity images (validation split), and those images as the artifact's input."""
+    x = s.prep(s.data.x_val[: s.profile.export.parity_samples])
     with torch.no_grad():
         ref = torch.cat([model(x[i : i + 256]) for i in range(0, len(x), 256)]).numpy()
-    runner = BACKENDS["onnxruntime-cpu"](onnx_path)
-    out = np.concatenate([runner.infer(x[i : i + 256].numpy()) for i in range(0, len(x), 256)])
-    report = check_parity(ref, out, "fp32")
-    if not report.passed and ours:
-        raise RuntimeError(f"parity check failed for {onnx_path}: {report.to_json()}")
-    if not report.passed:
+    return x.numpy(), ref
+
+
+def _parity(s: Session, reference: tuple[np.ndarray, np.ndarray], runner: Runner, path: Path,
+            precision: str = "fp32", ours: bool = False, step: int = 256) -> dict:
+    """Compare an artifact with PyTorch on validation images. A float ONNX that does not reproduce PyTorch is an
+    error (ours: a bug); a reduced-precision artifact outside its tolerance is recorded and flagged in the report,
+    and its test accuracy, measured by bench, tells how much it costs."""
+    x, ref = reference
+    out = np.concatenate([runner.infer(x[i : i + step]) for i in range(0, len(x), step)])
+    report = check_parity(ref, out, precision)
+    if not report.passed and precision == "fp32":
+        if ours:
+            raise RuntimeError(f"parity check failed for {path}: {report.to_json()}")
         raise KDCompressError(
-            f"{onnx_path.name} does not reproduce PyTorch (max |diff| {report.max_abs_diff:.3g}, "
+            f"{path.name} does not reproduce PyTorch (max |diff| {report.max_abs_diff:.3g}, "
             f"top-1 agreement {report.top1_agreement:.3f})", "report this model to kdcompress with --debug output"
         )
     return report.to_json()
@@ -177,7 +189,7 @@ def _parity(s: Session, model: torch.nn.Module, onnx_path: Path, ours: bool = Fa
 def stage_search(s: Session) -> dict:
     t = s.run.manifest["teacher"]
     top = search(
-        s.teacher, s.data, s.prep, s.profile, s.run.folder("search"), s.run.manifest["backend"],
+        s.teacher, s.data, s.prep, s.profile, s.run.folder("search"), s.run.manifest["search_backend"],
         Path(t["artifact"]), t["params"], t["flops"], s.inputs["seed"], s.progress,
     )
     return {"top": [f"{c.space}:{c.genes}" for c in top]}
@@ -199,38 +211,77 @@ def stage_distill(s: Session) -> dict:
     return {"students": results}
 
 
+def _build_and_check(s: Session, stem: str, model: torch.nn.Module | None, fp32_onnx: Path,
+                     precisions: list[str], reference: tuple[np.ndarray, np.ndarray]) -> dict[str, dict]:
+    """Build ``stem``'s artifacts of ``precisions`` and check each, on the backend it is measured on, against
+    PyTorch."""
+    plan = s.plan
+    calib = None
+    if "int8" in precisions:
+        imgs = calibration_images(s.data.x_train, plan.calibration_samples, s.inputs["seed"])
+        calib = s.prep(imgs).numpy()
+    records = build_model_artifacts(plan, stem, fp32_onnx, s.run.folder("artifacts"), model, s.example, calib,
+                                    s.run.path / "artifacts" / "timing.cache", precisions)
+    for p, rec in records.items():
+        if rec["format"] == "onnx" and p == "fp32":
+            continue  # checked on onnxruntime-cpu right after export
+        runner = get_backend(plan.backend)(Path(rec["path"]), threads=s.profile.target.threads)
+        rec["parity"] = _parity(s, reference, runner, Path(rec["path"]), p, step=min(256, plan.batch[2]))
+    return records
+
+
 def stage_export(s: Session) -> dict:
-    out = {}
+    """Every student in every precision of the plan (and the teacher in the backend's format), each checked."""
+    out: dict[str, dict] = {}
+    plan = s.plan
     for sid, _ in student_ids(s):
         model = load_student(s.run.path / "students" / sid, s.pruning)
         path = s.run.sub("artifacts", f"{sid}.onnx")
         exporter = to_onnx(model, s.example, path, s.profile.export.opset, s.profile.export.dynamic_batch)
-        parity = _parity(s, model, path, ours=True)
+        reference = _reference_logits(s, model)
+        parity = _parity(s, reference, BACKENDS["onnxruntime-cpu"](path), path, ours=True)
         write_json(s.run.sub("artifacts", f"{sid}.parity.json"), {"exporter": exporter, **parity})
-        out[sid] = {"artifact": str(path), "exporter": exporter, "parity": parity}
-    return {"artifacts": out}
+        records = _build_and_check(s, sid, model, path, plan.precisions, reference)
+        records["fp32"].setdefault("parity", parity)
+        out[sid] = {"exporter": exporter, "artifacts": records}
+    teacher_onnx = Path(s.run.manifest["teacher"]["artifact"])
+    if plan.format == "onnx":
+        teacher = {"fp32": {"precision": "fp32", "backend": plan.backend, "format": "onnx", "path": str(teacher_onnx),
+                            "onnx": str(teacher_onnx), "parity": s.run.manifest["teacher"]["parity"]}}
+    else:
+        module = s.teacher.module
+        teacher = _build_and_check(s, "teacher", module, teacher_onnx, ["fp32"], _reference_logits(s, module))
+    write_json(s.run.path / "artifacts" / "export.json", {"plan": plan.to_json(), "teacher": teacher, "students": out})
+    return {"artifacts": {sid: {p: r["path"] for p, r in v["artifacts"].items()} for sid, v in out.items()}}
 
 
 def stage_bench(s: Session) -> dict:
-    """Latency (interleaved, same process) and accuracy of every artifact on the target backend."""
-    backend = s.run.manifest["backend"]
+    """Latency (interleaved, same process) and accuracy of every measured artifact on the run's backend."""
+    exported = read_json(s.run.path / "artifacts" / "export.json")
+    backend = exported["plan"]["backend"]
     t, b = s.profile.target, s.profile.bench
-    paths = {"teacher": Path(s.run.manifest["teacher"]["artifact"])}
-    paths.update({sid: s.run.path / "artifacts" / f"{sid}.onnx" for sid, _ in student_ids(s)})
-    runners = {k: BACKENDS[backend](p, threads=t.threads) for k, p in paths.items()}
+    rows = [("teacher", exported["teacher"]["fp32"])]
+    rows += [(sid, rec) for sid, v in exported["students"].items() for rec in v["artifacts"].values()]
+    runners = {f"{m}/{rec['precision']}": get_backend(backend)(Path(rec["path"]), threads=t.threads)
+               for m, rec in rows}
     s.progress.start("bench latency", None)
     x = np.zeros((t.batch, *s.data.input_shape), dtype=np.float32)
     lat = interleaved_latency(runners, x, b.warmup, b.iters, b.repeats)
     s.progress.stop()
     n = b.test_samples
     x_test, y_test = s.data.x_test[:n], s.data.y_test[:n]
-    s.progress.start("bench accuracy", None)
-    acc = {k: accuracy(r, x_test, y_test, s.prep) for k, r in runners.items()}
+    s.progress.start("bench accuracy", len(runners))
+    acc = {}
+    for key, r in runners.items():
+        acc[key] = accuracy(r, x_test, y_test, s.prep, batch=min(256, s.plan.batch[2]))
+        s.progress.advance()
     s.progress.stop()
     write_json(s.run.path / "bench.json", {
         "backend": backend, "precision": s.run.manifest["precision"], "batch": t.batch, "threads": t.threads,
         "test_samples": len(y_test), "environment": environment(),
-        "models": {k: {"artifact": str(paths[k]), "accuracy": acc[k], "latency_ms": lat[k].to_json()} for k in paths},
+        "artifacts": [{"model": m, "precision": rec["precision"], "format": rec["format"], "path": rec["path"],
+                       "parity": rec.get("parity"), "accuracy": acc[f"{m}/{rec['precision']}"],
+                       "latency_ms": lat[f"{m}/{rec['precision']}"].to_json()} for m, rec in rows],
     })
     return {}
 

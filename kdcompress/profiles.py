@@ -23,7 +23,8 @@ class _Strict(BaseModel):
 
 class Target(_Strict):
     device: Literal["cpu", "cuda"] = Field("cpu", description="where the artifact runs")
-    backend: Literal["onnxruntime", "tensorrt", "aoti"] = Field("onnxruntime", description="runtime that runs it")
+    backend: Literal["onnxruntime", "onnxruntime-tensorrt", "tensorrt", "aoti"] = Field(
+        "onnxruntime", description="runtime that runs it (aoti: PyTorch AOTInductor package)")
     precision: Literal["fp32", "fp16", "int8"] = Field("fp32", description="numeric precision of the artifact")
     batch: int = Field(1, ge=1, description="batch size latency is measured at")
     threads: int = Field(1, ge=0, description="intra-op threads for CPU backends (0 = runtime default)")
@@ -99,8 +100,13 @@ class Distill(_Strict):
 class Export(_Strict):
     opset: int = Field(18, ge=13)
     dynamic_batch: bool = True
-    int8: bool = False
-    calibration_samples: int = Field(512, ge=1)
+    int8: bool = Field(False, description="also build an int8 QDQ model (onnxruntime static quantization)")
+    int8_scheme: Literal["auto", "u8s8", "s8s8", "u8u8"] = Field(
+        "auto", description="activation/weight int8 types; auto: chosen from the CPU's instruction set or the GPU")
+    reduce_range: bool | None = Field(None, description="7-bit weights; null: chosen with the scheme")
+    calibration_method: Literal["minmax", "entropy", "percentile"] = Field("minmax", description="int8 calibration")
+    calibration_samples: int = Field(512, ge=1, description="training images the int8 ranges are calibrated on")
+    max_batch: int = Field(256, ge=1, description="largest batch a TensorRT engine / AOTInductor package accepts")
     parity_samples: int = Field(256, ge=1, description="inputs compared between PyTorch and the artifact")
 
 

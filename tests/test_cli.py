@@ -7,10 +7,12 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
 from kdcompress.data import Preprocess, load_data
+from kdcompress.run import RunDir
 
 
 def run(cmd: list[str], *args: str) -> subprocess.CompletedProcess:
@@ -50,6 +52,16 @@ def test_shrink_end_to_end(cli_cmd, teacher_files, tiny_npz, tiny_profile, tmp_p
     assert student["accuracy_drop"] == pytest.approx(result["teacher"]["accuracy"] - acc)
     assert student["params"] < result["teacher"]["params"]
 
+    # The profile asks for int8 too: its own row, a QDQ model whose accuracy is its own, measured the same way.
+    int8 = next(s for s in result["students"] if s["precision"] == "int8")
+    assert int8["student"] == student["id"] and int8["artifact"].endswith(".int8.onnx")
+    ops = {n.op_type for n in onnx.load(int8["artifact"]).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    logits8 = ort.InferenceSession(int8["artifact"], providers=["CPUExecutionProvider"]).run(
+        None, {"x": Preprocess()(data.x_test).numpy()})[0]
+    assert 100.0 * float(np.mean(logits8.argmax(1) == data.y_test.numpy())) == pytest.approx(int8["accuracy"])
+    assert result["int8"]["scheme"] in ("u8s8", "s8s8") and result["int8"]["reason"]
+
     # --resume on a finished run does no work and returns the same result; without it, the run is protected.
     again = run(cli_cmd, "shrink", teacher_files["pt2"], "--profile", tiny_profile, "--data", tiny_npz,
                 "--out", out, "--json", "--resume")
@@ -60,10 +72,17 @@ def test_shrink_end_to_end(cli_cmd, teacher_files, tiny_npz, tiny_profile, tmp_p
     # A single stage re-runs from the run directory alone; later stages are invalidated and their files removed.
     rep = run(cli_cmd, "report", out, "--json")
     assert rep.returncode == 0 and json.loads(rep.stdout)["students"][0]["id"] == student["id"]
-    exp = run(cli_cmd, "export", out)
+    # `export RUN` re-exports and carries on through bench and report; `bench RUN` re-measures and shows the table.
+    exp = run(cli_cmd, "export", out, "--json")
     assert exp.returncode == 0, exp.stderr
-    assert Path(student["artifact"]).exists() and not (out / "bench.json").exists()
-    assert not (out / "result.json").exists()
+    assert json.loads(exp.stdout) == json.loads((out / "result.json").read_text())
+    assert Path(student["artifact"]).exists()
+    (out / "report.md").unlink()
+    bench = run(cli_cmd, "bench", out)
+    assert bench.returncode == 0, bench.stderr
+    assert "teacher" in bench.stdout and "int8" in bench.stdout and (out / "report.md").exists()
+    RunDir.open(out, must_exist=True).invalidate_from("bench")
+    assert not (out / "bench.json").exists() and not (out / "result.json").exists()
     assert_user_error(run(cli_cmd, "report", out), "stage 'bench' has not finished")
     assert run(cli_cmd, "shrink", teacher_files["pt2"], "--profile", tiny_profile, "--data", tiny_npz,
                "--out", out, "--resume").returncode == 0
@@ -131,8 +150,10 @@ def test_profiles_and_doctor(cli_cmd):
     assert "population" in run(cli_cmd, "profiles", "show", "edge").stdout
     doctor = run(cli_cmd, "doctor", "--json")
     status = json.loads(doctor.stdout)["backends"]
-    assert status["onnxruntime-cpu"].startswith("available")
-    assert status["tensorrt"].startswith(("available", "unavailable"))
+    assert status["onnxruntime-cpu"]["status"].startswith("available")
+    assert status["tensorrt"]["status"].startswith(("available", "unavailable"))
+    assert status["tensorrt"]["runs"] == "engine" and "tensorrt" in status["tensorrt"]["needs"]
+    assert set(status) >= {"onnxruntime-cuda", "onnxruntime-tensorrt", "aoti-cpu", "aoti-cuda"}
     assert_user_error(run(cli_cmd, "profiles", "show", "edg"), "did you mean 'edge'")
 
 

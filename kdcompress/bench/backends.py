@@ -1,108 +1,131 @@
-"""Runtimes behind one interface (Polygraphy-style runners), imported lazily so the CLI works without them.
+"""Backends behind one interface: what each runs, what it needs, and whether it is usable here (DESIGN §6–7).
 
-A runner is built from an artifact path and runs a float32 NCHW numpy batch to logits. :data:`BACKENDS` maps a
-backend name to its factory; :func:`backend_status` says which are usable here and why not.
+:data:`BACKENDS` maps a backend name to a :class:`Backend` (a runner factory plus the artifact format it takes);
+:func:`backend_status` says which are usable here and why not; :func:`resolve_backend` maps a profile's target to
+the backend a run measures on, falling back with one line when the target's is missing.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
-import numpy as np
-
-from kdcompress.errors import KDCompressError
+from kdcompress.bench.runners import OrtRunner, Runner, TensorRTRunner, aoti_runner
+from kdcompress.errors import KDCompressError, lookup
 
 
-class Runner(Protocol):
+@dataclass(frozen=True)
+class Backend:
     name: str
+    format: str  # onnx | engine | aoti: the artifact it runs
+    device: str  # cpu | cuda
+    needs: str  # what must be installed, in words (doctor)
+    factory: Callable[..., Runner]
 
-    def infer(self, x: np.ndarray) -> np.ndarray: ...
-
-    def sync(self) -> None: ...
-
-
-class OrtRunner:
-    """onnxruntime InferenceSession on one execution provider."""
-
-    def __init__(self, artifact: Path | bytes, provider: str = "CPUExecutionProvider", threads: int = 1) -> None:
-        import onnxruntime as ort
-
-        if provider not in ort.get_available_providers():
-            raise KDCompressError(f"onnxruntime has no {provider} here", "install onnxruntime-gpu (extra 'gpu')")
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.log_severity_level = 3
-        src = artifact if isinstance(artifact, bytes) else str(artifact)
-        try:
-            self.session = ort.InferenceSession(src, so, providers=[provider])
-        except Exception as e:  # noqa: BLE001 — onnxruntime raises several unrelated types for a bad model file
-            raise KDCompressError(f"onnxruntime cannot load {artifact if not isinstance(artifact, bytes) else 'model'}"
-                                  f" ({str(e).splitlines()[0][:200]})") from None
-        self.input_name = self.session.get_inputs()[0].name
-        self.name = f"onnxruntime-{'cpu' if provider.startswith('CPU') else provider.removesuffix('ExecutionProvider').lower()}"
-
-    def infer(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: x})[0]
-
-    def sync(self) -> None:  # session.run is synchronous
-        pass
+    def __call__(self, artifact: Path | bytes, threads: int = 1) -> Runner:
+        return self.factory(artifact, threads)
 
 
-def _ort_cpu(artifact: Path | bytes, threads: int = 1) -> Runner:
-    return OrtRunner(artifact, "CPUExecutionProvider", threads)
+def _ort_trt_options(artifact: Path | bytes) -> dict[str, str]:
+    """TensorRT EP: engines and timing cache kept beside the artifact, so a second session does not rebuild."""
+    if isinstance(artifact, bytes):
+        return {}
+    cache = str(Path(artifact).parent / "ort_trt_cache")
+    return {"trt_engine_cache_enable": "True", "trt_engine_cache_path": cache, "trt_timing_cache_enable": "True",
+            "trt_timing_cache_path": cache}
 
 
-def _ort_cuda(artifact: Path | bytes, threads: int = 1) -> Runner:
-    return OrtRunner(artifact, "CUDAExecutionProvider", threads)
+BACKENDS: dict[str, Backend] = {b.name: b for b in (
+    Backend("onnxruntime-cpu", "onnx", "cpu", "onnxruntime",
+            lambda a, threads=1: OrtRunner(a, "cpu", threads)),
+    Backend("onnxruntime-cuda", "onnx", "cuda", "onnxruntime-gpu (extra 'gpu') and a CUDA GPU",
+            lambda a, threads=1: OrtRunner(a, "cuda", threads)),
+    Backend("onnxruntime-tensorrt", "onnx", "cuda", "onnxruntime-gpu built with TensorRT, TensorRT, a CUDA GPU",
+            lambda a, threads=1: OrtRunner(a, "tensorrt", threads, _ort_trt_options(a))),
+    Backend("tensorrt", "engine", "cuda", "the tensorrt Python package and a CUDA GPU",
+            lambda a, threads=1: TensorRTRunner(Path(a))),
+    Backend("aoti-cpu", "aoti", "cpu", "torch and a C++ compiler (g++)",
+            lambda a, threads=1: aoti_runner(Path(a), "cpu")),
+    Backend("aoti-cuda", "aoti", "cuda", "torch with CUDA, Triton and a CUDA GPU",
+            lambda a, threads=1: aoti_runner(Path(a), "cuda")),
+)}
 
 
-BACKENDS: dict[str, Callable[..., Runner]] = {
-    "onnxruntime-cpu": _ort_cpu,
-    "onnxruntime-cuda": _ort_cuda,
-}
+def get_backend(name: str) -> Backend:
+    return lookup(BACKENDS, name, "backend")
 
 
 def backend_status() -> dict[str, str]:
-    """Each known backend or extra -> 'available' or the one-line reason it is not."""
+    """Each backend -> 'available …' or 'unavailable: <why>'. Every backend listed has a runner in kdcompress."""
+    import torch
+
     status: dict[str, str] = {}
     try:
         import onnxruntime as ort
 
         providers = ort.get_available_providers()
-        status["onnxruntime-cpu"] = f"available (onnxruntime {ort.__version__})"
-        status["onnxruntime-cuda"] = (
-            "available" if "CUDAExecutionProvider" in providers else "unavailable: install onnxruntime-gpu (extra 'gpu')"
-        )
+        ort_version = ort.__version__
     except ImportError:
-        status["onnxruntime-cpu"] = status["onnxruntime-cuda"] = "unavailable: pip install onnxruntime"
-    status["tensorrt"] = (
-        "unavailable: TensorRT is installed, but kdcompress has no TensorRT runner yet"
-        if importlib.util.find_spec("tensorrt") else "unavailable: TensorRT is not installed (extra 'gpu')"
-    )
-    import torch
+        providers, ort_version = [], None
+    cuda = torch.cuda.is_available()
+    gpu = f" on {torch.cuda.get_device_name(0)}" if cuda else ""
+    has_trt = importlib.util.find_spec("tensorrt") is not None
 
-    status["cuda"] = f"available ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "unavailable: no CUDA device"
-    status["optimum"] = "available" if importlib.util.find_spec("optimum") else "unavailable: pip install 'kdcompress[hf]'"
+    def state(ok: bool, why: str, detail: str = "") -> str:
+        return f"available{detail}" if ok else f"unavailable: {why}"
+
+    status["onnxruntime-cpu"] = state(ort_version is not None, "pip install onnxruntime", f" (onnxruntime {ort_version})")
+    status["onnxruntime-cuda"] = state("CUDAExecutionProvider" in providers and cuda,
+                                       "needs onnxruntime-gpu (extra 'gpu') and a CUDA GPU", gpu)
+    status["onnxruntime-tensorrt"] = state("TensorrtExecutionProvider" in providers and cuda,
+                                           "needs onnxruntime-gpu with its TensorRT EP, TensorRT and a CUDA GPU", gpu)
+    trt_why = ("needs a CUDA GPU (TensorRT is installed)" if has_trt else
+               "TensorRT is not installed (NVIDIA's pip index or container)" + ("" if cuda else "; needs a CUDA GPU too"))
+    status["tensorrt"] = state(has_trt and cuda, trt_why, gpu)
+    compiler = shutil.which("g++") or shutil.which("c++")
+    status["aoti-cpu"] = state(compiler is not None, "needs a C++ compiler (apt install g++)",
+                               f" (torch {torch.__version__}, {compiler})")
+    status["aoti-cuda"] = state(cuda and importlib.util.find_spec("triton") is not None,
+                                "needs torch with CUDA, Triton and a CUDA GPU", gpu)
     return status
 
 
-def resolve_backend(device: str, backend: str, strict: bool = False) -> tuple[str, str | None]:
-    """Map a profile's target to a usable backend name; return it and a one-line note when it had to fall back."""
-    wanted = "onnxruntime-cuda" if (device == "cuda" and backend == "onnxruntime") else (
-        "onnxruntime-cpu" if backend == "onnxruntime" else backend
-    )
-    status = backend_status()
-    if wanted in BACKENDS and status.get(wanted, "").startswith("available"):
-        return wanted, None
-    reason = status.get(wanted, "unavailable")
-    if wanted not in BACKENDS:
-        reason = f"unavailable: kdcompress has no {wanted} runner yet"
-    why = reason.removeprefix("unavailable: ")
-    if strict:
-        raise KDCompressError(f"target backend {wanted} unavailable ({why})",
-                              "drop --strict-target to measure on onnxruntime-cpu")
-    return "onnxruntime-cpu", f"target backend {wanted} unavailable ({why}); measuring on onnxruntime-cpu"
+def extras_status() -> dict[str, str]:
+    """Optional extras that are not backends."""
+    return {"optimum": "available" if importlib.util.find_spec("optimum")
+            else "unavailable: pip install 'kdcompress[hf]' (Hugging Face models, phase 2)"}
+
+
+# What a profile target asks for, and what to try, in order, when it is missing: TensorRT falls back to the GPU
+# artifact we can build without it (AOTInductor), then to the CPU.
+TARGET_CHAIN = {
+    ("cpu", "onnxruntime"): ["onnxruntime-cpu"],
+    ("cuda", "onnxruntime"): ["onnxruntime-cuda", "aoti-cuda", "onnxruntime-cpu"],
+    ("cuda", "onnxruntime-tensorrt"): ["onnxruntime-tensorrt", "tensorrt", "aoti-cuda", "onnxruntime-cpu"],
+    ("cuda", "tensorrt"): ["tensorrt", "onnxruntime-tensorrt", "aoti-cuda", "onnxruntime-cpu"],
+    ("cuda", "aoti"): ["aoti-cuda", "onnxruntime-cpu"],
+    ("cpu", "aoti"): ["aoti-cpu", "onnxruntime-cpu"],
+    ("cpu", "tensorrt"): ["tensorrt", "onnxruntime-cpu"],
+    ("cpu", "onnxruntime-tensorrt"): ["onnxruntime-tensorrt", "onnxruntime-cpu"],
+}
+
+
+def resolve_backend(device: str, backend: str, strict: bool = False,
+                    status: dict[str, str] | None = None) -> tuple[str, str | None]:
+    """Map a profile's target to a usable backend; return it and a one-line note when it had to fall back."""
+    chain = TARGET_CHAIN[(device, backend)]
+    status = status or backend_status()
+    wanted = chain[0]
+    for name in chain:
+        if status[name].startswith("available"):
+            if name == wanted:
+                return name, None
+            why = status[wanted].removeprefix("unavailable: ")
+            if strict:
+                raise KDCompressError(f"target backend {wanted} unavailable ({why})",
+                                      f"drop --strict-target to measure on {name}")
+            return name, f"target backend {wanted} unavailable ({why}); measuring on {name}"
+    raise KDCompressError(f"no backend for {device}/{backend} is usable here", "run `kdcompress doctor`")

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from kdcompress.bench import interleaved_latency
-from kdcompress.bench.backends import BACKENDS, Runner
+from kdcompress.bench.backends import BACKENDS
+from kdcompress.bench.runners import Runner
 from kdcompress.data import DataSplits, Preprocess
 from kdcompress.errors import KDCompressError, lookup
 from kdcompress.export.onnx import onnx_bytes
