@@ -52,3 +52,51 @@ def test_parity_fails_on_wrong_outputs():
     flipped[:, [0, 1]] = flipped[:, [1, 0]]
     report = check_parity(ref, flipped)
     assert not report.passed and report.top1_agreement < 0.9
+
+
+class _DataDependent(torch.nn.Module):
+    """Python control flow on a tensor's value: torch.export (dynamo) refuses it, the TorchScript exporter traces
+    one branch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        if x.sum() > 0:
+            return self.fc(x)
+        return -self.fc(x)
+
+
+def test_export_falls_back_to_torchscript_and_says_so(tmp_path):
+    model = _DataDependent().eval()
+    path = tmp_path / "m.onnx"
+    assert to_onnx(model, torch.ones(1, 4), path) == "torchscript"
+    x = np.ones((2, 4), np.float32)
+    out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert check_parity(model(torch.from_numpy(x)).detach().numpy(), out).passed
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_aoti_package_compiles_runs_and_is_benchable(tiny_module, tmp_path, cli_cmd):
+    """AOTInductor on the CPU (gcc): the package reproduces PyTorch, records what it was built for, is refused on
+    another device, and `kdcompress bench` times it."""
+    import json
+    import subprocess
+
+    from kdcompress.bench import BACKENDS
+    from kdcompress.export.aoti import to_aoti
+
+    path = tmp_path / "s.fp32.aoti.pt2"
+    record = to_aoti(tiny_module, torch.zeros(1, 1, 12, 12), path, "cpu", "fp32", max_batch=64)
+    assert record["device"] == "cpu" and path.exists() and not list(tmp_path.glob(".*"))
+    x = torch.rand(5, 1, 12, 12)
+    out = BACKENDS["aoti-cpu"](path).infer(x.numpy())
+    assert check_parity(tiny_module(x).detach().numpy(), out).passed
+    with pytest.raises(Exception, match="compiled for cpu"):
+        BACKENDS["aoti-cuda"](path)
+    proc = subprocess.run([*cli_cmd, "bench", str(path), "--iters", "10", "--repeats", "1", "--warmup", "2",
+                           "--json"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["format"] == "aoti" and r["backend"] == "aoti-cpu" and r["input_shape"] == [1, 12, 12]

@@ -16,6 +16,24 @@ from kdcompress.run import atomic_path
 FP32_OPS = ["ReduceMean", "ReduceSum", "ReduceL2", "Softmax", "LogSoftmax"]
 
 
+def _sort_nodes(graph) -> None:  # noqa: ANN001 — an onnx GraphProto
+    """Topologically sort ``graph``'s nodes in place: the converter appends the input Casts at the end of the
+    node list, which onnxruntime tolerates but the ONNX checker (rightly) does not."""
+    known = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [n for n in pending if all(i in known for i in n.input)]
+        if not ready:
+            raise ValueError("fp16 conversion left a cycle or a dangling input in the graph")
+        for n in ready:
+            ordered.append(n)
+            known.update(n.output)
+        done = {id(n) for n in ready}
+        pending = [n for n in pending if id(n) not in done]
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
 def to_fp16(src: Path, dst: Path) -> dict:
     """Convert ``src`` to fp16 into ``dst`` atomically; return the record stored beside the artifact."""
     import onnx
@@ -24,6 +42,7 @@ def to_fp16(src: Path, dst: Path) -> dict:
     model = onnx.load(str(src))
     blocked = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(FP32_OPS))
     half = convert_float_to_float16(model, keep_io_types=True, op_block_list=blocked, disable_shape_infer=False)
+    _sort_nodes(half.graph)
     with atomic_path(dst) as tmp:
         onnx.save(half, str(tmp))
         onnx.checker.check_model(str(tmp))
