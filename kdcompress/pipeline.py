@@ -21,12 +21,12 @@ from kdcompress.distill import distill, load_student
 from kdcompress.errors import KDCompressError
 from kdcompress.export import check_parity, to_onnx
 from kdcompress.export.artifacts import ArtifactPlan, build_model_artifacts, calibration_images, plan_artifacts
-from kdcompress.models.load import Teacher, infer_io, load_teacher
+from kdcompress.models.load import OnnxTeacher, Teacher, infer_io, load_teacher
 from kdcompress.models.pruning import PruningSource
 from kdcompress.profiles import Profile
 from kdcompress.report.environment import environment
 from kdcompress.report.result import build_result, write_report
-from kdcompress.run import Progress, RunDir, read_json, write_json
+from kdcompress.run import Progress, RunDir, atomic_write, read_json, write_json
 from kdcompress.search import search
 from kdcompress.search.proxies import count_flops
 
@@ -128,13 +128,18 @@ def stage_load(s: Session) -> dict:
         raise KDCompressError(f"teacher outputs {k} classes but the data has {data.num_classes}",
                               "use data with the teacher's classes")
     teacher.set_eval()
-    params = sum(p.numel() for p in teacher.module.parameters())
+    module = teacher.module
+    params = module.param_count() if isinstance(module, OnnxTeacher) else sum(p.numel() for p in module.parameters())
     try:
         flops = count_flops(teacher.module, s.example)
     except Exception:  # noqa: BLE001 — FLOP counting is informative only; some module kinds do not support it
         flops = 0
     onnx_path = s.run.sub("artifacts", "teacher.onnx")
-    exporter = to_onnx(teacher.module, s.example, onnx_path, s.profile.export.opset, s.profile.export.dynamic_batch)
+    if teacher.kind == "onnx":  # already the artifact: copied, so the run stays whole if the user's file moves
+        atomic_write(onnx_path, teacher.path.read_bytes())
+        exporter = "given"
+    else:
+        exporter = to_onnx(module, s.example, onnx_path, s.profile.export.opset, s.profile.export.dynamic_batch)
     parity = _parity(s, _reference_logits(s, teacher.module), BACKENDS["onnxruntime-cpu"](onnx_path), onnx_path)
     t = s.profile.target
     status = backend_status()

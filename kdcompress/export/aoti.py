@@ -53,6 +53,10 @@ def to_aoti(model: nn.Module, example: torch.Tensor, path: Path, device: str = "
     if precision not in AOTI_PRECISIONS:
         raise KDCompressError(f"AOTInductor packages are built in {'/'.join(AOTI_PRECISIONS)}, not {precision}",
                               "use the int8 ONNX on onnxruntime for int8")
+    if type(model).__name__ == "OnnxTeacher":
+        raise KDCompressError("an ONNX teacher cannot be compiled with AOTInductor (it is not a PyTorch graph)",
+                              "give the teacher as a torch.export .pt2 or a state_dict with --arch, or use an "
+                              "onnxruntime/TensorRT profile")
     if isinstance(model, torch.jit.ScriptModule):
         raise KDCompressError("a TorchScript model cannot be compiled with AOTInductor",
                               "give the teacher as a torch.export .pt2 or a state_dict with --arch")

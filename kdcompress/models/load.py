@@ -1,14 +1,16 @@
 """Load a teacher by what the file *is*, never by its extension (DESIGN §2).
 
 Formats: TorchScript archive (``torch.jit.load``), ``torch.export`` ExportedProgram (``.pt2``), a state_dict with
-``--arch module.py:ClassName`` (read with ``weights_only=True``), and a full pickled ``nn.Module`` only with
-``--trust-pickle`` — unpickling executes code from the file.
+``--arch module.py:ClassName`` (read with ``weights_only=True``), an ONNX model (run by onnxruntime: logits only,
+no gradients, so what needs the teacher in PyTorch — DisWOT, pruning, compiling it — says so and the rest runs),
+and a full pickled ``nn.Module`` only with ``--trust-pickle`` — unpickling executes code from the file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import math
 import pickle
 import sys
 import zipfile
@@ -31,7 +33,7 @@ class Teacher:
     """A loaded teacher: a callable module plus where it came from."""
 
     module: nn.Module
-    kind: str  # torchscript | exported | state_dict | pickle
+    kind: str  # torchscript | exported | state_dict | pickle | onnx
     path: Path
     sha256: str
 
@@ -54,8 +56,54 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+class OnnxTeacher(nn.Module):
+    """An ONNX teacher behind the nn.Module call interface: onnxruntime (CPU) computes its logits. It has no
+    parameters and no gradients; the session is opened on first use (so forked search workers open their own)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self._session = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._session is None:
+            import onnxruntime as ort
+
+            so = ort.SessionOptions()
+            so.log_severity_level = 3
+            self._session = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
+        name = self._session.get_inputs()[0].name
+        out = self._session.run(None, {name: x.detach().cpu().numpy().astype("float32")})[0]
+        return torch.from_numpy(out).float()
+
+    def param_count(self) -> int:
+        import onnx
+
+        model = onnx.load(str(self.path), load_external_data=False)
+        return sum(int(math.prod(i.dims)) for i in model.graph.initializer)
+
+
+def _load_onnx(path: Path) -> nn.Module:
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # noqa: BLE001 — protobuf's DecodeError and friends
+        raise KDCompressError(f"{path}: corrupt or unreadable ONNX file ({type(e).__name__})",
+                              "re-export the model") from None
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    if len(inputs) != 1:
+        raise KDCompressError(f"{path}: an ONNX teacher must take one input (images), this one takes {len(inputs)}")
+    dims = inputs[0].type.tensor_type.shape.dim
+    if dims and dims[0].HasField("dim_value"):
+        raise KDCompressError(f"{path.name} was exported with a fixed batch size of {dims[0].dim_value}",
+                              "re-export it with a dynamic batch axis (dynamic_axes / dynamic_shapes)")
+    return OnnxTeacher(path)
+
+
 def sniff(path: Path) -> str:
-    """What the file is: torchscript | exported | torch-zip | legacy-pickle | corrupt-zip | unknown."""
+    """What the file is: torchscript | exported | torch-zip | legacy-pickle | corrupt-zip | onnx | unknown."""
     with path.open("rb") as f:
         head = f.read(4)
     if head.startswith(b"PK"):
@@ -72,6 +120,8 @@ def sniff(path: Path) -> str:
         return "unknown"
     if head[:1] == b"\x80":
         return "legacy-pickle"
+    if head[:1] == b"\x08":  # protobuf field 1 (ir_version), varint: how every ONNX model file starts
+        return "onnx"
     return "unknown"
 
 
@@ -144,12 +194,14 @@ def load_teacher(path: Path | str, arch: str | None = None, trust_pickle: bool =
                 if not isinstance(module, nn.Module):
                     raise KDCompressError(f"{path}: unpickled a {type(module).__name__}, not an nn.Module") from None
                 kind = "pickle"
+        elif kind == "onnx":
+            module = _load_onnx(path)
         elif kind == "corrupt-zip":
             raise KDCompressError(f"{path}: corrupt or truncated archive", "re-save or re-download the model")
         else:
             raise KDCompressError(
                 f"{path}: not a model file kdcompress can read",
-                "expected TorchScript, a torch.export .pt2, or a state_dict (+ --arch)",
+                "expected TorchScript, a torch.export .pt2, an ONNX model, or a state_dict (+ --arch)",
             )
     except KDCompressError:
         raise

@@ -46,7 +46,7 @@ def _classifier(module: nn.Module) -> list[nn.Module]:
 
 def check_prunable(teacher_module: nn.Module, kind: str) -> None:
     """Raise :class:`KDCompressError` (one line) when DepGraph cannot prune this teacher."""
-    if kind in ("exported", "torchscript"):
+    if kind in ("exported", "torchscript", "onnx"):
         raise KDCompressError(
             f"the pruned-teacher space needs an nn.Module teacher and this one is {'an' if kind[0] in 'aeiou' else 'a'} "
             f"{kind} graph",

@@ -167,9 +167,19 @@ def prepare_context(
             if not spaces:
                 raise KDCompressError("the only search space, pruned-teacher, cannot be used with this teacher",
                                       "add a student family: --set search.space=[resnet,mobilenetv2,vgg]")
+    also_score = [p for p in cfg.also_score if p != cfg.proxy]
+    if teacher.kind == "onnx":  # logits only: no graph to probe for DisWOT's signals
+        if cfg.proxy in TEACHER_PROXIES:
+            raise KDCompressError(f"proxy {cfg.proxy} needs the teacher in PyTorch and this one is an ONNX file",
+                                  "use --proxy synflow (the default), or give the teacher as .pt2/TorchScript/state_dict")
+        dropped = sorted(set(also_score) & TEACHER_PROXIES)
+        if dropped:
+            (progress or Progress()).note(f"not scored with an ONNX teacher (they need it in PyTorch): "
+                                          f"{', '.join(dropped)}")
+            also_score = [p for p in also_score if p not in TEACHER_PROXIES]
     batches = proxy_batches(
         teacher, data.x_train, data.y_train, prep, cfg.proxy_batches, cfg.proxy_batch, cfg.teacher_init, seed,
-        with_teacher=bool(TEACHER_PROXIES & {cfg.proxy, *cfg.also_score}),
+        with_teacher=bool(TEACHER_PROXIES & {cfg.proxy, *also_score}),
     )
     in_channels, num_classes = data.input_shape[0], data.num_classes
     reference = onnx_bytes(build_student("resnet", REFERENCE_GENES, in_channels, num_classes).eval(), batches[0].x[:1])
@@ -184,5 +194,5 @@ def prepare_context(
         backend=backend, threads=profile.target.threads, batch=profile.target.batch, proxy=cfg.proxy, seed=seed,
         reference_onnx=reference,
         reference_ratio=reference_ratio(reference, teacher_artifact, backend, profile.target.threads, x_timing),
-        also_score=[p for p in cfg.also_score if p != cfg.proxy], spaces=spaces, pruning=pruning,
+        also_score=also_score, spaces=spaces, pruning=pruning,
     )
