@@ -9,7 +9,7 @@ FMNIST_DIR := /usr/share/datasets/fashion-mnist
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: install data demo test test-all bench bench-proxies bench-search bench-search-speed teacher clean
+.PHONY: install data demo test test-all bench bench-backends bench-harness bench-proxies bench-search bench-search-speed teacher clean
 
 # Debian's Fashion-MNIST (idx files); installed only when missing, so a second run is a no-op.
 data:
@@ -43,6 +43,15 @@ test-all: install
 
 bench: install
 	$(PY) benchmarks/shrink_tradeoff.py
+
+# Every artifact (fp32/fp16/int8 ONNX, AOTInductor, eager; GPU ones where present) of the teacher and the demo's
+# student on every backend here: latency ratios and accuracy (a few minutes; runs the demo first if needed).
+bench-backends: demo
+	$(PY) benchmarks/backends.py
+
+# Our latency harness against the simplest timed loop over the same onnxruntime session (about a minute).
+bench-harness: install
+	$(PY) benchmarks/harness_overhead.py
 
 # Seed-to-seed repeatability of every zero-cost proxy (no training; about a minute per teacher init).
 bench-proxies: install

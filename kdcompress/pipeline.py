@@ -15,7 +15,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from kdcompress.bench import BACKENDS, Runner, accuracy, backend_status, get_backend, interleaved_latency, resolve_backend
+from kdcompress.bench import (
+    BACKENDS,
+    Runner,
+    accuracy,
+    backend_status,
+    get_backend,
+    interleaved_latency,
+    resolve_backend,
+)
 from kdcompress.data import DataSplits, Preprocess, load_data
 from kdcompress.distill import distill, load_student
 from kdcompress.errors import KDCompressError

@@ -12,6 +12,7 @@ artifact the same tensors.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import tempfile
@@ -60,7 +61,7 @@ def to_aoti(model: nn.Module, example: torch.Tensor, path: Path, device: str = "
     if isinstance(model, torch.jit.ScriptModule):
         raise KDCompressError("a TorchScript model cannot be compiled with AOTInductor",
                               "give the teacher as a torch.export .pt2 or a state_dict with --arch")
-    module = model.to(device)
+    module = copy.deepcopy(model).to(device)  # .to() and .half() act in place: leave the caller's model alone
     if precision == "fp16":
         module = _HalfIO(module)
     x = example.to(device).repeat(2, *([1] * (example.ndim - 1)))  # batch 2: torch.export specialises a batch of 1

@@ -64,7 +64,10 @@ def build_result(run: RunDir) -> dict[str, Any]:
     # a reduced-precision artifact slower than its float twin is never the answer
     useful = [s for s in students if not any("not faster" in f for f in s["flags"])]
     ok = [s for s in useful if s["meets_budget"]]
-    best = max(ok or useful, key=lambda s: (s["accuracy"], s["speedup"]))["id"] if useful else None
+    # within the budget: the fastest artifact (what the user came for); outside it: the most accurate one
+    pick = max(ok, key=lambda s: (s["speedup"], s["accuracy"])) if ok else (
+        max(useful, key=lambda s: (s["accuracy"], s["speedup"])) if useful else None)
+    best = pick["id"] if pick else None
     plan = m.get("plan", {})
     return {
         "schema_version": RESULT_SCHEMA_VERSION,
@@ -113,8 +116,8 @@ def markdown(result: dict[str, Any]) -> str:
         lines += ["", "Flags:", *flags]
     b = result["budget"]
     lines += ["", f"Budget: latency ratio ≤ {b['latency_ratio']}, accuracy drop ≤ {b['max_accuracy_drop']} points. "
-              f"Students ranked by the `{result['proxy']}` proxy; ★ = most accurate student that meets the budget "
-              f"(or, when none does, the most accurate one)."]
+              f"Students ranked by the `{result['proxy']}` proxy; ★ = the fastest artifact that meets the budget "
+              f"(or, when none does, the most accurate one); a reduced precision slower than its fp32 twin is never ★."]
     return "\n".join(lines) + "\n"
 
 
