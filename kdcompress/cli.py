@@ -260,7 +260,8 @@ for _name, _doc in [
 @cli.command()
 @click.argument("target", type=click.Path(exists=True, path_type=Path))
 @click.option("--backend", "-b", help="Backend to run on (see `kdcompress doctor`); default by the file's format: "
-                                      "onnxruntime-cpu for ONNX, tensorrt for an engine, aoti-cpu for a package.")
+                                      "onnxruntime-cpu for ONNX, tensorrt for an engine, aoti-cpu or aoti-cuda (as "
+                                      "compiled) for a package.")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Batch size to time.")
 @click.option("--shape", help="Input shape per sample C,H,W, where the file does not declare it.")
 @click.option("--threads", type=click.IntRange(min=0), default=1, show_default=True,

@@ -107,6 +107,9 @@ class Session:
 
     @property
     def plan(self) -> ArtifactPlan:
+        if "plan" not in self.run.manifest:
+            raise KDCompressError(f"{self.run.path} was made by an older kdcompress (no artifact plan)",
+                                  "start a new run (--out), or re-run it from the start")
         return ArtifactPlan.from_json(self.run.manifest["plan"])
 
     @functools.cached_property

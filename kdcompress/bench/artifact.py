@@ -17,7 +17,7 @@ from kdcompress.bench.backends import BACKENDS, get_backend
 from kdcompress.bench.measure import accuracy, interleaved_latency
 from kdcompress.errors import KDCompressError
 
-DEFAULT_BACKEND = {"onnx": "onnxruntime-cpu", "engine": "tensorrt", "aoti": "aoti-cpu"}
+DEFAULT_BACKEND = {"onnx": "onnxruntime-cpu", "engine": "tensorrt"}
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class ArtifactInfo:
     input_shape: tuple[int, ...] | None  # per sample; None where the file does not say
     max_batch: int | None = None  # None: any batch
     fixed_batch: int | None = None  # an ONNX exported with a fixed batch size
+    device: str = "cpu"  # what an AOTInductor package was compiled for; engines are always cuda
 
 
 def _onnx_info(path: Path) -> ArtifactInfo:
@@ -68,7 +69,8 @@ def inspect_artifact(path: Path) -> ArtifactInfo:
                                   "a torch.export .pt2 is a model to shrink: `kdcompress shrink` it")
         meta = read_package_meta(path)
         shape = tuple(meta["input_shape"]) if "input_shape" in meta else None
-        return ArtifactInfo(path, "aoti", meta.get("precision", "fp32"), shape, meta.get("max_batch"))
+        return ArtifactInfo(path, "aoti", meta.get("precision", "fp32"), shape, meta.get("max_batch"),
+                            device=meta.get("device", "cpu"))
     if path.suffix in (".engine", ".plan", ".trt") or meta_path(path).exists():
         meta = EngineMeta.read(path)
         return ArtifactInfo(path, "engine", meta.precision, tuple(meta.input_shape), meta.batch_max)
@@ -83,7 +85,7 @@ def bench_artifact(
     from kdcompress.report.environment import environment
 
     info = inspect_artifact(path)
-    backend = backend or DEFAULT_BACKEND[info.format]
+    backend = backend or (f"aoti-{info.device}" if info.format == "aoti" else DEFAULT_BACKEND[info.format])
     b = get_backend(backend)
     if b.format != info.format:
         fits = sorted(n for n, x in BACKENDS.items() if x.format == info.format)
