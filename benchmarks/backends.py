@@ -78,7 +78,7 @@ def build(model: torch.nn.Module, stem: str, d: Path, calib: np.ndarray, status:
             to_int8(fp32, gpu_int8, calib, choose_scheme("cuda"))
             for p, src in (("fp32", fp32), ("fp16", fp16), ("int8", gpu_int8)):
                 arts[f"tensorrt {p}"] = ("tensorrt", build_engine(src, d, stem, p, (1, 28, 28), (1, 1, 256),
-                                                                  d / "timing.cache", current_gpu()))
+                                                                  d, current_gpu()))
     return arts
 
 

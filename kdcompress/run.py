@@ -28,7 +28,7 @@ STAGE_OUTPUTS = {
     "load": ("artifacts/teacher.onnx", "cache"),
     "search": ("search",),
     "distill": ("students",),
-    # the timing cache (artifacts/timing.cache) is kept: it only makes the next engine build faster
+    # TensorRT timing caches (artifacts/timing.*.cache) are kept: they only make the next engine build faster
     "export": ("artifacts/s*", "artifacts/teacher.fp*", "artifacts/export.json", "artifacts/ort_trt_cache"),
     "bench": ("bench.json",),
     "report": ("result.json", "report.md"),

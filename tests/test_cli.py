@@ -80,7 +80,7 @@ def test_shrink_end_to_end(cli_cmd, teacher_files, tiny_npz, tiny_profile, tmp_p
     (out / "report.md").unlink()
     bench = run(cli_cmd, "bench", out)
     assert bench.returncode == 0, bench.stderr
-    assert "teacher" in bench.stdout and "int8" in bench.stdout and (out / "report.md").exists()
+    assert "teacher" in bench.stdout and f"{student['id']}.int8" in bench.stdout and (out / "report.md").exists()
     RunDir.open(out, must_exist=True).invalidate_from("bench")
     assert not (out / "bench.json").exists() and not (out / "result.json").exists()
     assert_user_error(run(cli_cmd, "report", out), "stage 'bench' has not finished")

@@ -7,6 +7,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from kdcompress.errors import KDCompressError
 from kdcompress.export import check_parity, to_onnx
 from kdcompress.models.load import load_teacher
 from kdcompress.models.students import STUDENTS
@@ -93,8 +94,9 @@ def test_aoti_package_compiles_runs_and_is_benchable(tiny_module, tmp_path, cli_
     x = torch.rand(5, 1, 12, 12)
     out = BACKENDS["aoti-cpu"](path).infer(x.numpy())
     assert check_parity(tiny_module(x).detach().numpy(), out).passed
-    with pytest.raises(Exception, match="compiled for cpu"):
+    with pytest.raises(KDCompressError, match="compiled for cpu"):
         BACKENDS["aoti-cuda"](path)
+    assert all(p.dtype == torch.float32 and p.device.type == "cpu" for p in tiny_module.parameters())  # untouched
     proc = subprocess.run([*cli_cmd, "bench", str(path), "--iters", "10", "--repeats", "1", "--warmup", "2",
                            "--json"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

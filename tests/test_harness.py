@@ -114,6 +114,8 @@ def foreign_onnx(tmp_path_factory):
                       output_names=["scores"], dynamic_axes={"images": {0: "n"}, "scores": {0: "n"}})
     fixed = d / "fixed.onnx"
     torch.onnx.export(model, (torch.zeros(1, 3, 16, 16),), str(fixed), dynamo=False, input_names=["images"])
+    fixed3 = d / "fixed3.onnx"  # 40 test images are not a multiple of 3: the last batch must be padded
+    torch.onnx.export(model, (torch.zeros(3, 3, 16, 16),), str(fixed3), dynamo=False, input_names=["images"])
     rng = np.random.default_rng(0)
     x = rng.integers(0, 255, (40, 3, 16, 16), dtype=np.uint8)
     data = d / "rgb.npz"
@@ -121,7 +123,7 @@ def foreign_onnx(tmp_path_factory):
     with torch.no_grad():
         pred = model(torch.from_numpy(x).float() / 255).argmax(1).numpy()
     expected = 100.0 * float(np.mean(pred == np.arange(40) % 5))
-    return {"dynamic": dyn, "fixed": fixed, "data": data, "accuracy": expected}
+    return {"dynamic": dyn, "fixed": fixed, "fixed3": fixed3, "data": data, "accuracy": expected}
 
 
 def test_bench_any_onnx_file(cli_cmd, foreign_onnx):
@@ -133,6 +135,10 @@ def test_bench_any_onnx_file(cli_cmd, foreign_onnx):
     assert r["backend"] == "onnxruntime-cpu" and r["precision"] == "fp32" and r["batch"] == 4
     assert r["input_shape"] == [3, 16, 16] and r["samples"] == 40 and r["environment"]["machine"]["cpu"]
     assert r["accuracy"] == pytest.approx(foreign_onnx["accuracy"])
+    padded = run(cli_cmd, "bench", foreign_onnx["fixed3"], "--batch", "3", "--iters", "5", "--repeats", "1",
+                 "--warmup", "1", "--data", foreign_onnx["data"], "--json")
+    assert padded.returncode == 0, padded.stderr
+    assert json.loads(padded.stdout)["accuracy"] == pytest.approx(foreign_onnx["accuracy"])
     table = run(cli_cmd, "bench", foreign_onnx["fixed"], "--iters", "10", "--repeats", "1", "--warmup", "1")
     assert table.returncode == 0 and "p50 ms" in table.stdout
 

@@ -18,6 +18,11 @@ from kdcompress.export import tensorrt as trt_export
 from kdcompress.export.tensorrt import EngineMeta, GpuInfo, build_engine, check_compatible, engine_name, meta_path
 
 H100 = GpuInfo("NVIDIA H100 80GB HBM3", "9.0")
+# Method names of the TensorRT Python API (10.12 and 11.1 bindings) the builder may call: the stand-in accepts any
+# name, so the test checks that every call it saw is one of these (a misspelling would pass otherwise).
+TRT_API = {"create_network", "create_builder_config", "create_optimization_profile", "build_serialized_network",
+           "get_input", "set_memory_pool_limit", "add_optimization_profile", "create_timing_cache",
+           "set_timing_cache", "get_timing_cache", "clear_flag", "set_shape", "serialize"}
 
 
 class _Recorder:
@@ -42,6 +47,7 @@ def fake_tensorrt(log: list, parse_ok: bool = True, build_ok: bool = True, versi
     flags = types.SimpleNamespace(**({"STRONGLY_TYPED": 1} if strongly_typed_flag else {}))
     trt.NetworkDefinitionCreationFlag = flags
     trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
+    trt.BuilderFlag = types.SimpleNamespace(TF32="TF32")
 
     class Logger:
         WARNING = 2
@@ -88,44 +94,53 @@ def onnx_file(tmp_path) -> Path:
 def test_engine_build_asks_for_what_we_mean(monkeypatch, tmp_path, onnx_file):
     log: list = []
     monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt(log))
-    cache = tmp_path / "timing.cache"
+    cache = tmp_path / "timing.trt10.13.0.sm90.cache"
     cache.write_bytes(b"CACHE-v1")
-    engine = build_engine(onnx_file, tmp_path, "s0", "fp16", (1, 28, 28), (1, 4, 64), cache, gpu=H100)
+    engine = build_engine(onnx_file, tmp_path, "s0", "fp16", (1, 28, 28), (1, 4, 64), tmp_path, gpu=H100)
     calls = dict(log)
+    assert "config.clear_flag" not in calls  # fp16 comes from the ONNX; nothing to switch
+    assert {name.rsplit(".", 1)[1] for name, _ in log if "." in name} <= TRT_API
     assert calls["builder.create_network"] == (1 << 1,)  # STRONGLY_TYPED: precision comes from the ONNX
     assert calls["profile.set_shape"] == ("x", (1, 1, 28, 28), (4, 1, 28, 28), (64, 1, 28, 28))
     assert calls["config.create_timing_cache"] == (b"CACHE-v1",)  # the cache beside the run is reused
     assert ("config.set_timing_cache" in calls) and cache.read_bytes() == b"CACHE-v2"  # and written back
-    assert not any("BuilderFlag" in name or "set_flag" in name for name, _ in log)  # no FP16/INT8 flags (gone in 11)
+    assert not any("set_flag" in name for name, _ in log)  # no FP16/INT8 builder flags (gone in 11)
     assert engine.name == "s0.fp16.trt10.13.0.sm90.h100.engine" and engine.read_bytes() == b"ENGINE"
     meta = EngineMeta.read(engine)
     assert (meta.tensorrt_version, meta.gpu_name, meta.compute_capability, meta.precision) == (
         "10.13.0", H100.name, "9.0", "fp16")
     assert (meta.batch_min, meta.batch_opt, meta.batch_max, meta.input_shape) == (1, 4, 64, [1, 28, 28])
+    trt_export.check_engine_file(meta, engine)  # the metadata describes this very file
+    engine.write_bytes(b"ENGINE-rebuilt-elsewhere")
+    with pytest.raises(KDCompressError, match="describes another engine"):
+        trt_export.check_engine_file(meta, engine)
 
 
 def test_tensorrt_11_without_the_flag_gets_a_plain_network(monkeypatch, tmp_path, onnx_file):
     log: list = []
     monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt(log, version="11.1.0", strongly_typed_flag=False))
-    build_engine(onnx_file, tmp_path, "s0", "int8", (1, 8, 8), (1, 1, 8), tmp_path / "tc", gpu=H100)
-    assert dict(log)["builder.create_network"] == (0,)
-    assert (tmp_path / "tc").read_bytes() == b"CACHE-v2"  # a fresh cache is created and saved
+    build_engine(onnx_file, tmp_path, "s0", "fp32", (1, 8, 8), (1, 1, 8), tmp_path, gpu=H100)
+    calls = dict(log)
+    assert calls["builder.create_network"] == (0,)
+    assert calls["config.clear_flag"] == ("TF32",)  # an fp32 engine computes in fp32
+    assert calls["config.create_timing_cache"] == (b"",)  # no cache for this version yet: a fresh one, saved
+    assert (tmp_path / "timing.trt11.1.0.sm90.cache").read_bytes() == b"CACHE-v2"
 
 
 def test_engine_build_failures_are_one_line_and_leave_no_engine(monkeypatch, tmp_path, onnx_file):
     monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt([], parse_ok=False))
     with pytest.raises(KDCompressError, match="cannot parse s0.fp16.onnx.*unsupported"):
-        build_engine(onnx_file, tmp_path, "s0", "fp16", (1, 8, 8), (1, 1, 8), tmp_path / "tc", gpu=H100)
+        build_engine(onnx_file, tmp_path, "s0", "fp16", (1, 8, 8), (1, 1, 8), tmp_path, gpu=H100)
     monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt([], build_ok=False))
     with pytest.raises(KDCompressError, match="could not build"):
-        build_engine(onnx_file, tmp_path, "s0", "fp16", (1, 8, 8), (1, 1, 8), tmp_path / "tc", gpu=H100)
+        build_engine(onnx_file, tmp_path, "s0", "fp16", (1, 8, 8), (1, 1, 8), tmp_path, gpu=H100)
     assert not list(tmp_path.glob("*.engine")) and not list(tmp_path.glob("*.engine.json"))
 
 
 def test_missing_tensorrt_says_how_to_get_it(monkeypatch, tmp_path, onnx_file):
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # import raises ImportError
     with pytest.raises(KDCompressError, match="TensorRT is not installed"):
-        build_engine(onnx_file, tmp_path, "s0", "fp16", (1, 8, 8), (1, 1, 8), tmp_path / "tc", gpu=H100)
+        build_engine(onnx_file, tmp_path, "s0", "fp16", (1, 8, 8), (1, 1, 8), tmp_path, gpu=H100)
 
 
 def test_engines_are_refused_on_another_gpu_or_version(tmp_path):

@@ -102,6 +102,9 @@ def bench_artifact(
                               f"pass --batch {info.fixed_batch}, or re-export it with a dynamic batch axis")
     if info.max_batch is not None and batch > info.max_batch:
         raise KDCompressError(f"{path.name} accepts batches up to {info.max_batch}", f"pass --batch {info.max_batch} or less")
+    if data is not None and tuple(data[0].shape[1:]) != tuple(sample_shape):
+        raise KDCompressError(f"the data's images are {list(data[0].shape[1:])}, the model takes {list(sample_shape)}",
+                              "check --data (and --shape)")
     runner = b(path, threads=threads)
     x = np.random.default_rng(0).random((batch, *sample_shape), dtype=np.float32)
     lat = interleaved_latency({"model": runner}, x, warmup, iters, repeats)["model"]
@@ -111,10 +114,7 @@ def bench_artifact(
               "throughput": lat.throughput, "samples": len(lat.samples_ms), "environment": environment()}
     if data is not None:
         xs, ys, prep = data
-        if tuple(xs.shape[1:]) != tuple(sample_shape):
-            raise KDCompressError(f"the data's images are {list(xs.shape[1:])}, the model takes {list(sample_shape)}",
-                                  "check --data (and --shape)")
         step = info.fixed_batch or min(256, info.max_batch or 256)
-        record["accuracy"] = accuracy(runner, xs, ys, prep, batch=step)
+        record["accuracy"] = accuracy(runner, xs, ys, prep, batch=step, fixed=info.fixed_batch is not None)
         record["test_samples"] = len(ys)
     return record

@@ -49,7 +49,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
             lambda a, threads=1: TensorRTRunner(Path(a))),
     Backend("aoti-cpu", "aoti", "cpu", "torch and a C++ compiler (g++)",
             lambda a, threads=1: aoti_runner(Path(a), "cpu")),
-    Backend("aoti-cuda", "aoti", "cuda", "torch with CUDA, Triton and a CUDA GPU",
+    Backend("aoti-cuda", "aoti", "cuda", "torch with CUDA, Triton, a C++ compiler and a CUDA GPU",
             lambda a, threads=1: aoti_runner(Path(a), "cuda")),
 )}
 
@@ -80,7 +80,8 @@ def backend_status() -> dict[str, str]:
     status["onnxruntime-cpu"] = state(ort_version is not None, "pip install onnxruntime", f" (onnxruntime {ort_version})")
     status["onnxruntime-cuda"] = state("CUDAExecutionProvider" in providers and cuda,
                                        "needs onnxruntime-gpu (extra 'gpu') and a CUDA GPU", gpu)
-    status["onnxruntime-tensorrt"] = state("TensorrtExecutionProvider" in providers and cuda,
+    # onnxruntime-gpu always lists its TensorRT EP; it starts only where TensorRT's libraries are installed
+    status["onnxruntime-tensorrt"] = state("TensorrtExecutionProvider" in providers and cuda and has_trt,
                                            "needs onnxruntime-gpu with its TensorRT EP, TensorRT and a CUDA GPU", gpu)
     trt_why = ("needs a CUDA GPU (TensorRT is installed)" if has_trt else
                "TensorRT is not installed (NVIDIA's pip index or container)" + ("" if cuda else "; needs a CUDA GPU too"))
@@ -88,8 +89,8 @@ def backend_status() -> dict[str, str]:
     compiler = shutil.which("g++") or shutil.which("c++")
     status["aoti-cpu"] = state(compiler is not None, "needs a C++ compiler (apt install g++)",
                                f" (torch {torch.__version__}, {compiler})")
-    status["aoti-cuda"] = state(cuda and importlib.util.find_spec("triton") is not None,
-                                "needs torch with CUDA, Triton and a CUDA GPU", gpu)
+    status["aoti-cuda"] = state(cuda and compiler is not None and importlib.util.find_spec("triton") is not None,
+                                "needs torch with CUDA, Triton, a C++ compiler and a CUDA GPU", gpu)
     return status
 
 

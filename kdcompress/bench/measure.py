@@ -98,10 +98,15 @@ def interleaved_latency(
     return {k: LatencyStats.from_samples(v, len(x)) for k, v in samples.items()}
 
 
-def accuracy(runner: Runner, x: torch.Tensor, y: torch.Tensor, prep: Preprocess, batch: int = 256) -> float:
-    """Top-1 accuracy (%) of the artifact itself on uint8 images ``x``."""
+def accuracy(runner: Runner, x: torch.Tensor, y: torch.Tensor, prep: Preprocess, batch: int = 256,
+             fixed: bool = False) -> float:
+    """Top-1 accuracy (%) of the artifact itself on uint8 images ``x``; ``fixed``: the model takes exactly
+    ``batch`` images, so the last batch is padded with zeros and the padding's predictions dropped."""
     correct = 0
     for _, xb, yb in batches(x, y, batch):
-        logits = runner.infer(prep(xb).numpy())
+        inp = prep(xb).numpy()
+        if fixed and len(inp) < batch:
+            inp = np.concatenate([inp, np.zeros((batch - len(inp), *inp.shape[1:]), inp.dtype)])
+        logits = runner.infer(inp)[: len(yb)]
         correct += int((logits.argmax(1) == yb.numpy()).sum())
     return 100.0 * correct / max(1, len(y))

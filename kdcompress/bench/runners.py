@@ -53,11 +53,17 @@ class OrtRunner:
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
         src = artifact if isinstance(artifact, bytes) else str(artifact)
+        what = "model" if isinstance(artifact, bytes) else artifact
         try:
-            self.session = ort.InferenceSession(src, so, providers=[(ep, options or {})])
+            # no silent fallback: onnxruntime would otherwise retry on another provider (printing to stdout) and
+            # we would report, say, CPU latency under the TensorRT label
+            self.session = ort.InferenceSession(src, so, providers=[(ep, options or {})], enable_fallback=0)
         except Exception as e:  # noqa: BLE001 — onnxruntime raises several unrelated types for a bad model file
-            what = "model" if isinstance(artifact, bytes) else artifact
-            raise KDCompressError(f"onnxruntime cannot load {what} ({str(e).splitlines()[0][:200]})") from None
+            raise KDCompressError(f"onnxruntime cannot load {what} on {ep} "
+                                  f"({(str(e).strip().splitlines() or [type(e).__name__])[0][:200]})") from None
+        if self.session.get_providers()[0] != ep:
+            raise KDCompressError(f"onnxruntime could not start {ep} for {what} "
+                                  f"(it offers {', '.join(self.session.get_providers())})", "run `kdcompress doctor`")
         self.input_name = self.session.get_inputs()[0].name
         # a model converted without keep_io_types takes fp16; every caller passes float32
         self.input_dtype = np.float16 if self.session.get_inputs()[0].type == "tensor(float16)" else np.float32
@@ -87,7 +93,8 @@ class OrtRunner:
 
 
 class TorchRunner:
-    """A callable over torch tensors (an AOTInductor package, or an eager module for comparison)."""
+    """A callable over torch tensors (an AOTInductor package, or an eager module for comparison). The input is
+    preallocated on the device; the compiled model allocates its output itself (AOTInductor has no out= call)."""
 
     def __init__(self, fn: Callable[[Any], Any], device: str, name: str) -> None:
         import torch
@@ -150,10 +157,13 @@ class TensorRTRunner:
     def __init__(self, artifact: Path) -> None:
         import torch
 
-        from kdcompress.export.tensorrt import EngineMeta, check_compatible, current_gpu, import_tensorrt
+        from kdcompress.export.tensorrt import (
+            EngineMeta, check_compatible, check_engine_file, current_gpu, import_tensorrt,
+        )
 
         trt = import_tensorrt()
         meta = EngineMeta.read(artifact)
+        check_engine_file(meta, artifact)
         check_compatible(meta, trt.__version__, current_gpu())
         self._trt, self._torch, self.meta = trt, torch, meta
         self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
@@ -164,9 +174,14 @@ class TensorRTRunner:
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.input_name, self.output_name = inputs[0], next(n for n in names if n not in inputs)
+        if self.engine.get_tensor_dtype(self.input_name) != trt.DataType.FLOAT:
+            raise KDCompressError(f"{artifact.name} does not take float32 input",
+                                  "build engines from ONNX files with float32 I/O (kdcompress keeps them)")
         self.stream = torch.cuda.Stream()  # the harness records its CUDA events on this stream
+        self._bound: tuple[Any, Any] | None = None
 
     def _buffers(self, x: np.ndarray) -> tuple[Any, Any]:
+        """Input and output tensors for ``x``'s shape, their addresses set on the context."""
         torch = self._torch
         if not self.meta.batch_min <= len(x) <= self.meta.batch_max:
             raise KDCompressError(f"batch {len(x)} is outside the engine's profile "
@@ -183,17 +198,26 @@ class TensorRTRunner:
 
     def bind(self, x: np.ndarray) -> Callable[[], Any]:
         self._bound = self._buffers(x)  # kept alive: TensorRT holds raw pointers to them
-        self._torch.cuda.synchronize()  # the input copy ran on the default stream
+        self._run()  # once outside the timed loop, so a failing enqueue is an error, not a 0 ms sample
         context, handle = self.context, self.stream.cuda_stream
         return lambda: context.execute_async_v3(handle)
 
-    def infer(self, x: np.ndarray) -> np.ndarray:
-        _, yt = self._buffers(x)
-        self._torch.cuda.synchronize()
+    def _run(self) -> None:
+        self._torch.cuda.synchronize()  # input copies ran on the default stream
         if not self.context.execute_async_v3(self.stream.cuda_stream):
             raise RuntimeError("TensorRT execute_async_v3 failed")
         self.sync()
-        return yt.float().cpu().numpy()
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        _, yt = self._buffers(x)
+        self._run()
+        out = yt.float().cpu().numpy()
+        if self._bound is not None:  # point the context back at the bound buffers before ours are freed
+            xb, yb = self._bound
+            self.context.set_input_shape(self.input_name, tuple(xb.shape))
+            self.context.set_tensor_address(self.input_name, xb.data_ptr())
+            self.context.set_tensor_address(self.output_name, yb.data_ptr())
+        return out
 
     def sync(self) -> None:
         self._torch.cuda.synchronize()

@@ -64,10 +64,13 @@ def to_aoti(model: nn.Module, example: torch.Tensor, path: Path, device: str = "
     module = copy.deepcopy(model).to(device)  # .to() and .half() act in place: leave the caller's model alone
     if precision == "fp16":
         module = _HalfIO(module)
-    x = example.to(device).repeat(2, *([1] * (example.ndim - 1)))  # batch 2: torch.export specialises a batch of 1
+    if max_batch >= 2:  # dynamic batch; traced at 2, since torch.export specialises a batch of 1
+        x = example.to(device).repeat(2, *([1] * (example.ndim - 1)))
+        dynamic = ({0: torch.export.Dim("batch", min=1, max=max_batch)},)
+    else:  # a batch-1 package: static shapes (a Dim needs min < max)
+        x, dynamic = example[:1].to(device), None
     with torch.no_grad():
-        program = torch.export.export(module, (x,), dynamic_shapes=({0: torch.export.Dim("batch", min=1,
-                                                                                            max=max_batch)},))
+        program = torch.export.export(module, (x,), dynamic_shapes=dynamic)
         path.parent.mkdir(parents=True, exist_ok=True)
         # aoti_compile_and_package wants a *.pt2 name, so the temp file is a .pt2 in the same folder
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".pt2", dir=path.parent)

@@ -76,7 +76,7 @@ def calibration_images(x: torch.Tensor, n: int, seed: int) -> torch.Tensor:
 
 def build_model_artifacts(
     plan: ArtifactPlan, stem: str, fp32_onnx: Path, out_dir: Path, model: nn.Module | None, example: torch.Tensor,
-    calibration: np.ndarray | None, timing_cache: Path, precisions: list[str] | None = None,
+    calibration: np.ndarray | None, cache_dir: Path, precisions: list[str] | None = None,
 ) -> dict[str, dict]:
     """Build ``stem``'s artifacts for each precision of the plan (or ``precisions``); return a record per precision
     with the measured artifact's ``path`` and ``format``, the ONNX it came from, and how it was made."""
@@ -97,7 +97,7 @@ def build_model_artifacts(
             rec["path"] = str(onnx_path)
         elif plan.format == "engine":
             rec["path"] = str(build_engine(onnx_path, out_dir, stem, p, tuple(example.shape[1:]), plan.batch,
-                                           timing_cache))
+                                           cache_dir))
         else:
             if model is None:
                 raise ValueError("an AOTInductor package needs the PyTorch model")

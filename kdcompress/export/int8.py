@@ -86,6 +86,9 @@ def resolve_scheme(device: str, scheme: str = "auto", reduce_range: bool | None 
     auto = choose_scheme(device)
     if scheme == "auto" and reduce_range is None:
         return auto
+    if device == "cuda" and scheme not in ("auto", "s8s8"):
+        raise KDCompressError(f"export.int8_scheme {scheme} on a GPU target: TensorRT takes symmetric int8 only",
+                              "use export.int8_scheme: s8s8 (or auto)")
     chosen = auto.scheme if scheme == "auto" else scheme
     rr = auto.reduce_range if reduce_range is None else reduce_range
     return Int8Scheme(chosen, rr, chosen == "s8s8" and device == "cuda",  # type: ignore[arg-type]
@@ -123,6 +126,15 @@ def _quiet():
         logger.setLevel(level)
 
 
+def _extra_options(scheme: Int8Scheme) -> dict:
+    """quantize_static's extra options. For TensorRT (symmetric scheme): a Q/DQ pair per consumer and float biases,
+    the QDQ form TensorRT's ONNX parser fuses (onnxruntime's qdq_quantizer notes TensorRT needs dedicated pairs)."""
+    options = {"ActivationSymmetric": scheme.symmetric_activations, "WeightSymmetric": True}
+    if scheme.symmetric_activations:
+        options.update({"DedicatedQDQPair": True, "QuantizeBias": False})
+    return options
+
+
 def to_int8(src: Path, dst: Path, calibration: np.ndarray, scheme: Int8Scheme, method: str = "minmax",
             per_channel: bool = True) -> dict:
     """Quantize the float ONNX ``src`` into a QDQ ``dst`` (atomically), calibrated on ``calibration`` (float32
@@ -150,7 +162,7 @@ def to_int8(src: Path, dst: Path, calibration: np.ndarray, scheme: Int8Scheme, m
                 activation_type=qtype[scheme.scheme[:2]], weight_type=qtype[scheme.scheme[2:]],
                 nodes_to_quantize=None, nodes_to_exclude=None, use_external_data_format=False,
                 calibrate_method=methods[method], calibration_providers=["CPUExecutionProvider"],
-                extra_options={"ActivationSymmetric": scheme.symmetric_activations, "WeightSymmetric": True},
+                extra_options=_extra_options(scheme),
                 calibration_cache_path=None,
             )
             onnx.checker.check_model(str(out))

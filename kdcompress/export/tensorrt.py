@@ -47,6 +47,7 @@ class EngineMeta:
     batch_opt: int
     batch_max: int
     onnx_sha256: str
+    engine_sha256: str = ""  # the engine file this metadata describes (a stale .json beside a new engine is refused)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -89,6 +90,18 @@ def check_compatible(meta: EngineMeta, trt_version: str, gpu: GpuInfo) -> None:
             f"(sm {gpu.compute_capability})", "rebuild it on this GPU: `kdcompress export RUN`")
 
 
+def check_engine_file(meta: EngineMeta, engine: Path) -> None:
+    """Refuse an engine whose metadata describes another file."""
+    if meta.engine_sha256 and meta.engine_sha256 != _sha256(engine):
+        raise KDCompressError(f"{meta_path(engine).name} describes another engine than {engine.name}",
+                              "rebuild the engine (`kdcompress export RUN`)")
+
+
+def timing_cache_name(trt_version: str, gpu: GpuInfo) -> str:
+    """Timing caches are only valid for one TensorRT version and GPU: the name keeps them apart."""
+    return f"timing.trt{trt_version}.sm{gpu.compute_capability.replace('.', '')}.cache"
+
+
 def current_gpu() -> GpuInfo:
     import torch
 
@@ -120,15 +133,16 @@ def _strongly_typed_flags(trt: Any) -> int:
 
 def build_engine(
     onnx_path: Path, out_dir: Path, stem: str, precision: str, input_shape: tuple[int, ...],
-    batch: tuple[int, int, int], timing_cache: Path, gpu: GpuInfo | None = None,
+    batch: tuple[int, int, int], cache_dir: Path, gpu: GpuInfo | None = None,
 ) -> Path:
     """Build a TensorRT engine from ``onnx_path`` into ``out_dir``; return its path (metadata beside it).
 
-    ``batch`` is (min, opt, max) for the optimisation profile of the batch axis; ``timing_cache`` is read when it
-    exists and written back after the build.
+    ``batch`` is (min, opt, max) for the optimisation profile of the batch axis. The timing cache for this TensorRT
+    version and GPU in ``cache_dir`` is read when it exists (a rejected one is replaced) and written back.
     """
     trt = import_tensorrt()
     gpu = gpu or current_gpu()
+    timing_cache = cache_dir / timing_cache_name(trt.__version__, gpu)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(_strongly_typed_flags(trt))
@@ -144,17 +158,24 @@ def build_engine(
     lo, opt, hi = batch
     profile.set_shape(input_name, (lo, *input_shape), (opt, *input_shape), (hi, *input_shape))
     config.add_optimization_profile(profile)
+    if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)  # TF32 is on by default; an fp32 engine must compute in fp32
     cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.exists() else b"")
-    config.set_timing_cache(cache, False)
+    if cache is None or not config.set_timing_cache(cache, False):  # corrupt or foreign: start a fresh one
+        config.set_timing_cache(config.create_timing_cache(b""), False)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise KDCompressError(f"TensorRT could not build an engine from {onnx_path.name}",
                               "run with --debug and read TensorRT's log above")
-    atomic_write(timing_cache, bytes(config.get_timing_cache().serialize()))
-    meta = EngineMeta(trt.__version__, gpu.name, gpu.compute_capability, precision, input_name,
-                      list(input_shape), lo, opt, hi, _sha256(onnx_path))
+    built = config.get_timing_cache()
+    if built is not None:
+        atomic_write(timing_cache, bytes(built.serialize()))
     engine = out_dir / engine_name(stem, precision, trt.__version__, gpu)
-    # metadata first: an engine file without its metadata is refused, never trusted
+    plan = bytes(serialized)
+    meta = EngineMeta(trt.__version__, gpu.name, gpu.compute_capability, precision, input_name,
+                      list(input_shape), lo, opt, hi, _sha256(onnx_path), hashlib.sha256(plan).hexdigest())
+    # the engine, then its metadata: a crash in between leaves an engine without metadata (refused) or with a
+    # stale one (refused by its hash), never one that looks current
+    atomic_write(engine, plan)
     atomic_write(meta_path(engine), json.dumps(meta.to_json(), indent=2) + "\n")
-    atomic_write(engine, bytes(serialized))
     return engine

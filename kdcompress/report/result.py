@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kdcompress.errors import KDCompressError
 from kdcompress.run import RunDir, atomic_write, read_json, write_json
 
 # 2: one student row per artifact (student × precision), with precision, format, backend and flags
@@ -29,6 +30,9 @@ def build_result(run: RunDir) -> dict[str, Any]:
     size, measured latency and accuracy, and the trade-off against the teacher on the same backend."""
     m = run.manifest
     bench = read_json(run.path / "bench.json")
+    if "artifacts" not in bench:
+        raise KDCompressError(f"{run.path}/bench.json was written by an older kdcompress",
+                              f"re-measure it: `kdcompress bench {run.path}`")
     top = read_json(run.path / "search" / "top.json")
     inputs = m["inputs"]
     budget = inputs["profile"]["budget"]
