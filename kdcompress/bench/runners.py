@@ -158,7 +158,11 @@ class TensorRTRunner:
         import torch
 
         from kdcompress.export.tensorrt import (
-            EngineMeta, check_compatible, check_engine_file, current_gpu, import_tensorrt,
+            EngineMeta,
+            check_compatible,
+            check_engine_file,
+            current_gpu,
+            import_tensorrt,
         )
 
         trt = import_tensorrt()
