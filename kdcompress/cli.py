@@ -15,6 +15,8 @@ from rich.progress import Progress as RichBar
 from rich.table import Table
 
 from kdcompress.errors import KDCompressError
+from kdcompress.report.result import budget_line
+from kdcompress.report.result import table as result_table
 
 err_console = Console(stderr=True)
 # Piped output (CI logs, `make demo | tee`) gets a wide fixed width instead of rich's 80 columns.
@@ -74,21 +76,20 @@ def print_result(result: dict, as_json: bool) -> None:
         click.echo(json.dumps(result, indent=2))
         return
     t = result["teacher"]
+    head, rows = result_table(result)
     table = Table(title=f"kdcompress — {result['profile']} on {result['backend']} (batch {result['batch']})")
-    for col in ("model", "prec.", "params", "MFLOPs", "p50 ms", "p99 ms", "speed-up", "acc %", "Δ acc", "budget"):
+    for col in head:
         table.add_column(col, justify="left" if col in ("model", "prec.") else "right")
-    table.add_row("teacher", t.get("precision", "fp32"), f"{t['params']:,}", f"{t['flops'] / 1e6:.1f}",
-                  f"{t['latency_ms']['p50']:.3f}", f"{t['latency_ms']['p99']:.3f}", "1.00×", f"{t['accuracy']:.2f}",
-                  "—", "")
-    for s in result["students"]:
-        name = s["id"] + (" ★" if s["id"] == result["best"] else "") + (" !" if s.get("flags") else "")
-        table.add_row(name, s["precision"], f"{s['params']:,}", f"{s['flops'] / 1e6:.1f}", f"{s['latency_ms']['p50']:.3f}",
-                      f"{s['latency_ms']['p99']:.3f}", f"{s['speedup']:.2f}×", f"{s['accuracy']:.2f}",
-                      f"{-s['accuracy_drop']:+.2f}", "met" if s["meets_budget"] else "missed")
+    for row in rows:
+        table.add_row(*row)
     out_console.print(table)
     best = next((s for s in result["students"] if s["id"] == result["best"]), None)
     if best is not None:
-        out_console.print(f"best student: {best['artifact']}  (★; teacher: {t['artifact']})", soft_wrap=True)
+        out_console.print(f"best student: {best['artifact']}  (★; ◆ = on the trade-off front; teacher: "
+                          f"{t['artifact']})", soft_wrap=True, highlight=False)
+    missed = budget_line(result)
+    if missed:
+        out_console.print(f"[bold yellow]{escape(missed)}[/]", soft_wrap=True, highlight=False)
     for s in result["students"]:
         for flag in s.get("flags", []):
             out_console.print(f"! {s['id']}: {flag}", highlight=False, soft_wrap=True)
@@ -156,14 +157,18 @@ def make_inputs(teacher: Path, profile: str, data: str, arch: str | None, trust_
 @click.argument("teacher", type=click.Path(dir_okay=False, path_type=Path))
 @input_options
 @click.option("--json", "as_json", is_flag=True, help="Print only the result JSON on stdout.")
-def shrink(teacher: Path, out: Path, resume: bool, as_json: bool, **job) -> None:
-    """Search, distil, export, benchmark and report: TEACHER in, verified ONNX student out."""
+@click.option("--require-budget", is_flag=True, help="Exit with code 1 when no artifact meets the profile's budget.")
+def shrink(teacher: Path, out: Path, resume: bool, as_json: bool, require_budget: bool, **job) -> None:
+    """Search, distil, export, benchmark and report: TEACHER in, verified deployable students out (every precision
+    the profile asks for, each measured as itself)."""
     from kdcompress.pipeline import shrink as run_shrink
 
     result = run_shrink(make_inputs(teacher, **job), out, resume=resume, progress=BarProgress())
     print_result(result, as_json)
     if not as_json:
-        out_console.print(f"run directory: {out}  (result.json, report.md)")
+        out_console.print(f"run directory: {out}  (result.json, report.md, report.html)")
+    if require_budget and not result["budget_met"]:
+        raise SystemExit(1)
 
 
 @cli.command()
@@ -317,13 +322,19 @@ def bench(target: Path, backend: str | None, batch: int, shape: str | None, thre
 @cli.command()
 @click.argument("run", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print only the result JSON on stdout.")
-def report(run: Path, as_json: bool) -> None:
-    """Rebuild result.json and report.md from a run, and print the table."""
+@click.option("--open", "open_html", is_flag=True, help="Open report.html in the web browser.")
+def report(run: Path, as_json: bool, open_html: bool) -> None:
+    """Rebuild result.json, report.md and report.html (trade-off plot embedded) from a run, and print the table."""
     from kdcompress.pipeline import Session, run_stage
     from kdcompress.run import RunDir, read_json
 
     run_stage(Session(RunDir.open(run, must_exist=True)), "report")
     print_result(read_json(run / "result.json"), as_json)
+    if open_html:
+        import webbrowser
+
+        if not webbrowser.open((run / "report.html").resolve().as_uri()):
+            err_console.print(f"no web browser here; open {run / 'report.html'} yourself", highlight=False)
 
 
 @cli.group()

@@ -291,6 +291,13 @@ def stage_bench(s: Session) -> dict:
     x = np.zeros((t.batch, *s.data.input_shape), dtype=np.float32)
     lat = interleaved_latency(runners, x, b.warmup, b.iters, b.repeats)
     s.progress.stop()
+    tp: dict = {}
+    if b.throughput_batch and b.throughput_batch != t.batch:
+        big = min(b.throughput_batch, s.plan.batch[2])
+        s.progress.start(f"bench throughput (batch {big})", None)
+        xb = np.zeros((big, *s.data.input_shape), dtype=np.float32)
+        tp = interleaved_latency(runners, xb, max(1, b.warmup // 10), b.throughput_iters, b.repeats)
+        s.progress.stop()
     n = b.test_samples
     x_test, y_test = s.data.x_test[:n], s.data.y_test[:n]
     s.progress.start("bench accuracy", len(runners))
@@ -304,7 +311,8 @@ def stage_bench(s: Session) -> dict:
         "test_samples": len(y_test), "environment": environment(),
         "artifacts": [{"model": m, "precision": rec["precision"], "format": rec["format"], "path": rec["path"],
                        "parity": rec.get("parity"), "accuracy": acc[f"{m}/{rec['precision']}"],
-                       "latency_ms": lat[f"{m}/{rec['precision']}"].to_json()} for m, rec in rows],
+                       "latency_ms": lat[f"{m}/{rec['precision']}"].to_json(),
+                       "throughput": tp[f"{m}/{rec['precision']}"].to_json() if tp else None} for m, rec in rows],
     })
     return {}
 

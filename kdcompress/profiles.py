@@ -115,6 +115,9 @@ class Bench(_Strict):
     iters: int = Field(300, ge=1)
     repeats: int = Field(5, ge=1)
     test_samples: int | None = Field(None, ge=1, description="measure accuracy on the first N test samples")
+    throughput_batch: int | None = Field(
+        None, ge=1, description="also measure every artifact at this batch (images/s); null: target.batch only")
+    throughput_iters: int = Field(20, ge=1, description="timed runs per repeat at the throughput batch")
 
 
 class DataCfg(_Strict):

@@ -31,7 +31,7 @@ STAGE_OUTPUTS = {
     # TensorRT timing caches (artifacts/timing.*.cache) are kept: they only make the next engine build faster
     "export": ("artifacts/s*", "artifacts/teacher.fp*", "artifacts/export.json", "artifacts/ort_trt_cache"),
     "bench": ("bench.json",),
-    "report": ("result.json", "report.md"),
+    "report": ("result.json", "report.md", "report.html"),
 }
 
 

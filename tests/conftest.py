@@ -81,7 +81,7 @@ budget: {latency_ratio: 5.0, params_ratio: 0.8, max_accuracy_drop: 100.0}
 search: {space: [resnet], proxy: diswot, population: 4, iterations: 4, tournament: 2, top_k: 1, proxy_batch: 16}
 distill: {epochs: 2, batch: 64, lr: 0.05}
 export: {opset: 18, parity_samples: 32, int8: true, calibration_samples: 64}
-bench: {warmup: 2, iters: 10, repeats: 1}
+bench: {warmup: 2, iters: 10, repeats: 1, throughput_batch: 8, throughput_iters: 3}
 """
 
 

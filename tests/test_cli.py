@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -61,6 +63,26 @@ def test_shrink_end_to_end(cli_cmd, teacher_files, tiny_npz, tiny_profile, tmp_p
         None, {"x": Preprocess()(data.x_test).numpy()})[0]
     assert 100.0 * float(np.mean(logits8.argmax(1) == data.y_test.numpy())) == pytest.approx(int8["accuracy"])
     assert result["int8"]["scheme"] in ("u8s8", "s8s8") and result["int8"]["reason"]
+    # the front: the rows no other row (teacher included) beats on both latency and accuracy
+    points = {"teacher": (result["teacher"]["latency_ms"]["p50"], result["teacher"]["accuracy"])}
+    points.update({s["id"]: (s["latency_ms"]["p50"], s["accuracy"]) for s in result["students"]})
+    for name, (lat, acc) in points.items():
+        dominated = any(l2 <= lat and a2 >= acc and (l2, a2) != (lat, acc) for l2, a2 in points.values())
+        assert (name in result["frontier"]) == (not dominated)
+    assert all(s["on_front"] == (s["id"] in result["frontier"]) for s in result["students"])
+    # throughput at the profile's batch (8) for every artifact, as a ratio to the teacher's measured beside it
+    assert result["teacher"]["throughput"]["batch"] == 8
+    for s in result["students"]:
+        tp = s["throughput"]
+        assert tp["batch"] == 8 and tp["images_per_s"] == pytest.approx(8 * 1000 / tp["p50_ms"])
+        assert tp["speedup"] == pytest.approx(tp["images_per_s"] / result["teacher"]["throughput"]["images_per_s"])
+        assert s["latency_ok"] == (s["latency_ratio"] <= 5.0) and s["meets_budget"] == (s["latency_ok"] and
+                                                                                         s["accuracy_ok"])
+    # report.html: one self-contained file with the plot and the table
+    page = (out / "report.html").read_text()
+    png = base64.b64decode(re.search(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page).group(1))
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    assert all(f"<td>{s['id']}" in page for s in result["students"]) and "teacher" in page
 
     # --resume on a finished run does no work and returns the same result; without it, the run is protected.
     again = run(cli_cmd, "shrink", teacher_files["pt2"], "--profile", tiny_profile, "--data", tiny_npz,
@@ -178,3 +200,17 @@ def test_search_help_names_every_proxy():
 
     assert set(PROXIES) == set(PROXY_HELP.replace(",", " ").replace("(default)", " ").split()) - {"and", "its",
                                                                                                     "ablations"}
+
+
+def test_a_missed_budget_is_said_and_can_fail_the_run(cli_cmd, teacher_files, tiny_npz, tiny_profile, tmp_path):
+    # a student that cannot learn (learning rate 1e-9) stays at chance; the budget allows no accuracy drop
+    args = ["shrink", teacher_files["pt2"], "--profile", tiny_profile, "--data", tiny_npz, "--set",
+            "search.iterations=0", "--set", "distill.epochs=1", "--set", "distill.lr=1e-9", "--set",
+            "budget.max_accuracy_drop=0"]
+    proc = run(cli_cmd, *args, "--out", tmp_path / "a")
+    assert proc.returncode == 0, proc.stderr
+    assert "no artifact meets the budget" in proc.stdout and "nearest miss: s0-resnet" in proc.stdout
+    strict = run(cli_cmd, *args, "--out", tmp_path / "b", "--require-budget", "--json")
+    assert strict.returncode == 1, strict.stderr
+    result = json.loads(strict.stdout)
+    assert not result["budget_met"] and result["nearest_miss"].startswith("s0-resnet")

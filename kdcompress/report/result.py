@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kdcompress.errors import KDCompressError
+from kdcompress.report.pareto import pareto_front
 from kdcompress.run import RunDir, atomic_write, read_json, write_json
 
 # 2: one student row per artifact (student × precision), with precision, format, backend and flags
@@ -23,6 +24,44 @@ def _row_flags(row: dict, float_row: dict | None, backend: str) -> list[str]:
         flags.append(f"{row['precision']} outside parity tolerance vs PyTorch (top-1 agreement "
                      f"{parity['top1_agreement']:.3f}); see its test accuracy")
     return flags
+
+
+def _throughput(a: dict, teacher: dict | None) -> dict | None:
+    """Images per second at the profile's throughput batch, and the ratio to the teacher's (None: not measured)."""
+    if not a.get("throughput"):
+        return None
+    t = a["throughput"]
+    out = {"batch": t["batch"], "p50_ms": t["p50"], "images_per_s": t["throughput"]}
+    if teacher is not None and teacher.get("throughput"):
+        out["speedup"] = t["throughput"] / teacher["throughput"]["throughput"]
+    return out
+
+
+def nearest_miss(rows: list[dict], budget: dict) -> str | None:
+    """The row closest to the budget when none meets it: the smallest sum of relative shortfalls in speed-up and
+    accuracy drop."""
+    if not rows:
+        return None
+    need = 1 / budget["latency_ratio"] if budget["latency_ratio"] else 0.0
+    allowed = budget["max_accuracy_drop"]
+
+    def shortfall(r: dict) -> float:
+        slow = max(0.0, need / r["speedup"] - 1) if need else 0.0
+        return slow + max(0.0, r["accuracy_drop"] - allowed) / max(allowed, 0.5)
+
+    return min(rows, key=shortfall)["id"]
+
+
+def budget_line(result: dict[str, Any]) -> str | None:
+    """One line when no artifact meets the budget, naming the nearest miss; None when one does."""
+    if result.get("budget_met", True):
+        return None
+    b = result["budget"]
+    want = f"≥ {1 / b['latency_ratio']:.2f}× faster and " if b["latency_ratio"] else ""
+    miss = next((r for r in result["students"] if r["id"] == result["nearest_miss"]), None)
+    near = (f"; nearest miss: {miss['id']} at {miss['speedup']:.2f}×, {-miss['accuracy_drop']:+.2f} points"
+            if miss else "")
+    return f"no artifact meets the budget ({want}≤ {b['max_accuracy_drop']} points drop){near}"
 
 
 def build_result(run: RunDir) -> dict[str, Any]:
@@ -44,7 +83,7 @@ def build_result(run: RunDir) -> dict[str, Any]:
     teacher = {
         "path": m["teacher"]["path"], "params": m["teacher"]["params"], "flops": m["teacher"]["flops"],
         "precision": "fp32", "latency_ms": {k: tb["latency_ms"][k] for k in PERCENTILES}, "accuracy": tb["accuracy"],
-        "artifact": tb["path"],
+        "artifact": tb["path"], "throughput": _throughput(tb, None),
     }
     students = []
     for i, cand in enumerate(top["top"]):
@@ -60,9 +99,13 @@ def build_result(run: RunDir) -> dict[str, Any]:
                 "latency_ms": {k: a["latency_ms"][k] for k in PERCENTILES}, "accuracy": a["accuracy"],
                 "speedup": speedup, "accuracy_drop": drop, "artifact": a["path"],
                 "parity": {k: parity[k] for k in ("max_abs_diff", "top1_agreement", "passed") if k in parity},
-                "meets_budget": (budget["latency_ratio"] is None or speedup >= 1 / budget["latency_ratio"])
-                and drop <= budget["max_accuracy_drop"],
             }
+            row["throughput"] = _throughput(a, tb)
+            row["latency_ratio"] = 1 / speedup
+            row["searched_latency_ratio"] = cand.get("latency_ratio")  # what the search measured for this student
+            row["latency_ok"] = budget["latency_ratio"] is None or row["latency_ratio"] <= budget["latency_ratio"]
+            row["accuracy_ok"] = drop <= budget["max_accuracy_drop"]
+            row["meets_budget"] = row["latency_ok"] and row["accuracy_ok"]
             row["flags"] = _row_flags(row, by_model[sid].get("fp32"), bench["backend"])
             students.append(row)
     # a reduced-precision artifact slower than its float twin is never the answer
@@ -72,6 +115,11 @@ def build_result(run: RunDir) -> dict[str, Any]:
     pick = max(ok, key=lambda s: (s["speedup"], s["accuracy"])) if ok else (
         max(useful, key=lambda s: (s["accuracy"], s["speedup"])) if useful else None)
     best = pick["id"] if pick else None
+    points = {"teacher": (teacher["latency_ms"]["p50"], teacher["accuracy"])}
+    points.update({r["id"]: (r["latency_ms"]["p50"], r["accuracy"]) for r in students})
+    frontier = pareto_front(points)
+    for r in students:
+        r["on_front"] = r["id"] in frontier
     plan = m.get("plan", {})
     return {
         "schema_version": RESULT_SCHEMA_VERSION,
@@ -80,8 +128,44 @@ def build_result(run: RunDir) -> dict[str, Any]:
         "batch": bench["batch"], "threads": bench["threads"],
         "test_samples": bench["test_samples"], "data": m["data"]["name"], "budget": budget,
         "proxy": top["proxy"], "teacher": teacher, "students": students, "best": best,
+        "budget_met": bool(ok), "nearest_miss": None if ok else nearest_miss(students, budget),
+        "frontier": frontier,
         "environment": bench["environment"],
     }
+
+
+def _budget_cell(r: dict) -> str:
+    if r["meets_budget"]:
+        return "met"
+    missed = [w for w, ok in (("latency", r.get("latency_ok")), ("accuracy", r.get("accuracy_ok"))) if not ok]
+    return "missed: " + " & ".join(missed) if missed else "missed"
+
+
+def table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The result table every renderer shows (terminal, Markdown, HTML): header and one row of cells per model
+    artifact, teacher first. Marks: ★ best, ◆ on the front, ! flagged."""
+    t = result["teacher"]
+    tput = t.get("throughput")
+    head = ["model", "prec.", "params", "MFLOPs", "p50 ms", "p99 ms", "speed-up"]
+    if tput:
+        head += [f"img/s @{tput['batch']}", "× img/s"]
+    head += ["acc %", "Δ acc", "budget"]
+
+    def cells(name: str, r: dict, speedup: str, tp_speedup: str, drop: str, budget: str) -> list[str]:
+        row = [name, r.get("precision", "fp32"), f"{r['params']:,}", f"{r['flops'] / 1e6:.1f}",
+               f"{r['latency_ms']['p50']:.3f}", f"{r['latency_ms']['p99']:.3f}", speedup]
+        if tput:
+            row += [f"{r['throughput']['images_per_s']:,.0f}" if r.get("throughput") else "—", tp_speedup]
+        return [*row, f"{r['accuracy']:.2f}", drop, budget]
+
+    rows = [cells("teacher", t, "1.00×", "1.00×", "—", "")]
+    for r in result["students"]:
+        name = (r["id"] + (" ★" if r["id"] == result["best"] else "") + (" ◆" if r.get("on_front") else "")
+                + (" !" if r.get("flags") else ""))
+        tps = r.get("throughput") or {}
+        rows.append(cells(name, r, f"{r['speedup']:.2f}×", f"{tps['speedup']:.2f}×" if "speedup" in tps else "—",
+                          f"{-r['accuracy_drop']:+.2f}", _budget_cell(r)))
+    return head, rows
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -98,30 +182,22 @@ def markdown(result: dict[str, Any]) -> str:
         lines += ["", f"int8: {q['scheme']}, reduce_range {q['reduce_range']} — {q['reason']}."]
     if result.get("backend_note"):
         lines += ["", f"> Note: {result['backend_note']}."]
-    lines += [
-        "",
-        "| model | precision | params | MFLOPs | p50 ms | p90 ms | p99 ms | speed-up | accuracy % | Δ acc (pts) | budget "
-        "| artifact |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
-        f"| teacher | fp32 | {t['params']:,} | {t['flops'] / 1e6:.1f} | {t['latency_ms']['p50']:.3f} | "
-        f"{t['latency_ms']['p90']:.3f} | {t['latency_ms']['p99']:.3f} | 1.00× | {t['accuracy']:.2f} | — | | "
-        f"`{t['artifact']}` |",
-    ]
-    for s in result["students"]:
-        mark = " ★" if s["id"] == result["best"] else ""
-        lines.append(
-            f"| {s['id']}{mark} | {s['precision']} | {s['params']:,} | {s['flops'] / 1e6:.1f} | "
-            f"{s['latency_ms']['p50']:.3f} | {s['latency_ms']['p90']:.3f} | {s['latency_ms']['p99']:.3f} | {s['speedup']:.2f}× | "
-            f"{s['accuracy']:.2f} | {-s['accuracy_drop']:+.2f} | {'met' if s['meets_budget'] else 'missed'} | "
-            f"`{s['artifact']}` |"
-        )
+    head, rows = table(result)
+    lines += ["", "| " + " | ".join([*head, "artifact"]) + " |",
+              "|" + "|".join("---" if h in ("model", "prec.", "budget") else "---:" for h in head) + "|---|"]
+    paths = [t["artifact"], *(r["artifact"] for r in result["students"])]
+    lines += ["| " + " | ".join([*cells, f"`{path}`"]) + " |" for cells, path in zip(rows, paths)]
+    if budget_line(result):
+        lines += ["", f"**{budget_line(result)}.**"]
     flags = [f"- `{s['id']}`: {f}" for s in result["students"] for f in s.get("flags", [])]
     if flags:
         lines += ["", "Flags:", *flags]
     b = result["budget"]
-    lines += ["", f"Budget: latency ratio ≤ {b['latency_ratio']}, accuracy drop ≤ {b['max_accuracy_drop']} points. "
-              f"Students ranked by the `{result['proxy']}` proxy; ★ = the fastest artifact that meets the budget "
-              f"(or, when none does, the most accurate one); a reduced precision slower than its fp32 twin is never ★."]
+    lines += ["", (f"Budget: latency ratio ≤ {b['latency_ratio']}, accuracy drop ≤ {b['max_accuracy_drop']} points. "
+                   f"Students ranked by the `{result['proxy']}` proxy; ★ = the fastest artifact that meets the budget "
+                   "(or, when none does, the most accurate one); a reduced precision slower than its fp32 twin is "
+                   "never ★; ◆ = on the trade-off front (no other artifact, teacher included, is both faster and "
+                   "more accurate).")]
     return "\n".join(lines) + "\n"
 
 
@@ -131,5 +207,8 @@ def _machine(env: dict) -> str:
 
 
 def write_report(run: RunDir, result: dict[str, Any]) -> None:
+    from kdcompress.report.html import html_report  # matplotlib: only when a report is written
+
     write_json(run.path / "result.json", result)
     atomic_write(run.path / "report.md", markdown(result))
+    atomic_write(run.path / "report.html", html_report(result, run.path, budget_line(result)))
