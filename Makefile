@@ -9,7 +9,7 @@ FMNIST_DIR := /usr/share/datasets/fashion-mnist
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: install data demo test test-all bench bench-backends bench-harness bench-proxies bench-search bench-search-speed teacher clean
+.PHONY: install data demo test test-all bench bench-baselines bench-backends bench-harness bench-proxies bench-search bench-search-speed teacher clean
 
 # Debian's Fashion-MNIST (idx files); installed only when missing, so a second run is a no-op.
 data:
@@ -43,6 +43,11 @@ test-all: install
 
 bench: install
 	$(PY) benchmarks/shrink_tradeoff.py
+
+# Our front against the recipes users would use instead (int8 PTQ, Torch-Pruning + fine-tune / + int8 / + KD), on
+# the shipped teacher, in one run (resumable; about half an hour on 2 cores) -> benchmarks/results/frontier.json
+bench-baselines: install
+	$(PY) benchmarks/vs_baselines.py
 
 # Every artifact (fp32/fp16/int8 ONNX, AOTInductor, eager; GPU ones where present) of the teacher and the demo's
 # student on every backend here: latency ratios and accuracy (a few minutes; runs the demo first if needed).

@@ -76,10 +76,11 @@ def print_result(result: dict, as_json: bool) -> None:
         click.echo(json.dumps(result, indent=2))
         return
     t = result["teacher"]
-    head, rows = result_table(result)
+    head, rows, _ = result_table(result)
     table = Table(title=f"kdcompress — {result['profile']} on {result['backend']} (batch {result['batch']})")
     for col in head:
-        table.add_column(col, justify="left" if col in ("model", "prec.") else "right")
+        table.add_column(col, justify="left" if col in ("model", "prec.") else "right",
+                         min_width=19 if col == "model" else None)
     for row in rows:
         table.add_row(*row)
     out_console.print(table)
@@ -87,6 +88,11 @@ def print_result(result: dict, as_json: bool) -> None:
     if best is not None:
         out_console.print(f"best student: {best['artifact']}  (★; ◆ = on the trade-off front; teacher: "
                           f"{t['artifact']})", soft_wrap=True, highlight=False)
+    for r in result.get("baselines", []):
+        if not r["beaten_by"]:
+            out_console.print(f"[bold yellow]recipe {escape(r['name'])} ({escape(r['description'] or '')}) is not "
+                              "beaten: no artifact of ours is both as fast and as accurate[/]", soft_wrap=True,
+                              highlight=False)
     missed = budget_line(result)
     if missed:
         out_console.print(f"[bold yellow]{escape(missed)}[/]", soft_wrap=True, highlight=False)
@@ -141,7 +147,7 @@ def input_options(fn):
 
 def make_inputs(teacher: Path, profile: str, data: str, arch: str | None, trust_pickle: bool, seed: int,
                 mean: tuple[float, ...], std: tuple[float, ...], overrides: tuple[str, ...] | dict,
-                strict_target: bool):
+                strict_target: bool, baselines: bool = False):
     from kdcompress.pipeline import Inputs
     from kdcompress.profiles import load_profile
 
@@ -150,7 +156,7 @@ def make_inputs(teacher: Path, profile: str, data: str, arch: str | None, trust_
         sets["data.mean"] = list(mean)
     if std:
         sets["data.std"] = list(std)
-    return Inputs(str(teacher), data, load_profile(profile, sets), arch, trust_pickle, seed, strict_target)
+    return Inputs(str(teacher), data, load_profile(profile, sets), arch, trust_pickle, seed, strict_target, baselines)
 
 
 @cli.command()
@@ -158,12 +164,15 @@ def make_inputs(teacher: Path, profile: str, data: str, arch: str | None, trust_
 @input_options
 @click.option("--json", "as_json", is_flag=True, help="Print only the result JSON on stdout.")
 @click.option("--require-budget", is_flag=True, help="Exit with code 1 when no artifact meets the profile's budget.")
-def shrink(teacher: Path, out: Path, resume: bool, as_json: bool, require_budget: bool, **job) -> None:
+@click.option("--baselines", is_flag=True, help="Also run, in the same run, what users would do instead: int8 PTQ of "
+                                                "the teacher, Torch-Pruning 50%% + fine-tune (and + int8), 75%% + KD.")
+def shrink(teacher: Path, out: Path, resume: bool, as_json: bool, require_budget: bool, baselines: bool,
+           **job) -> None:
     """Search, distil, export, benchmark and report: TEACHER in, verified deployable students out (every precision
     the profile asks for, each measured as itself)."""
     from kdcompress.pipeline import shrink as run_shrink
 
-    result = run_shrink(make_inputs(teacher, **job), out, resume=resume, progress=BarProgress())
+    result = run_shrink(make_inputs(teacher, **job, baselines=baselines), out, resume=resume, progress=BarProgress())
     print_result(result, as_json)
     if not as_json:
         out_console.print(f"run directory: {out}  (result.json, report.md, report.html)")

@@ -5,6 +5,7 @@ and ``--resume`` skips finished ones.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import time
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from kdcompress.baselines import RECIPES, TRAINED, PruneAndTrain, precisions_of
 from kdcompress.bench import (
     BACKENDS,
     Runner,
@@ -29,8 +31,9 @@ from kdcompress.distill import distill, load_student
 from kdcompress.errors import KDCompressError
 from kdcompress.export import check_parity, to_onnx
 from kdcompress.export.artifacts import ArtifactPlan, build_model_artifacts, calibration_images, plan_artifacts
+from kdcompress.export.int8 import resolve_scheme
 from kdcompress.models.load import OnnxTeacher, Teacher, infer_io, load_teacher
-from kdcompress.models.pruning import PruningSource
+from kdcompress.models.pruning import PRUNED_FAMILY, PruningSource
 from kdcompress.profiles import Profile
 from kdcompress.report.environment import environment
 from kdcompress.report.result import build_result, write_report
@@ -50,6 +53,7 @@ class Inputs:
     trust_pickle: bool = False
     seed: int = 0
     strict_target: bool = False
+    baselines: bool = False  # also run the recipes users would use instead (kdcompress.baselines)
 
     def __post_init__(self) -> None:
         # Absolute paths, so that a resumed run matches however the paths were spelled the first time.
@@ -62,7 +66,8 @@ class Inputs:
 
     def to_json(self) -> dict:
         return {"teacher": self.teacher, "data": self.data, "arch": self.arch, "trust_pickle": self.trust_pickle,
-                "seed": self.seed, "strict_target": self.strict_target, "profile": self.profile.model_dump()}
+                "seed": self.seed, "strict_target": self.strict_target, "baselines": self.baselines,
+                "profile": self.profile.model_dump()}
 
 
 @dataclass
@@ -115,7 +120,7 @@ class Session:
     @functools.cached_property
     def pruning(self) -> PruningSource:
         """The teacher as the source of pruned-teacher students (cut only when such a student is built)."""
-        return PruningSource(self.teacher.module, self.prep(self.data.x_train[:2]))
+        return self.teacher.pruning_source(self.prep(self.data.x_train[:2]))
 
 
 def _stage(session: Session, name: str, fn, force: bool = False) -> None:
@@ -224,20 +229,43 @@ def student_ids(s: Session) -> list[tuple[str, dict]]:
 
 def stage_distill(s: Session) -> dict:
     results = {}
-    for sid, cand in student_ids(s):
-        spec = {"space": cand["space"], "genes": cand["genes"], "in_channels": s.data.input_shape[0],
-                "num_classes": s.data.num_classes, "scores": cand["scores"]}
-        r = distill(s.teacher, spec, s.data, s.prep, s.profile.distill, s.run.folder("students", sid),
+    jobs = [(sid, {"space": cand["space"], "genes": cand["genes"], "in_channels": s.data.input_shape[0],
+                   "num_classes": s.data.num_classes, "scores": cand["scores"]}, s.profile.distill)
+            for sid, cand in student_ids(s)]
+    for b in trained_baselines(s):
+        cfg = s.profile.distill
+        if not b.kd:  # plain fine-tuning: cross-entropy only
+            cfg = cfg.model_copy(update={"loss": cfg.loss.model_copy(update={
+                "kd": cfg.loss.kd.model_copy(update={"alpha": 0.0})})})
+        jobs.append((b.model, b.spec(s.data.input_shape[0], s.data.num_classes), cfg))
+    for sid, spec, cfg in jobs:
+        r = distill(s.teacher, spec, s.data, s.prep, cfg, s.run.folder("students", sid),
                     s.run.path / "cache" / "teacher_logits_train.pt", s.inputs["seed"], s.progress)
         results[sid] = {"val_accuracy": r.best_val_accuracy, "epochs": r.epochs_run}
     return {"students": results}
 
 
+def trained_baselines(s: Session) -> list[PruneAndTrain]:
+    """The pruning recipes to train, when ``--baselines`` asked for them and the teacher can be cut (else one
+    line says why, once)."""
+    if not s.inputs.get("baselines"):
+        return []
+    try:
+        s.pruning  # noqa: B018 — DepGraph needs an nn.Module teacher
+    except KDCompressError as e:
+        if not s.run.manifest.get("baseline_note"):
+            s.progress.note(f"baselines: the Torch-Pruning recipes are skipped ({e.message}); teacher-int8 runs")
+            s.run.manifest["baseline_note"] = e.message
+        return []
+    return list(TRAINED)
+
+
 def _build_and_check(s: Session, stem: str, model: torch.nn.Module | None, fp32_onnx: Path,
-                     precisions: list[str], reference: tuple[np.ndarray, np.ndarray]) -> dict[str, dict]:
+                     precisions: list[str], reference: tuple[np.ndarray, np.ndarray],
+                     plan: ArtifactPlan | None = None) -> dict[str, dict]:
     """Build ``stem``'s artifacts of ``precisions`` and check each, on the backend it is measured on, against
     PyTorch."""
-    plan = s.plan
+    plan = plan or s.plan
     calib = None
     if "int8" in precisions:
         imgs = calibration_images(s.data.x_train, plan.calibration_samples, s.inputs["seed"])
@@ -253,20 +281,26 @@ def _build_and_check(s: Session, stem: str, model: torch.nn.Module | None, fp32_
     return records
 
 
+def _export_student(s: Session, sid: str, precisions: list[str], plan: ArtifactPlan | None = None) -> dict:
+    """A trained student (ours or a baseline's) in ``precisions``: float ONNX + parity, then the rest, each checked."""
+    student_dir = s.run.path / "students" / sid
+    pruned = read_json(student_dir / "spec.json")["space"] == PRUNED_FAMILY
+    model = load_student(student_dir, s.pruning if pruned else None)
+    path = s.run.sub("artifacts", f"{sid}.onnx")
+    exporter = to_onnx(model, s.example, path, s.profile.export.opset, s.profile.export.dynamic_batch)
+    reference = _reference_logits(s, model)
+    parity = _parity(s, reference, BACKENDS["onnxruntime-cpu"](path), path, ours=True)
+    write_json(s.run.sub("artifacts", f"{sid}.parity.json"), {"exporter": exporter, **parity})
+    records = _build_and_check(s, sid, model, path, precisions, reference, plan)
+    records["fp32"].setdefault("parity", parity)
+    return {"exporter": exporter, "artifacts": records}
+
+
 def stage_export(s: Session) -> dict:
-    """Every student in every precision of the plan (and the teacher in the backend's format), each checked."""
-    out: dict[str, dict] = {}
+    """Every student in every precision of the plan (and the teacher in the backend's format), each checked; with
+    ``--baselines``, the recipes' artifacts too."""
     plan = s.plan
-    for sid, _ in student_ids(s):
-        model = load_student(s.run.path / "students" / sid, s.pruning)
-        path = s.run.sub("artifacts", f"{sid}.onnx")
-        exporter = to_onnx(model, s.example, path, s.profile.export.opset, s.profile.export.dynamic_batch)
-        reference = _reference_logits(s, model)
-        parity = _parity(s, reference, BACKENDS["onnxruntime-cpu"](path), path, ours=True)
-        write_json(s.run.sub("artifacts", f"{sid}.parity.json"), {"exporter": exporter, **parity})
-        records = _build_and_check(s, sid, model, path, plan.precisions, reference)
-        records["fp32"].setdefault("parity", parity)
-        out[sid] = {"exporter": exporter, "artifacts": records}
+    out = {sid: _export_student(s, sid, plan.precisions) for sid, _ in student_ids(s)}
     teacher_onnx = Path(s.run.manifest["teacher"]["artifact"])
     if plan.backend == "onnxruntime-cpu":  # the teacher's ONNX is the artifact, checked by the load stage
         teacher = {"fp32": {"precision": "fp32", "backend": plan.backend, "format": "onnx", "path": str(teacher_onnx),
@@ -274,8 +308,32 @@ def stage_export(s: Session) -> dict:
     else:
         module = s.teacher.module
         teacher = _build_and_check(s, "teacher", module, teacher_onnx, ["fp32"], _reference_logits(s, module))
-    write_json(s.run.path / "artifacts" / "export.json", {"plan": plan.to_json(), "teacher": teacher, "students": out})
+    baselines = {}
+    if s.inputs.get("baselines"):
+        baselines = _export_baselines(s, teacher_onnx)
+    write_json(s.run.path / "artifacts" / "export.json", {"plan": plan.to_json(), "teacher": teacher, "students": out,
+                                                          "baselines": baselines})
     return {"artifacts": {sid: {p: r["path"] for p, r in v["artifacts"].items()} for sid, v in out.items()}}
+
+
+def _export_baselines(s: Session, teacher_onnx: Path) -> dict[str, dict]:
+    """The recipes' artifacts: int8 always (the recipes quantize whether the profile does or not), except where the
+    backend has no int8 (AOTInductor)."""
+    plan = s.plan
+    if plan.int8 is None:
+        plan = dataclasses.replace(plan, int8=resolve_scheme(plan.device, s.profile.export.int8_scheme,
+                                                             s.profile.export.reduce_range))
+    int8_ok = plan.format != "aoti"
+    models: dict[str, dict[str, dict]] = {}
+    for b in trained_baselines(s):
+        wanted = ["fp32", *(p for p in precisions_of(b.model) if p != "fp32" and (int8_ok or p != "int8"))]
+        models[b.model] = _export_student(s, b.model, wanted, plan)["artifacts"]
+    if int8_ok:
+        module = s.teacher.module
+        models["teacher"] = _build_and_check(s, "teacher", module, teacher_onnx, ["int8"],
+                                             _reference_logits(s, module), plan)
+    return {r.name: {"model": r.model, "description": r.description, **models[r.model][r.precision]}
+            for r in RECIPES if r.precision in models.get(r.model, {})}
 
 
 def stage_bench(s: Session) -> dict:
@@ -285,6 +343,7 @@ def stage_bench(s: Session) -> dict:
     t, b = s.profile.target, s.profile.bench
     rows = [("teacher", exported["teacher"]["fp32"])]
     rows += [(sid, rec) for sid, v in exported["students"].items() for rec in v["artifacts"].values()]
+    rows += [(f"baseline:{name}", rec) for name, rec in exported.get("baselines", {}).items()]
     runners = {f"{m}/{rec['precision']}": get_backend(backend)(Path(rec["path"]), threads=t.threads)
                for m, rec in rows}
     s.progress.start("bench latency", None)
@@ -311,6 +370,7 @@ def stage_bench(s: Session) -> dict:
         "test_samples": len(y_test), "environment": environment(),
         "artifacts": [{"model": m, "precision": rec["precision"], "format": rec["format"], "path": rec["path"],
                        "parity": rec.get("parity"), "accuracy": acc[f"{m}/{rec['precision']}"],
+                       "description": rec.get("description"),
                        "latency_ms": lat[f"{m}/{rec['precision']}"].to_json(),
                        "throughput": tp[f"{m}/{rec['precision']}"].to_json() if tp else None} for m, rec in rows],
     })

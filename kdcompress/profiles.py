@@ -31,9 +31,37 @@ class Target(_Strict):
 
 
 class Budget(_Strict):
-    latency_ratio: float | None = Field(0.25, gt=0, description="student latency / teacher latency must be <= this")
+    latency_ratio: float | list[float] | None = Field(
+        0.25, description="student latency / teacher latency must be <= this; a list of ratios makes a front: the "
+                          "search picks students for each target")
     params_ratio: float | None = Field(None, gt=0, description="student params / teacher params must be <= this")
     max_accuracy_drop: float = Field(1.0, ge=0, description="accuracy points the student may lose (reported)")
+
+    @field_validator("latency_ratio")
+    @classmethod
+    def _positive_targets(cls, v: float | list[float] | None) -> float | list[float] | None:
+        values = v if isinstance(v, list) else [v] if v is not None else []
+        if isinstance(v, list) and not v:
+            raise ValueError("an empty list of latency targets: give one ratio or several, e.g. [0.3, 0.15]")
+        if any(x <= 0 for x in values):
+            raise ValueError(f"latency ratios must be > 0, got {v}")
+        return sorted(set(v), reverse=True) if isinstance(v, list) else v
+
+    @property
+    def targets(self) -> list[float | None]:
+        """The latency targets, loosest first ([None] when latency is not budgeted)."""
+        return latency_targets(self.latency_ratio)
+
+    @property
+    def loosest(self) -> float | None:
+        return self.targets[0]
+
+
+def latency_targets(latency_ratio: float | list[float] | None) -> list[float | None]:
+    """``budget.latency_ratio`` (one value, a list, or None) as a list, loosest first."""
+    if isinstance(latency_ratio, list):
+        return sorted(latency_ratio, reverse=True)
+    return [latency_ratio]
 
 
 class Search(_Strict):

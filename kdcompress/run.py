@@ -29,7 +29,8 @@ STAGE_OUTPUTS = {
     "search": ("search",),
     "distill": ("students",),
     # TensorRT timing caches (artifacts/timing.*.cache) are kept: they only make the next engine build faster
-    "export": ("artifacts/s*", "artifacts/teacher.fp*", "artifacts/export.json", "artifacts/ort_trt_cache"),
+    "export": ("artifacts/s*", "artifacts/b-*", "artifacts/teacher.fp*", "artifacts/teacher.int8*",
+               "artifacts/export.json", "artifacts/ort_trt_cache"),
     "bench": ("bench.json",),
     "report": ("result.json", "report.md", "report.html"),
 }

@@ -76,6 +76,7 @@ def test_shrink_end_to_end(cli_cmd, teacher_files, tiny_npz, tiny_profile, tmp_p
         tp = s["throughput"]
         assert tp["batch"] == 8 and tp["images_per_s"] == pytest.approx(8 * 1000 / tp["p50_ms"])
         assert tp["speedup"] == pytest.approx(tp["images_per_s"] / result["teacher"]["throughput"]["images_per_s"])
+        assert s["target"] == 5.0 and s["target_met"] == (s["latency_ratio"] <= 5.0)  # the tiny profile's one target
         assert s["latency_ok"] == (s["latency_ratio"] <= 5.0) and s["meets_budget"] == (s["latency_ok"] and
                                                                                          s["accuracy_ok"])
     # report.html: one self-contained file with the plot and the table

@@ -33,8 +33,8 @@ def test_probe_finds_prepool_features_for_every_kind(teacher_files):
         torch.testing.assert_close(t.logits(x), before)  # the probe never touches the teacher itself
 
 
-def _search(teacher_files, tiny_npz, tiny_profile, out, seed):
-    profile = load_profile(tiny_profile, {"search.iterations": 3})
+def _search(teacher_files, tiny_npz, tiny_profile, out, seed, **overrides):
+    profile = load_profile(tiny_profile, {"search.iterations": 3, **overrides})
     t = load_teacher(teacher_files["pt2"])
     data = load_data(str(tiny_npz))
     teacher_params = sum(p.numel() for p in t.module.parameters())
@@ -56,3 +56,31 @@ def test_evolution_respects_budget_and_is_deterministic(teacher_files, tiny_npz,
     strip = lambda log: [(c["genes"], c["feasible"], c["scores"]) for c in log]  # noqa: E731 — latency is measured
     assert strip(log1) == strip(log2)
     assert top1[0].scores["diswot"] == max(c["scores"]["diswot"] for c in log1 if c["feasible"])
+
+
+def test_several_latency_targets_give_a_student_each(teacher_files, tiny_npz, tiny_profile, tmp_path):
+    top, _, log = _search(teacher_files, tiny_npz, tiny_profile, tmp_path / "f", seed=1,
+                          **{"budget.latency_ratio": [2.0, 5.0], "search.proxy": "params"})
+    picked = json.loads((tmp_path / "f" / "top.json").read_text())
+    assert picked["targets"] == [5.0, 2.0]  # loosest first
+    assert [p["target"] for p in picked["top"]] == [5.0, 2.0]  # one student per target (top_k 1)
+    assert len({json.dumps(p["genes"], sort_keys=True) for p in picked["top"]}) == 2  # never the same student twice
+    taken: list[dict] = []
+    for p in picked["top"]:
+        assert p["latency_ratio"] <= p["target"]
+        # each pick is the best-scoring feasible candidate of its own target's evolution, not already taken
+        own = [c for c in log if c["target"] == p["target"] and c["feasible"] and c["genes"] not in taken]
+        assert p["scores"]["params"] == max(c["scores"]["params"] for c in own)
+        taken.append(p["genes"])
+    assert {c["target"] for c in log} == {5.0, 2.0}
+
+
+def test_latency_targets_are_validated(tiny_profile):
+    import pytest
+
+    from kdcompress.errors import KDCompressError
+
+    for bad, needle in (([], "empty list"), ([0.2, -0.1], "must be > 0")):
+        with pytest.raises(KDCompressError, match=needle):
+            load_profile(tiny_profile, {"budget.latency_ratio": bad})
+    assert load_profile(tiny_profile, {"budget.latency_ratio": [0.1, 0.3, 0.1]}).budget.targets == [0.3, 0.1]

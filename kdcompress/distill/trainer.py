@@ -77,7 +77,7 @@ def distill(
     progress = progress or Progress()
     t_start = time.time()
     torch.manual_seed(seed)
-    pruning = PruningSource(teacher.module, prep(data.x_train[:2])) if spec["space"] == PRUNED_FAMILY else None
+    pruning = teacher.pruning_source(prep(data.x_train[:2])) if spec["space"] == PRUNED_FAMILY else None
     model = build_student(spec["space"], spec["genes"], spec["in_channels"], spec["num_classes"], pruning)
     ckpt_path, history_path, spec_path = student_dir / "ckpt.pt", student_dir / "history.jsonl", student_dir / "spec.json"
     if spec_path.exists() and json.loads(spec_path.read_text()) != spec:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import math
 import pickle
 import sys
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from kdcompress.errors import KDCompressError
+from kdcompress.models.pruning import PruningSource, check_prunable
 
 PICKLE_HINT = (
     "loading it would execute code from the file: pass --trust-pickle if you trust its source, or save the model as "
@@ -36,16 +38,54 @@ class Teacher:
     kind: str  # torchscript | exported | state_dict | pickle | onnx
     path: Path
     sha256: str
+    # the same network as an ordinary nn.Module, for what needs one (Torch-Pruning): rebuilt for a graph teacher
+    # from the recipe file beside it (see eager_from_recipe); None where there is none
+    eager: nn.Module | None = None
 
     def set_eval(self) -> None:
         # An ExportedProgram's module has its mode baked in and raises on .eval()/.train().
         if self.kind != "exported":
             self.module.eval()
 
+    def pruning_source(self, example: torch.Tensor) -> PruningSource:
+        """The teacher as the source of pruned students; one line (KDCompressError) when DepGraph cannot cut it."""
+        module, kind = (self.eager, "state_dict") if self.eager is not None else (self.module, self.kind)
+        check_prunable(module, kind)
+        return PruningSource(module, example)
+
     @torch.no_grad()
     def logits(self, x: torch.Tensor, batch: int = 512) -> torch.Tensor:
         self.set_eval()
         return torch.cat([self.module(x[i : i + batch]) for i in range(0, len(x), batch)])
+
+
+# Recipe files name our own families only: a JSON file never makes us import code.
+RECIPE_ARCHS = {"kdcompress.models.students.ResNet": "resnet", "resnet": "resnet", "mobilenetv2": "mobilenetv2",
+                "vgg": "vgg"}
+
+
+def eager_from_recipe(path: Path, graph: nn.Module) -> nn.Module | None:
+    """For an ExportedProgram teacher with a recipe beside it (``<name>.json`` with ``arch`` naming a kdcompress
+    family and its ``genes``, as the shipped teacher has): the same network rebuilt as an nn.Module with the
+    program's weights, checked to compute what the program computes. None when there is no usable recipe."""
+    recipe_path = path.with_suffix(".json")
+    if not recipe_path.is_file():
+        return None
+    try:
+        recipe = json.loads(recipe_path.read_text())
+        family = RECIPE_ARCHS[recipe["arch"]]
+        in_shape, classes = recipe["input_shape"], recipe["num_classes"]
+        from kdcompress.models.students import STUDENTS
+
+        model = STUDENTS[family](recipe["genes"], in_shape[0], classes)
+        model.load_state_dict(torch.export.load(str(path)).state_dict, strict=True)
+    except (json.JSONDecodeError, KeyError, TypeError, RuntimeError, ValueError):
+        return None
+    model.eval()
+    x = torch.rand(2, *in_shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        same = torch.allclose(model(x), graph(x), rtol=1e-4, atol=1e-5)
+    return model if same else None
 
 
 def file_sha256(path: Path) -> str:
@@ -177,8 +217,10 @@ def load_teacher(path: Path | str, arch: str | None = None, trust_pickle: bool =
         raise KDCompressError(f"teacher file not found: {path}")
     kind = sniff(path)
     try:
+        eager = None
         if kind == "exported":
             module = torch.export.load(str(path)).module()
+            eager = eager_from_recipe(path, module)
         elif kind == "torchscript":
             module = torch.jit.load(str(path), map_location="cpu")
         elif kind in ("torch-zip", "legacy-pickle"):
@@ -208,7 +250,7 @@ def load_teacher(path: Path | str, arch: str | None = None, trust_pickle: bool =
     except (RuntimeError, zipfile.BadZipFile, EOFError, pickle.UnpicklingError, ValueError, KeyError, OSError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise KDCompressError(f"{path}: corrupt or unreadable {kind} file ({msg[:200]})", "re-save the model") from None
-    return Teacher(module=module, kind=kind, path=path, sha256=file_sha256(path))
+    return Teacher(module=module, kind=kind, path=path, sha256=file_sha256(path), eager=eager)
 
 
 def _accepts(teacher: Teacher, shape: tuple[int, ...]) -> bool:

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from kdcompress.profiles import latency_targets
 from kdcompress.report.result import table
 
 MARKERS = {"fp32": "o", "fp16": "s", "int8": "^"}
@@ -48,14 +49,20 @@ def pareto_png(result: dict[str, Any], candidates: list[float]) -> bytes:
                    linewidth=1.5, zorder=3, label=f"{r['student']} {r['precision']}")
         ax.annotate(r["id"] + (" ★" if r["id"] == result["best"] else ""), points[r["id"]], fontsize=7,
                     xytext=(5, 4), textcoords="offset points")
+    for r in result.get("baselines", []):
+        ax.scatter([r["latency_ms"]["p50"]], [r["accuracy"]], marker="X", s=80, color="dimgray", zorder=3,
+                   label="recipes users would use instead" if r is result["baselines"][0] else None)
+        ax.annotate(r["name"], (r["latency_ms"]["p50"], r["accuracy"]), fontsize=7, color="dimgray",
+                    xytext=(5, -10), textcoords="offset points")
     front = [points[n] for n in result.get("frontier", [])]
     if len(front) > 1:
         xs, ys = zip(*front)
         ax.step(xs, ys, where="post", color="tab:red", alpha=0.6, zorder=2, label="trade-off front")
     b = result["budget"]
-    if b["latency_ratio"]:
-        ax.axvline(t["latency_ms"]["p50"] * b["latency_ratio"], color="gray", ls="--", lw=1,
-                   label=f"latency budget ({b['latency_ratio']}× teacher)")
+    for i, target in enumerate(latency_targets(b["latency_ratio"])):
+        if target:
+            ax.axvline(t["latency_ms"]["p50"] * target, color="gray", ls="--", lw=1, alpha=1 - 0.25 * i,
+                       label=f"latency target {target}× teacher")
     ax.axhline(t["accuracy"] - b["max_accuracy_drop"], color="gray", ls=":", lw=1,
                label=f"accuracy budget (−{b['max_accuracy_drop']} points)")
     if candidates:  # no accuracy before training: a rug along the bottom edge
@@ -91,8 +98,8 @@ def html_report(result: dict[str, Any], run_path: Path, warning: str | None = No
     t = result["teacher"]
     png = base64.b64encode(pareto_png(result, candidate_latencies(run_path, t["latency_ms"]["p50"]))).decode()
     esc = html.escape
-    head, cells = table(result)
-    links = [_link(t["artifact"], run_path), *(_link(r["artifact"], run_path) for r in result["students"])]
+    head, cells, paths = table(result)
+    links = [_link(path, run_path) for path in paths]
     table_html = "<tr>" + "".join(f"<th>{esc(h)}</th>" for h in [*head, "artifact"]) + "</tr>\n" + "\n".join(
         "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + f"<td>{link}</td></tr>" for row, link in zip(cells, links))
     m = result["environment"]["machine"]

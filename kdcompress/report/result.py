@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from kdcompress.baselines import beaten_by
 from kdcompress.errors import KDCompressError
+from kdcompress.profiles import latency_targets
 from kdcompress.report.pareto import pareto_front
 from kdcompress.run import RunDir, atomic_write, read_json, write_json
 
@@ -42,7 +44,8 @@ def nearest_miss(rows: list[dict], budget: dict) -> str | None:
     accuracy drop."""
     if not rows:
         return None
-    need = 1 / budget["latency_ratio"] if budget["latency_ratio"] else 0.0
+    loosest = latency_targets(budget["latency_ratio"])[0]
+    need = 1 / loosest if loosest else 0.0
     allowed = budget["max_accuracy_drop"]
 
     def shortfall(r: dict) -> float:
@@ -57,7 +60,8 @@ def budget_line(result: dict[str, Any]) -> str | None:
     if result.get("budget_met", True):
         return None
     b = result["budget"]
-    want = f"≥ {1 / b['latency_ratio']:.2f}× faster and " if b["latency_ratio"] else ""
+    loosest = latency_targets(b["latency_ratio"])[0]
+    want = f"≥ {1 / loosest:.2f}× faster and " if loosest else ""
     miss = next((r for r in result["students"] if r["id"] == result["nearest_miss"]), None)
     near = (f"; nearest miss: {miss['id']} at {miss['speedup']:.2f}×, {-miss['accuracy_drop']:+.2f} points"
             if miss else "")
@@ -103,7 +107,11 @@ def build_result(run: RunDir) -> dict[str, Any]:
             row["throughput"] = _throughput(a, tb)
             row["latency_ratio"] = 1 / speedup
             row["searched_latency_ratio"] = cand.get("latency_ratio")  # what the search measured for this student
-            row["latency_ok"] = budget["latency_ratio"] is None or row["latency_ratio"] <= budget["latency_ratio"]
+            loosest = latency_targets(budget["latency_ratio"])[0]
+            row["latency_ok"] = loosest is None or row["latency_ratio"] <= loosest
+            # the target this student was searched for, and whether bench confirms it
+            row["target"] = cand.get("target", loosest)
+            row["target_met"] = row["target"] is None or row["latency_ratio"] <= row["target"]
             row["accuracy_ok"] = drop <= budget["max_accuracy_drop"]
             row["meets_budget"] = row["latency_ok"] and row["accuracy_ok"]
             row["flags"] = _row_flags(row, by_model[sid].get("fp32"), bench["backend"])
@@ -115,6 +123,19 @@ def build_result(run: RunDir) -> dict[str, Any]:
     pick = max(ok, key=lambda s: (s["speedup"], s["accuracy"])) if ok else (
         max(useful, key=lambda s: (s["accuracy"], s["speedup"])) if useful else None)
     best = pick["id"] if pick else None
+    recipes = []
+    for model, precs in by_model.items():
+        if model.startswith("baseline:"):
+            for precision, a in precs.items():
+                recipes.append({
+                    "id": f"recipe:{model.removeprefix('baseline:')}", "name": model.removeprefix("baseline:"),
+                    "description": a.get("description"), "precision": precision, "format": a["format"],
+                    "latency_ms": {k: a["latency_ms"][k] for k in PERCENTILES}, "accuracy": a["accuracy"],
+                    "speedup": t_p50 / a["latency_ms"]["p50"], "accuracy_drop": tb["accuracy"] - a["accuracy"],
+                    "throughput": _throughput(a, tb), "artifact": a["path"], "parity": a.get("parity") or {},
+                })
+    for r in recipes:
+        r["beaten_by"] = beaten_by(r, useful)
     points = {"teacher": (teacher["latency_ms"]["p50"], teacher["accuracy"])}
     points.update({r["id"]: (r["latency_ms"]["p50"], r["accuracy"]) for r in students})
     frontier = pareto_front(points)
@@ -129,7 +150,8 @@ def build_result(run: RunDir) -> dict[str, Any]:
         "test_samples": bench["test_samples"], "data": m["data"]["name"], "budget": budget,
         "proxy": top["proxy"], "teacher": teacher, "students": students, "best": best,
         "budget_met": bool(ok), "nearest_miss": None if ok else nearest_miss(students, budget),
-        "frontier": frontier,
+        "frontier": frontier, "baselines": recipes,
+        "beats_all_baselines": all(r["beaten_by"] for r in recipes) if recipes else None,
         "environment": bench["environment"],
     }
 
@@ -141,35 +163,45 @@ def _budget_cell(r: dict) -> str:
     return "missed: " + " & ".join(missed) if missed else "missed"
 
 
-def table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """The result table every renderer shows (terminal, Markdown, HTML): header and one row of cells per model
-    artifact, teacher first. Marks: ★ best, ◆ on the front, ! flagged."""
+def table(result: dict[str, Any]) -> tuple[list[str], list[list[str]], list[str]]:
+    """The result table every renderer shows (terminal, Markdown, HTML): header, one row of cells per artifact
+    (teacher, the recipes users would use instead, our students) and each row's artifact path.
+    Marks: ★ best, ◆ on the front, ! flagged."""
     t = result["teacher"]
     tput = t.get("throughput")
-    head = ["model", "prec.", "params", "MFLOPs", "p50 ms", "p99 ms", "speed-up"]
+    head = ["model", "prec.", "params", "MFLOPs", "p50 ms", "p99 ms", "speed-up", "target"]
     if tput:
         head += [f"img/s @{tput['batch']}", "× img/s"]
     head += ["acc %", "Δ acc", "budget"]
 
     def cells(name: str, r: dict, speedup: str, tp_speedup: str, drop: str, budget: str) -> list[str]:
-        row = [name, r.get("precision", "fp32"), f"{r['params']:,}", f"{r['flops'] / 1e6:.1f}",
-               f"{r['latency_ms']['p50']:.3f}", f"{r['latency_ms']['p99']:.3f}", speedup]
+        target = r.get("target")
+        goal = f"≤{target:g} {'✓' if r.get('target_met') else '✗'}" if target else ""
+        row = [name, r.get("precision", "fp32"), f"{r['params']:,}" if "params" in r else "—",
+               f"{r['flops'] / 1e6:.1f}" if "flops" in r else "—",
+               f"{r['latency_ms']['p50']:.3f}", f"{r['latency_ms']['p99']:.3f}", speedup, goal]
         if tput:
             row += [f"{r['throughput']['images_per_s']:,.0f}" if r.get("throughput") else "—", tp_speedup]
         return [*row, f"{r['accuracy']:.2f}", drop, budget]
 
     rows = [cells("teacher", t, "1.00×", "1.00×", "—", "")]
+    for r in result.get("baselines", []):  # what a user would do instead, measured beside ours
+        tps = r.get("throughput") or {}
+        rows.append(cells(r["id"], r, f"{r['speedup']:.2f}×", f"{tps['speedup']:.2f}×" if "speedup" in tps else "—",
+                          f"{-r['accuracy_drop']:+.2f}",
+                          f"beaten by {r['beaten_by']}" if r["beaten_by"] else "NOT beaten"))
     for r in result["students"]:
         name = (r["id"] + (" ★" if r["id"] == result["best"] else "") + (" ◆" if r.get("on_front") else "")
                 + (" !" if r.get("flags") else ""))
         tps = r.get("throughput") or {}
         rows.append(cells(name, r, f"{r['speedup']:.2f}×", f"{tps['speedup']:.2f}×" if "speedup" in tps else "—",
                           f"{-r['accuracy_drop']:+.2f}", _budget_cell(r)))
-    return head, rows
+    paths = [t["artifact"], *(r["artifact"] for r in result.get("baselines", [])),
+             *(r["artifact"] for r in result["students"])]
+    return head, rows, paths
 
 
 def markdown(result: dict[str, Any]) -> str:
-    t = result["teacher"]
     lines = [
         f"# kdcompress report — profile `{result['profile']}`",
         "",
@@ -182,10 +214,9 @@ def markdown(result: dict[str, Any]) -> str:
         lines += ["", f"int8: {q['scheme']}, reduce_range {q['reduce_range']} — {q['reason']}."]
     if result.get("backend_note"):
         lines += ["", f"> Note: {result['backend_note']}."]
-    head, rows = table(result)
+    head, rows, paths = table(result)
     lines += ["", "| " + " | ".join([*head, "artifact"]) + " |",
               "|" + "|".join("---" if h in ("model", "prec.", "budget") else "---:" for h in head) + "|---|"]
-    paths = [t["artifact"], *(r["artifact"] for r in result["students"])]
     lines += ["| " + " | ".join([*cells, f"`{path}`"]) + " |" for cells, path in zip(rows, paths)]
     if budget_line(result):
         lines += ["", f"**{budget_line(result)}.**"]
@@ -193,8 +224,9 @@ def markdown(result: dict[str, Any]) -> str:
     if flags:
         lines += ["", "Flags:", *flags]
     b = result["budget"]
-    lines += ["", (f"Budget: latency ratio ≤ {b['latency_ratio']}, accuracy drop ≤ {b['max_accuracy_drop']} points. "
-                   f"Students ranked by the `{result['proxy']}` proxy; ★ = the fastest artifact that meets the budget "
+    lines += ["", (f"Budget: latency ratio ≤ {latency_targets(b['latency_ratio'])[0]}, accuracy drop ≤ {b['max_accuracy_drop']} points. "
+                   f"Students ranked by the `{result['proxy']}` proxy; target = the latency ratio a student was "
+                   "searched for, ✓ when bench confirms it; ★ = the fastest artifact that meets the budget "
                    "(or, when none does, the most accurate one); a reduced precision slower than its fp32 twin is "
                    "never ★; ◆ = on the trade-off front (no other artifact, teacher included, is both faster and "
                    "more accurate).")]

@@ -25,7 +25,7 @@ from kdcompress.data import DataSplits, Preprocess
 from kdcompress.errors import KDCompressError, lookup
 from kdcompress.export.onnx import onnx_bytes
 from kdcompress.models.load import Teacher
-from kdcompress.models.pruning import PRUNED_FAMILY, PruningSource, check_prunable
+from kdcompress.models.pruning import PRUNED_FAMILY, PruningSource
 from kdcompress.models.students import build_student
 from kdcompress.profiles import Profile
 from kdcompress.run import Progress
@@ -136,8 +136,7 @@ def evaluate(cand: Candidate, ctx: SearchContext) -> Scored:
 def pruning_source(teacher: Teacher, example: torch.Tensor, progress: Progress) -> PruningSource | None:
     """The teacher as a pruning source, or None (with one line saying why) when DepGraph cannot prune it."""
     try:
-        check_prunable(teacher.module, teacher.kind)
-        source = PruningSource(teacher.module, example)
+        source = teacher.pruning_source(example)
         source.build({"ratio": 0.5, "importance": "l1", "global": 0})  # fails here, once, if it fails at all
         return source
     except KDCompressError as e:
@@ -189,8 +188,8 @@ def prepare_context(
         batches=batches, in_channels=in_channels, num_classes=num_classes,
         max_params=budget.params_ratio * teacher_params if budget.params_ratio else None,
         # teacher_flops is 0 when the teacher's FLOPs could not be counted: then no pre-filter
-        max_flops=FLOPS_SLACK * budget.latency_ratio * teacher_flops if budget.latency_ratio and teacher_flops else None,
-        max_latency_ratio=budget.latency_ratio,
+        max_flops=FLOPS_SLACK * budget.loosest * teacher_flops if budget.loosest and teacher_flops else None,
+        max_latency_ratio=budget.loosest,
         backend=backend, threads=profile.target.threads, batch=profile.target.batch, proxy=cfg.proxy, seed=seed,
         reference_onnx=reference,
         reference_ratio=reference_ratio(reference, teacher_artifact, backend, profile.target.threads, x_timing),

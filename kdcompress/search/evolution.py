@@ -11,6 +11,7 @@ so close to the budget that timing noise flips it. A candidate already evaluated
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import multiprocessing as mp
 import os
@@ -26,7 +27,7 @@ from kdcompress.errors import KDCompressError
 from kdcompress.models.load import Teacher
 from kdcompress.profiles import Profile
 from kdcompress.run import Progress, atomic_path, write_json
-from kdcompress.search.context import Scored, SearchContext, evaluate, prepare_context
+from kdcompress.search.context import FLOPS_SLACK, Scored, SearchContext, evaluate, prepare_context
 from kdcompress.search.space import Candidate, get_space
 
 # The context a forked worker inherits (set before the pool starts; never pickled).
@@ -143,22 +144,40 @@ def search(
     teacher_artifact: Path, teacher_params: int, teacher_flops: int, seed: int = 0,
     progress: Progress | None = None,
 ) -> list[Scored]:
-    """The search stage: write ``candidates.jsonl`` and ``top.json`` under ``out_dir``; return the top-k."""
+    """The search stage: write ``candidates.jsonl`` and ``top.json`` under ``out_dir``; return the picks.
+
+    With several latency targets (``budget.latency_ratio: [0.3, 0.15]``), one evolution runs per target under that
+    target's budget, and the ``top_k`` best candidates of each not already picked for a looser target are kept:
+    the students of a front. Every evaluated candidate is logged with the target it was searched for.
+    """
     cfg = profile.search
     ctx = prepare_context(
         teacher, data, prep, profile, backend, teacher_artifact, teacher_params, teacher_flops, seed, progress
     )
     workers = cfg.workers or default_workers(profile.target.threads)
-    feasible = aging_evolution(
-        ctx, ctx.spaces, cfg.population, cfg.iterations, cfg.tournament, seed, out_dir / "candidates.jsonl",
-        progress, workers,
-    )
-    top = sorted(feasible, key=lambda s: s.scores[cfg.proxy], reverse=True)[: cfg.top_k]
+    targets = profile.budget.targets
+    picks: list[tuple[float | None, Scored]] = []
+    feasible_count = 0
+    with atomic_path(out_dir / "candidates.jsonl") as tmp, tmp.open("w") as log:
+        for i, target in enumerate(targets):
+            flops = FLOPS_SLACK * target * teacher_flops if target and teacher_flops else None
+            ctx_t = dataclasses.replace(ctx, max_latency_ratio=target, max_flops=flops)
+            part = out_dir / f".candidates.{i}.jsonl"
+            feasible = aging_evolution(ctx_t, ctx.spaces, cfg.population, cfg.iterations, cfg.tournament, seed,
+                                       part, progress, workers)
+            for line in part.read_text().splitlines():
+                log.write(json.dumps({**json.loads(line), "target": target}) + "\n")
+            part.unlink()
+            feasible_count += len(feasible)
+            taken = {json.dumps([p.space, p.genes], sort_keys=True) for _, p in picks}
+            fresh = [s for s in feasible if json.dumps([s.space, s.genes], sort_keys=True) not in taken]
+            picks += [(target, s) for s in sorted(fresh, key=lambda s: s.scores[cfg.proxy], reverse=True)[: cfg.top_k]]
     write_json(out_dir / "top.json", {
         "proxy": cfg.proxy, "teacher_init": cfg.teacher_init, "backend": backend,
-        "max_latency_ratio": ctx.max_latency_ratio, "max_params": ctx.max_params, "max_flops": ctx.max_flops,
+        "max_latency_ratio": ctx.max_latency_ratio, "targets": targets, "max_params": ctx.max_params,
+        "max_flops": ctx.max_flops,
         # reference_ratio: the small reference student's p50 / the teacher's; candidates are timed beside it
-        "reference_ratio": ctx.reference_ratio, "workers": workers, "within_budget": len(feasible),
-        "top": [s.to_json() for s in top],
+        "reference_ratio": ctx.reference_ratio, "workers": workers, "within_budget": feasible_count,
+        "top": [{**s.to_json(), "target": target} for target, s in picks],
     })
-    return top
+    return [s for _, s in picks]

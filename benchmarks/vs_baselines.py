@@ -1,0 +1,95 @@
+"""Our front against what users would do instead, on the shipped teacher, measured in one run.
+
+    python benchmarks/vs_baselines.py [--profile ci] [--run runs/vs_baselines]     (= make bench-baselines)
+
+Runs (or resumes) ``kdcompress shrink teachers/fmnist_resnet.pt2 --baselines`` — our students for every latency
+target in fp32 and int8, and the recipes (int8 PTQ of the teacher; Torch-Pruning 50 % + fine-tune, and + int8;
+75 % + KD) with the same data, epochs and harness, all latencies interleaved in one process — then measures this
+machine's per-call floor (p50 of a one-layer model on the same input, interleaved with the teacher) and saves
+``benchmarks/results/frontier.json``: ``ours`` and ``baselines`` rows (``name``, ``precision``, ``speedup_b1``,
+``speedup_b32``, ``accuracy_drop``), ``b1_floor_ratio``, the issue's targets and whether each is met, with the
+command, machine, versions and date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kdcompress.bench import BACKENDS, interleaved_latency
+from kdcompress.export import to_onnx
+from kdcompress.pipeline import Inputs, shrink
+from kdcompress.profiles import load_profile
+from kdcompress.report.environment import environment
+from kdcompress.run import write_json
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def row(r: dict) -> dict:
+    tp = r.get("throughput") or {}
+    return {"name": r.get("name", r["id"]), "precision": r["precision"], "speedup_b1": r["speedup"],
+            "speedup_b32": tp.get("speedup"), "accuracy_drop": r["accuracy_drop"], "accuracy": r["accuracy"],
+            "p50_ms": r["latency_ms"]["p50"]}
+
+
+def floor_ratio(teacher_onnx: Path, threads: int) -> tuple[float, float]:
+    """(teacher p50 / one-layer model p50, floor p50 ms): the most a batch-1 speed-up can be on this runtime."""
+    one = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 10)).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "floor.onnx"
+        to_onnx(one, torch.zeros(1, 1, 28, 28), path)
+        runners = {"teacher": BACKENDS["onnxruntime-cpu"](teacher_onnx, threads=threads),
+                   "floor": BACKENDS["onnxruntime-cpu"](path, threads=threads)}
+        lat = interleaved_latency(runners, np.zeros((1, 1, 28, 28), np.float32), 50, 300, 5)
+    return lat["teacher"].p50 / lat["floor"].p50, lat["floor"].p50
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="ci")
+    ap.add_argument("--run", type=Path, default=ROOT / "runs" / "vs_baselines")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "frontier.json")
+    args = ap.parse_args()
+    t0 = time.time()
+    profile = load_profile(args.profile)
+    inputs = Inputs(str(ROOT / "teachers" / "fmnist_resnet.pt2"), "fashion-mnist", profile, baselines=True)
+    result = shrink(inputs, args.run, resume=True)
+    ratio, floor_ms = floor_ratio(Path(result["teacher"]["artifact"]), profile.target.threads)
+    ours = [row(r) for r in result["students"]]
+    baselines = {r["name"]: row(r) | {"description": r["description"], "beaten_by": r["beaten_by"]}
+                 for r in result["baselines"]}
+    ok = [r for r in ours if r["accuracy_drop"] <= 0.5]
+    best_b1 = max((r["speedup_b1"] for r in ok), default=None)
+    best_b32 = max((r["speedup_b32"] or 0 for r in ok), default=None)
+    b1_target = min(10.0, ratio / 1.25)  # 10x, or within 1.25x of this machine's floor where 10x is impossible
+    targets = {
+        "b1_speedup_at_0.5_points": {"target": b1_target, "best": best_b1,
+                                     "met": best_b1 is not None and best_b1 >= b1_target},
+        "b32_throughput_at_0.5_points": {"target": 15.0, "best": best_b32,
+                                         "met": best_b32 is not None and best_b32 >= 15.0},
+        "every_baseline_beaten": {"met": bool(baselines) and all(b["beaten_by"] for b in baselines.values()),
+                                  "not_beaten": [n for n, b in baselines.items() if not b["beaten_by"]]},
+    }
+    figures = {
+        "benchmark": "vs_baselines", "command": f"python benchmarks/vs_baselines.py --profile {args.profile}",
+        "profile": args.profile, "backend": result["backend"], "threads": result["threads"],
+        "throughput_batch": (result["teacher"].get("throughput") or {}).get("batch"),
+        "test_samples": result["test_samples"], "teacher_accuracy": result["teacher"]["accuracy"],
+        "ours": ours, "baselines": baselines, "frontier": result["frontier"],
+        "b1_floor_ratio": ratio, "b1_floor_p50_ms": floor_ms, "targets": targets,
+        "seconds_this_invocation": round(time.time() - t0, 1), **environment(),
+    }
+    write_json(args.out, figures)
+    print(json.dumps({"targets": targets, "b1_floor_ratio": ratio}, indent=2))
+    print(f"saved {args.out}")
+
+
+if __name__ == "__main__":
+    main()
