@@ -59,7 +59,7 @@ def test_evolution_respects_budget_and_is_deterministic(teacher_files, tiny_npz,
 
 
 def test_several_latency_targets_give_a_student_each(teacher_files, tiny_npz, tiny_profile, tmp_path):
-    top, _, log = _search(teacher_files, tiny_npz, tiny_profile, tmp_path / "f", seed=1,
+    _, _, log = _search(teacher_files, tiny_npz, tiny_profile, tmp_path / "f", seed=1,
                           **{"budget.latency_ratio": [2.0, 5.0], "search.proxy": "params"})
     picked = json.loads((tmp_path / "f" / "top.json").read_text())
     assert picked["targets"] == [5.0, 2.0]  # loosest first
