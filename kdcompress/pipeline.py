@@ -429,5 +429,11 @@ def search_candidates(
     first by the ranking proxy."""
     run = run_until(inputs, out, "search", resume, progress)
     proxy = inputs.profile.search.proxy
-    rows = [json.loads(line) for line in (run.path / "search" / "candidates.jsonl").read_text().splitlines()]
-    return sorted((r for r in rows if r["feasible"]), key=lambda r: r["scores"][proxy], reverse=True)
+    rows, seen = [], set()
+    for line in (run.path / "search" / "candidates.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        key = json.dumps([r["space"], r["genes"]], sort_keys=True)
+        if r["feasible"] and key not in seen:  # with several latency targets a candidate can be met twice
+            seen.add(key)
+            rows.append(r)
+    return sorted(rows, key=lambda r: r["scores"][proxy], reverse=True)
