@@ -50,7 +50,8 @@ def proxy_rates(teacher, data, prep, n: int) -> dict[str, float]:
 
 def timed_evolution(teacher, data, prep, evaluations: int, workers: int, tmp: Path) -> dict:
     profile = load_profile("ci", {"search.population": 50, "search.iterations": evaluations - 50,
-                                  "search.workers": workers, "search.space": ["resnet", "mobilenetv2", "vgg"]})
+                                  "search.workers": workers, "search.space": ["resnet", "mobilenetv2", "vgg"],
+                                  "budget.latency_ratio": 0.2})  # one target: one 1000-evaluation evolution
     example = torch.zeros(1, *data.input_shape)
     teacher_onnx = tmp / "teacher.onnx"
     if not teacher_onnx.exists():
