@@ -189,7 +189,7 @@ def table(result: dict[str, Any]) -> tuple[list[str], list[list[str]], list[str]
         tps = r.get("throughput") or {}
         rows.append(cells(r["id"], r, f"{r['speedup']:.2f}×", f"{tps['speedup']:.2f}×" if "speedup" in tps else "—",
                           f"{-r['accuracy_drop']:+.2f}",
-                          f"beaten by {r['beaten_by']}" if r["beaten_by"] else "NOT beaten"))
+                          "beaten" if r["beaten_by"] else "NOT beaten"))
     for r in result["students"]:
         name = (r["id"] + (" ★" if r["id"] == result["best"] else "") + (" ◆" if r.get("on_front") else "")
                 + (" !" if r.get("flags") else ""))
@@ -220,6 +220,11 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["| " + " | ".join([*cells, f"`{path}`"]) + " |" for cells, path in zip(rows, paths)]
     if budget_line(result):
         lines += ["", f"**{budget_line(result)}.**"]
+    if result.get("baselines"):
+        lines += ["", "Recipes users would use instead (measured in this run):", *(
+            f"- `{r['name']}` ({r['description']}): " + (f"beaten by `{r['beaten_by']}` (as fast and as accurate)"
+                                                         if r["beaten_by"] else "**not beaten** by any artifact of ours")
+            for r in result["baselines"])]
     flags = [f"- `{s['id']}`: {f}" for s in result["students"] for f in s.get("flags", [])]
     if flags:
         lines += ["", "Flags:", *flags]
