@@ -77,12 +77,13 @@ def print_result(result: dict, as_json: bool) -> None:
         return
     t = result["teacher"]
     head, rows, _ = result_table(result)
+    keep = [i for i, col in enumerate(head) if col != "p99 ms"]  # p99 stays in report.md/html and --json
     table = Table(title=f"kdcompress — {result['profile']} on {result['backend']} (batch {result['batch']})")
-    for col in head:
-        table.add_column(col, justify="left" if col in ("model", "prec.") else "right",
-                         min_width=19 if col == "model" else None)
+    for i in keep:
+        table.add_column(head[i], justify="left" if head[i] in ("model", "prec.") else "right",
+                         min_width=19 if head[i] == "model" else None)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(row[i] for i in keep))
     out_console.print(table)
     best = next((s for s in result["students"] if s["id"] == result["best"]), None)
     if best is not None:
