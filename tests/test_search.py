@@ -75,6 +75,27 @@ def test_several_latency_targets_give_a_student_each(teacher_files, tiny_npz, ti
     assert {c["target"] for c in log} == {5.0, 2.0}
 
 
+def test_an_unreachable_target_is_skipped_when_another_is_met(teacher_files, tiny_npz, tiny_profile, tmp_path):
+    from kdcompress.run import Progress
+
+    class Notes(Progress):
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def note(self, message: str) -> None:
+            self.lines.append(message)
+
+    notes = Notes()
+    profile = load_profile(tiny_profile, {"search.iterations": 0, "search.population": 2, "search.proxy": "params",
+                                          "budget.latency_ratio": [5.0, 1e-4]})
+    t = load_teacher(teacher_files["pt2"])
+    onnx_path = tmp_path / "teacher.onnx"
+    to_onnx(t.module, torch.zeros(1, 1, 12, 12), onnx_path)
+    top = search(t, load_data(str(tiny_npz)), Preprocess(), profile, tmp_path / "s", "onnxruntime-cpu", onnx_path,
+                 sum(p.numel() for p in t.module.parameters()), 10**7, 0, notes)
+    assert len(top) == 1 and any("latency target was skipped" in n and "0.0001" in n for n in notes.lines)
+
+
 def test_latency_targets_are_validated(tiny_profile):
     import pytest
 

@@ -160,7 +160,7 @@ def _budget_cell(r: dict) -> str:
     if r["meets_budget"]:
         return "met"
     missed = [w for w, ok in (("latency", r.get("latency_ok")), ("accuracy", r.get("accuracy_ok"))) if not ok]
-    return "missed: " + " & ".join(missed) if missed else "missed"
+    return "✗ " + ("both" if len(missed) == 2 else missed[0]) if missed else "missed"
 
 
 def table(result: dict[str, Any]) -> tuple[list[str], list[list[str]], list[str]]:

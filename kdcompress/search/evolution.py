@@ -157,14 +157,19 @@ def search(
     workers = cfg.workers or default_workers(profile.target.threads)
     targets = profile.budget.targets
     picks: list[tuple[float | None, Scored]] = []
+    missed: list[KDCompressError] = []
     feasible_count = 0
     with atomic_path(out_dir / "candidates.jsonl") as tmp, tmp.open("w") as log:
         for i, target in enumerate(targets):
             flops = FLOPS_SLACK * target * teacher_flops if target and teacher_flops else None
             ctx_t = dataclasses.replace(ctx, max_latency_ratio=target, max_flops=flops)
             part = out_dir / f".candidates.{i}.jsonl"
-            feasible = aging_evolution(ctx_t, ctx.spaces, cfg.population, cfg.iterations, cfg.tournament, seed,
-                                       part, progress, workers)
+            try:
+                feasible = aging_evolution(ctx_t, ctx.spaces, cfg.population, cfg.iterations, cfg.tournament, seed,
+                                           part, progress, workers)
+            except KDCompressError as e:  # this target is out of reach; the others may not be
+                missed.append(e)
+                continue
             for line in part.read_text().splitlines():
                 log.write(json.dumps({**json.loads(line), "target": target}) + "\n")
             part.unlink()
@@ -172,6 +177,10 @@ def search(
             taken = {json.dumps([p.space, p.genes], sort_keys=True) for _, p in picks}
             fresh = [s for s in feasible if json.dumps([s.space, s.genes], sort_keys=True) not in taken]
             picks += [(target, s) for s in sorted(fresh, key=lambda s: s.scores[cfg.proxy], reverse=True)[: cfg.top_k]]
+    if len(missed) == len(targets):
+        raise missed[0]
+    for e in missed:
+        (progress or Progress()).note(f"a latency target was skipped: {e.message}")
     write_json(out_dir / "top.json", {
         "proxy": cfg.proxy, "teacher_init": cfg.teacher_init, "backend": backend,
         "max_latency_ratio": ctx.max_latency_ratio, "targets": targets, "max_params": ctx.max_params,
