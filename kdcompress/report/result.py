@@ -184,7 +184,7 @@ def table(result: dict[str, Any]) -> tuple[list[str], list[list[str]], list[str]
             row += [f"{r['throughput']['images_per_s']:,.0f}" if r.get("throughput") else "—", tp_speedup]
         return [*row, f"{r['accuracy']:.2f}", drop, budget]
 
-    rows = [cells("teacher", t, "1.00×", "1.00×", "—", "")]
+    rows = [cells("teacher" + (" ◆" if "teacher" in result.get("frontier", []) else ""), t, "1.00×", "1.00×", "—", "")]
     for r in result.get("baselines", []):  # what a user would do instead, measured beside ours
         tps = r.get("throughput") or {}
         rows.append(cells(r["id"], r, f"{r['speedup']:.2f}×", f"{tps['speedup']:.2f}×" if "speedup" in tps else "—",
