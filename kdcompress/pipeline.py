@@ -250,8 +250,8 @@ def trained_baselines(s: Session) -> list[PruneAndTrain]:
     line says why, once)."""
     if not s.inputs.get("baselines"):
         return []
-    try:
-        s.pruning  # noqa: B018 — DepGraph needs an nn.Module teacher
+    try:  # DepGraph needs an nn.Module teacher, and must be able to cut it: tried once, here
+        s.pruning.build({"ratio": TRAINED[0].ratio, "importance": "l2", "global": 0})
     except KDCompressError as e:
         if not s.run.manifest.get("baseline_note"):
             s.progress.note(f"baselines: the Torch-Pruning recipes are skipped ({e.message}); teacher-int8 runs")
@@ -351,8 +351,8 @@ def stage_bench(s: Session) -> dict:
     lat = interleaved_latency(runners, x, b.warmup, b.iters, b.repeats)
     s.progress.stop()
     tp: dict = {}
-    if b.throughput_batch and b.throughput_batch != t.batch:
-        big = min(b.throughput_batch, s.plan.batch[2])
+    big = min(b.throughput_batch or t.batch, s.plan.batch[2])
+    if big != t.batch:
         s.progress.start(f"bench throughput (batch {big})", None)
         xb = np.zeros((big, *s.data.input_shape), dtype=np.float32)
         tp = interleaved_latency(runners, xb, max(1, b.warmup // 10), b.throughput_iters, b.repeats)
@@ -404,7 +404,7 @@ def run_until(
     run = RunDir.open(out, resume=resume)
     recorded = run.manifest.get("inputs")
     if recorded is not None and recorded != inputs.to_json() and any(run.done(s) for s in STAGE_FUNCS):
-        raise KDCompressError(f"{out} was started with other inputs or profile",
+        raise KDCompressError(f"{out} was started with other inputs or profile (or by an older kdcompress)",
                               "resume with the same arguments, or choose another --out")
     run.manifest["inputs"] = inputs.to_json()
     run.save()

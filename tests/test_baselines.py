@@ -40,12 +40,22 @@ def test_shrink_with_baselines(cli_cmd, teacher_files, tiny_npz, tiny_profile, t
     assert set(recipes) == {"teacher-int8", "tp50-ft", "tp50-ft-int8", "tp75-kd"}
     assert recipes["teacher-int8"]["precision"] == "int8" and recipes["tp50-ft-int8"]["precision"] == "int8"
     assert recipes["tp50-ft"]["artifact"].endswith("b-tp50-ft.onnx")
+    assert recipes["tp50-ft-int8"]["artifact"].endswith("b-tp50-ft.int8.onnx")
+    assert recipes["teacher-int8"]["artifact"].endswith("teacher.int8.onnx")
+    # recipes never pass for ours: not in the students, never best; the front spans everything measured
+    assert not any(s["id"].startswith("recipe:") or s["student"].startswith("b-") for s in result["students"])
+    assert result["best"] in {s["id"] for s in result["students"]}
+    points = {"teacher": (result["teacher"]["latency_ms"]["p50"], result["teacher"]["accuracy"])}
+    points.update({r["id"]: (r["latency_ms"]["p50"], r["accuracy"]) for r in [*result["students"], *recipes.values()]})
+    for name, (lat, acc) in points.items():
+        dominated = any(l2 <= lat and a2 >= acc and (l2, a2) != (lat, acc) for l2, a2 in points.values())
+        assert (name in result["frontier"]) == (not dominated)
     # each recipe measured as itself: int8 accuracy is its own, not the float model's copied over
     assert all(r["accuracy"] > 0 and r["latency_ms"]["p50"] > 0 for r in recipes.values())
     spec50 = json.loads((out / "students" / "b-tp50-ft" / "spec.json").read_text())
     spec75 = json.loads((out / "students" / "b-tp75-kd" / "spec.json").read_text())
     assert spec50["genes"] == {"ratio": 0.5, "importance": "l2", "global": 0} and spec75["genes"]["ratio"] == 0.75
-    ours = result["students"]
+    ours = [s for s in result["students"] if not any("not faster" in f for f in s["flags"])]
     for r in recipes.values():
         wins = [s for s in ours if s["latency_ms"]["p50"] <= r["latency_ms"]["p50"] and s["accuracy"] >= r["accuracy"]]
         assert (r["beaten_by"] is None) == (not wins)
@@ -76,7 +86,25 @@ def test_a_recipe_file_makes_an_exported_teacher_prunable(teacher_files, tmp_pat
     # a recipe that does not describe this network is ignored, never trusted
     pt2.with_suffix(".json").write_text(json.dumps({**recipe, "genes": {**TINY_GENES, "widths": [8, 8, 8]}}))
     assert load_teacher(pt2).eager is None
+    # nor one whose input shape the program refuses (it raises inside torch.export's guards)
+    pt2.with_suffix(".json").write_text(json.dumps({**recipe, "input_shape": [1, 64, 64]}))
+    assert load_teacher(pt2).eager is None
     from kdcompress.errors import KDCompressError
 
     with pytest.raises(KDCompressError, match="exported graph"):
         load_teacher(pt2).pruning_source(x[:2])
+
+
+def test_nearest_miss_and_the_budget_line():
+    from kdcompress.report.result import budget_line, nearest_miss
+
+    budget = {"latency_ratio": [0.2, 0.1], "max_accuracy_drop": 1.0}
+    rows = [{"id": "slow", "speedup": 2.5, "accuracy_drop": 0.2},  # needs 5x: shortfall 1.0
+            {"id": "close", "speedup": 4.5, "accuracy_drop": 1.1},  # 0.11 + 0.1
+            {"id": "bad", "speedup": 9.0, "accuracy_drop": 3.0}]  # 0 + 2.0
+    assert nearest_miss(rows, budget) == "close"
+    result = {"budget": budget, "budget_met": False, "nearest_miss": "close",
+              "students": [{**r, "accuracy_drop": r["accuracy_drop"]} for r in rows]}
+    line = budget_line(result)
+    assert "≥ 5.00× faster" in line and "≤ 1.0 points" in line and "close at 4.50×, -1.10 points" in line
+    assert budget_line({**result, "budget_met": True}) is None

@@ -19,12 +19,16 @@ MARKERS = {"fp32": "o", "fp16": "s", "int8": "^"}
 
 def candidate_latencies(run_path: Path, teacher_p50: float) -> list[float]:
     """Every feasible searched candidate's latency estimate (its measured ratio to the teacher × the teacher's
-    bench p50), for the plot's rug."""
+    bench p50), once per candidate (several latency targets may have met it), for the plot's rug."""
     path = run_path / "search" / "candidates.jsonl"
     if not path.exists():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r["latency_ratio"] * teacher_p50 for r in rows if r.get("feasible") and r.get("latency_ratio")]
+    ratios: dict[str, float] = {}
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        if r.get("feasible") and r.get("latency_ratio"):
+            ratios.setdefault(json.dumps([r["space"], r["genes"]], sort_keys=True), r["latency_ratio"])
+    return [ratio * teacher_p50 for ratio in ratios.values()]
 
 
 def pareto_png(result: dict[str, Any], candidates: list[float]) -> bytes:
@@ -50,6 +54,7 @@ def pareto_png(result: dict[str, Any], candidates: list[float]) -> bytes:
         ax.annotate(r["id"] + (" ★" if r["id"] == result["best"] else ""), points[r["id"]], fontsize=7,
                     xytext=(5, 4), textcoords="offset points")
     for r in result.get("baselines", []):
+        points[r["id"]] = (r["latency_ms"]["p50"], r["accuracy"])
         ax.scatter([r["latency_ms"]["p50"]], [r["accuracy"]], marker="X", s=80, color="dimgray", zorder=3,
                    label="recipes users would use instead" if r is result["baselines"][0] else None)
         ax.annotate(r["name"], (r["latency_ms"]["p50"], r["accuracy"]), fontsize=7, color="dimgray",

@@ -136,10 +136,11 @@ def build_result(run: RunDir) -> dict[str, Any]:
                 })
     for r in recipes:
         r["beaten_by"] = beaten_by(r, useful)
+    # the front over everything measured: a recipe that beats one of our rows takes it off the front
     points = {"teacher": (teacher["latency_ms"]["p50"], teacher["accuracy"])}
-    points.update({r["id"]: (r["latency_ms"]["p50"], r["accuracy"]) for r in students})
+    points.update({r["id"]: (r["latency_ms"]["p50"], r["accuracy"]) for r in [*students, *recipes]})
     frontier = pareto_front(points)
-    for r in students:
+    for r in [*students, *recipes]:
         r["on_front"] = r["id"] in frontier
     plan = m.get("plan", {})
     return {
@@ -149,7 +150,8 @@ def build_result(run: RunDir) -> dict[str, Any]:
         "batch": bench["batch"], "threads": bench["threads"],
         "test_samples": bench["test_samples"], "data": m["data"]["name"], "budget": budget,
         "proxy": top["proxy"], "teacher": teacher, "students": students, "best": best,
-        "budget_met": bool(ok), "nearest_miss": None if ok else nearest_miss(students, budget),
+        "budget_met": any(r["meets_budget"] for r in students),
+        "nearest_miss": None if any(r["meets_budget"] for r in students) else nearest_miss(students, budget),
         "frontier": frontier, "baselines": recipes,
         "beats_all_baselines": all(r["beaten_by"] for r in recipes) if recipes else None,
         "environment": bench["environment"],
@@ -187,7 +189,8 @@ def table(result: dict[str, Any]) -> tuple[list[str], list[list[str]], list[str]
     rows = [cells("teacher" + (" ◆" if "teacher" in result.get("frontier", []) else ""), t, "1.00×", "1.00×", "—", "")]
     for r in result.get("baselines", []):  # what a user would do instead, measured beside ours
         tps = r.get("throughput") or {}
-        rows.append(cells(r["id"], r, f"{r['speedup']:.2f}×", f"{tps['speedup']:.2f}×" if "speedup" in tps else "—",
+        rows.append(cells(r["id"] + (" ◆" if r.get("on_front") else ""), r, f"{r['speedup']:.2f}×",
+                          f"{tps['speedup']:.2f}×" if "speedup" in tps else "—",
                           f"{-r['accuracy_drop']:+.2f}",
                           "beaten" if r["beaten_by"] else "NOT beaten"))
     for r in result["students"]:
@@ -233,8 +236,8 @@ def markdown(result: dict[str, Any]) -> str:
                    f"Students ranked by the `{result['proxy']}` proxy; target = the latency ratio a student was "
                    "searched for, ✓ when bench confirms it; ★ = the fastest artifact that meets the budget "
                    "(or, when none does, the most accurate one); a reduced precision slower than its fp32 twin is "
-                   "never ★; ◆ = on the trade-off front (no other artifact, teacher included, is both faster and "
-                   "more accurate).")]
+                   "never ★; ◆ = on the trade-off front (no other artifact — teacher and recipes included — is "
+                   "both faster and more accurate).")]
     return "\n".join(lines) + "\n"
 
 

@@ -158,7 +158,7 @@ def search(
     targets = profile.budget.targets
     picks: list[tuple[float | None, Scored]] = []
     missed: list[KDCompressError] = []
-    feasible_count = 0
+    within: set[str] = set()  # distinct feasible candidates over every target
     with atomic_path(out_dir / "candidates.jsonl") as tmp, tmp.open("w") as log:
         for i, target in enumerate(targets):
             flops = FLOPS_SLACK * target * teacher_flops if target and teacher_flops else None
@@ -173,7 +173,7 @@ def search(
             for line in part.read_text().splitlines():
                 log.write(json.dumps({**json.loads(line), "target": target}) + "\n")
             part.unlink()
-            feasible_count += len(feasible)
+            within.update(json.dumps([f.space, f.genes], sort_keys=True) for f in feasible)
             taken = {json.dumps([p.space, p.genes], sort_keys=True) for _, p in picks}
             fresh = [s for s in feasible if json.dumps([s.space, s.genes], sort_keys=True) not in taken]
             picks += [(target, s) for s in sorted(fresh, key=lambda s: s.scores[cfg.proxy], reverse=True)[: cfg.top_k]]
@@ -186,7 +186,7 @@ def search(
         "max_latency_ratio": ctx.max_latency_ratio, "targets": targets, "max_params": ctx.max_params,
         "max_flops": ctx.max_flops,
         # reference_ratio: the small reference student's p50 / the teacher's; candidates are timed beside it
-        "reference_ratio": ctx.reference_ratio, "workers": workers, "within_budget": feasible_count,
+        "reference_ratio": ctx.reference_ratio, "workers": workers, "within_budget": len(within),
         "top": [{**s.to_json(), "target": target} for target, s in picks],
     })
     return [s for _, s in picks]
