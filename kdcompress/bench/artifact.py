@@ -34,16 +34,10 @@ class ArtifactInfo:
 def _onnx_info(path: Path) -> ArtifactInfo:
     import onnx
 
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # noqa: BLE001 — protobuf raises DecodeError and friends for a non-ONNX file
-        raise KDCompressError(f"{path}: not an ONNX model ({type(e).__name__})",
-                              "pass an .onnx file, a TensorRT .engine or an AOTInductor .pt2 package") from None
-    inits = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in inits]
-    if len(inputs) != 1:
-        raise KDCompressError(f"{path.name} has {len(inputs)} inputs", "kdcompress bench times single-input models")
-    tt = inputs[0].type.tensor_type
+    from kdcompress.export.onnx import load_single_input
+
+    model, inp = load_single_input(path, "pass an .onnx file, a TensorRT .engine or an AOTInductor .pt2 package")
+    tt = inp.type.tensor_type
     dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).name
     if dtype not in ("float32", "float16"):
         raise KDCompressError(f"{path.name} takes {dtype} input", "kdcompress bench times models with float inputs")

@@ -114,6 +114,22 @@ def check_parity(
     return ParityReport(len(reference), diff, scale, agree, tol, diff <= tol and agree >= min_agreement)
 
 
+def load_single_input(path: Path, hint: str) -> tuple:
+    """An ONNX file and its one graph input (initializers some exporters list as inputs left out); one line, with
+    ``hint``, when the file is not ONNX or takes more than one input. Returns ``(ModelProto, ValueInfoProto)``."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # noqa: BLE001 — protobuf raises DecodeError and friends for a non-ONNX file
+        raise KDCompressError(f"{path}: not an ONNX model ({type(e).__name__})", hint) from None
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    if len(inputs) != 1:
+        raise KDCompressError(f"{path.name} takes {len(inputs)} inputs", "kdcompress handles single-input models")
+    return model, inputs[0]
+
+
 def onnx_bytes(model: nn.Module, example: torch.Tensor, opset: int = 18) -> bytes:
     """A quick in-memory ONNX export (TorchScript exporter) for timing candidates during search — not an artifact."""
     buf = io.BytesIO()

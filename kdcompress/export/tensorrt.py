@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kdcompress.errors import KDCompressError
+from kdcompress.models.load import file_sha256
 from kdcompress.run import atomic_write
 
 TRT_HINT = "install TensorRT for your CUDA version (NVIDIA's pip index or container), then `kdcompress doctor`"
@@ -92,7 +93,7 @@ def check_compatible(meta: EngineMeta, trt_version: str, gpu: GpuInfo) -> None:
 
 def check_engine_file(meta: EngineMeta, engine: Path) -> None:
     """Refuse an engine whose metadata describes another file."""
-    if meta.engine_sha256 and meta.engine_sha256 != _sha256(engine):
+    if meta.engine_sha256 and meta.engine_sha256 != file_sha256(engine):
         raise KDCompressError(f"{meta_path(engine).name} describes another engine than {engine.name}",
                               "rebuild the engine (`kdcompress export RUN`)")
 
@@ -118,10 +119,6 @@ def import_tensorrt() -> Any:
     except ImportError:
         raise KDCompressError("TensorRT is not installed", TRT_HINT) from None
     return trt
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _strongly_typed_flags(trt: Any) -> int:
@@ -173,7 +170,7 @@ def build_engine(
     engine = out_dir / engine_name(stem, precision, trt.__version__, gpu)
     plan = bytes(serialized)
     meta = EngineMeta(trt.__version__, gpu.name, gpu.compute_capability, precision, input_name,
-                      list(input_shape), lo, opt, hi, _sha256(onnx_path), hashlib.sha256(plan).hexdigest())
+                      list(input_shape), lo, opt, hi, file_sha256(onnx_path), hashlib.sha256(plan).hexdigest())
     # the engine, then its metadata: a crash in between leaves an engine without metadata (refused) or with a
     # stale one (refused by its hash), never one that looks current
     atomic_write(engine, plan)

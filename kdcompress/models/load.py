@@ -124,18 +124,10 @@ class OnnxTeacher(nn.Module):
 
 
 def _load_onnx(path: Path) -> nn.Module:
-    import onnx
+    from kdcompress.export.onnx import load_single_input
 
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # noqa: BLE001 — protobuf's DecodeError and friends
-        raise KDCompressError(f"{path}: corrupt or unreadable ONNX file ({type(e).__name__})",
-                              "re-export the model") from None
-    inits = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in inits]
-    if len(inputs) != 1:
-        raise KDCompressError(f"{path}: an ONNX teacher must take one input (images), this one takes {len(inputs)}")
-    dims = inputs[0].type.tensor_type.shape.dim
+    _, inp = load_single_input(path, "re-export the model (an ONNX teacher takes one input: images)")
+    dims = inp.type.tensor_type.shape.dim
     if dims and dims[0].HasField("dim_value"):
         raise KDCompressError(f"{path.name} was exported with a fixed batch size of {dims[0].dim_value}",
                               "re-export it with a dynamic batch axis (dynamic_axes / dynamic_shapes)")
