@@ -18,7 +18,8 @@ PERCENTILES = ("p50", "p90", "p99")
 def _row_flags(row: dict, float_row: dict | None, backend: str) -> list[str]:
     """What a person choosing an artifact must know: a reduced precision that does not pay, or does not match."""
     flags = []
-    if row["precision"] != "fp32" and float_row is not None and row["latency_ms"]["p50"] >= float_row["latency_ms"]["p50"]:
+    if row["slower_than_fp32"]:
+        assert float_row is not None
         flags.append(f"{row['precision']} not faster than fp32 on {backend} "
                      f"({row['latency_ms']['p50']:.3f} vs {float_row['latency_ms']['p50']:.3f} ms p50)")
     parity = row.get("parity") or {}
@@ -89,6 +90,7 @@ def build_result(run: RunDir) -> dict[str, Any]:
         "precision": "fp32", "latency_ms": {k: tb["latency_ms"][k] for k in PERCENTILES}, "accuracy": tb["accuracy"],
         "artifact": tb["path"], "throughput": _throughput(tb, None),
     }
+    loosest = latency_targets(budget["latency_ratio"])[0]
     students = []
     for i, cand in enumerate(top["top"]):
         sid = f"s{i}-{cand['space']}"
@@ -107,17 +109,19 @@ def build_result(run: RunDir) -> dict[str, Any]:
             row["throughput"] = _throughput(a, tb)
             row["latency_ratio"] = 1 / speedup
             row["searched_latency_ratio"] = cand.get("latency_ratio")  # what the search measured for this student
-            loosest = latency_targets(budget["latency_ratio"])[0]
             row["latency_ok"] = loosest is None or row["latency_ratio"] <= loosest
             # the target this student was searched for, and whether bench confirms it
             row["target"] = cand.get("target", loosest)
             row["target_met"] = row["target"] is None or row["latency_ratio"] <= row["target"]
             row["accuracy_ok"] = drop <= budget["max_accuracy_drop"]
             row["meets_budget"] = row["latency_ok"] and row["accuracy_ok"]
-            row["flags"] = _row_flags(row, by_model[sid].get("fp32"), bench["backend"])
+            twin = by_model[sid].get("fp32")
+            row["slower_than_fp32"] = (precision != "fp32" and twin is not None
+                                       and a["latency_ms"]["p50"] >= twin["latency_ms"]["p50"])
+            row["flags"] = _row_flags(row, twin, bench["backend"])
             students.append(row)
     # a reduced-precision artifact slower than its float twin is never the answer
-    useful = [s for s in students if not any("not faster" in f for f in s["flags"])]
+    useful = [s for s in students if not s["slower_than_fp32"]]
     ok = [s for s in useful if s["meets_budget"]]
     # within the budget: the fastest artifact (what the user came for); outside it: the most accurate one
     pick = max(ok, key=lambda s: (s["speedup"], s["accuracy"])) if ok else (
