@@ -396,6 +396,9 @@ def doctor(as_json: bool) -> None:
                "against TensorRT's API and have not yet run against a real TensorRT")
 
 
+from kdcompress import cli_check  # noqa: F401 — registers `baseline save` and `check` on the group
+
+
 def main() -> None:
     debug = "--debug" in sys.argv[1:]
     if not debug:

@@ -148,6 +148,28 @@ class Bench(_Strict):
     throughput_iters: int = Field(20, ge=1, description="timed runs per repeat at the throughput batch")
 
 
+class Check(_Strict):
+    """The CI regression gate (``kdcompress check``, DESIGN §7)."""
+
+    max_slowdown: float = Field(0.10, gt=0, le=1, description="slowdown the gate must catch (0.10 = 10 %)")
+    tolerance: float | None = Field(None, ge=0, description="slowdown never flagged: the test's null is 'slower by "
+                                                            "at most this'; default half of max_slowdown")
+    alpha: float = Field(0.01, gt=0, lt=0.5, description="false-alarm level of the one-sided test")
+    max_accuracy_drop: float = Field(0.5, ge=0, description="accuracy points the artifact may lose to the baseline")
+    repetitions: int = Field(30, ge=5, le=1000, description="shuffled candidate/control block pairs per measurement")
+
+    @field_validator("tolerance")
+    @classmethod
+    def _below_max(cls, v: float | None, info: Any) -> float | None:
+        if v is not None and v >= info.data.get("max_slowdown", 1.0):
+            raise ValueError(f"tolerance {v} must be below max_slowdown {info.data.get('max_slowdown')}")
+        return v
+
+    @property
+    def null_slowdown(self) -> float:
+        return self.tolerance if self.tolerance is not None else self.max_slowdown / 2
+
+
 class DataCfg(_Strict):
     mean: list[float] = Field([0.0], description="per-channel mean after scaling pixels to [0, 1]")
     std: list[float] = Field([1.0], description="per-channel std after scaling pixels to [0, 1]")
@@ -164,6 +186,7 @@ class Profile(_Strict):
     distill: Distill = Distill()
     export: Export = Export()
     bench: Bench = Bench()
+    check: Check = Check()
     data: DataCfg = DataCfg()
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from kdcompress.bench.backends import BACKENDS, get_backend
 from kdcompress.bench.measure import accuracy, interleaved_latency
+from kdcompress.bench.runners import Runner
 from kdcompress.errors import KDCompressError
 
 DEFAULT_BACKEND = {"onnx": "onnxruntime-cpu", "engine": "tensorrt"}
@@ -71,13 +72,13 @@ def inspect_artifact(path: Path) -> ArtifactInfo:
     return _onnx_info(path)
 
 
-def bench_artifact(
-    path: Path, backend: str | None = None, batch: int = 1, shape: tuple[int, ...] | None = None, threads: int = 1,
-    warmup: int = 50, iters: int = 300, repeats: int = 5, data: tuple | None = None,
-) -> dict:
-    """Measure one artifact; ``data`` = (x_uint8, y, preprocess) adds its top-1 accuracy. Returns the JSON record."""
-    from kdcompress.report.environment import environment
-
+def resolve_artifact(
+    path: Path, backend: str | None = None, batch: int = 1, shape: tuple[int, ...] | None = None,
+    data_shape: tuple[int, ...] | None = None,
+) -> tuple[ArtifactInfo, str, tuple[int, ...]]:
+    """What ``path`` is, the backend that runs it (``backend`` or the format's default) and the per-sample input
+    shape; refuses, in one line each, a backend of another format, a shape the file contradicts or does not give, a
+    batch the file cannot take, and data (``data_shape``: per-image shape) of another shape."""
     info = inspect_artifact(path)
     backend = backend or (f"aoti-{info.device}" if info.format == "aoti" else DEFAULT_BACKEND[info.format])
     b = get_backend(backend)
@@ -96,10 +97,29 @@ def bench_artifact(
                               f"pass --batch {info.fixed_batch}, or re-export it with a dynamic batch axis")
     if info.max_batch is not None and batch > info.max_batch:
         raise KDCompressError(f"{path.name} accepts batches up to {info.max_batch}", f"pass --batch {info.max_batch} or less")
-    if data is not None and tuple(data[0].shape[1:]) != tuple(sample_shape):
-        raise KDCompressError(f"the data's images are {list(data[0].shape[1:])}, the model takes {list(sample_shape)}",
+    if data_shape is not None and tuple(data_shape) != tuple(sample_shape):
+        raise KDCompressError(f"the data's images are {list(data_shape)}, the model takes {list(sample_shape)}",
                               "check --data (and --shape)")
-    runner = b(path, threads=threads)
+    return info, backend, tuple(sample_shape)
+
+
+def artifact_accuracy(runner: Runner, info: ArtifactInfo, data: tuple) -> float:
+    """Top-1 accuracy of the artifact on ``data`` = (x_uint8, y, preprocess), in batches the file accepts."""
+    xs, ys, prep = data
+    step = info.fixed_batch or min(256, info.max_batch or 256)
+    return accuracy(runner, xs, ys, prep, batch=step, fixed=info.fixed_batch is not None)
+
+
+def bench_artifact(
+    path: Path, backend: str | None = None, batch: int = 1, shape: tuple[int, ...] | None = None, threads: int = 1,
+    warmup: int = 50, iters: int = 300, repeats: int = 5, data: tuple | None = None,
+) -> dict:
+    """Measure one artifact; ``data`` = (x_uint8, y, preprocess) adds its top-1 accuracy. Returns the JSON record."""
+    from kdcompress.report.environment import environment
+
+    info, backend, sample_shape = resolve_artifact(path, backend, batch, shape,
+                                                   None if data is None else tuple(data[0].shape[1:]))
+    runner = get_backend(backend)(path, threads=threads)
     x = np.random.default_rng(0).random((batch, *sample_shape), dtype=np.float32)
     lat = interleaved_latency({"model": runner}, x, warmup, iters, repeats)["model"]
     record = {"artifact": str(path), "format": info.format, "precision": info.precision, "backend": backend,
@@ -107,8 +127,6 @@ def bench_artifact(
               "latency_ms": {k: v for k, v in lat.to_json(with_samples=False).items() if k not in ("batch", "throughput")},
               "throughput": lat.throughput, "samples": len(lat.samples_ms), "environment": environment()}
     if data is not None:
-        xs, ys, prep = data
-        step = info.fixed_batch or min(256, info.max_batch or 256)
-        record["accuracy"] = accuracy(runner, xs, ys, prep, batch=step, fixed=info.fixed_batch is not None)
-        record["test_samples"] = len(ys)
+        record["accuracy"] = artifact_accuracy(runner, info, data)
+        record["test_samples"] = len(data[1])
     return record

@@ -51,7 +51,7 @@ def measure_latency(runner: Runner, x: np.ndarray, warmup: int = 50, iters: int 
     return interleaved_latency({"model": runner}, x, warmup, iters, repeats)["model"]
 
 
-def _timer(runner: Runner, call: Callable[[], object]) -> Callable[[], float]:
+def call_timer(runner: Runner, call: Callable[[], object]) -> Callable[[], float]:
     """A function that runs ``call`` once and returns its latency in ms, the way ``runner`` must be timed."""
     if runner.timing == "cuda_events":
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -88,7 +88,7 @@ def interleaved_latency(
         for _ in range(warmup):
             call()
         r.sync()
-        timers[name] = _timer(r, call)
+        timers[name] = call_timer(r, call)
     samples: dict[str, list[float]] = {k: [] for k in runners}
     for _ in range(repeats):
         for name, timed in timers.items():

@@ -1,0 +1,308 @@
+"""The CI regression gate (DESIGN §7): save a baseline, measure again, decide.
+
+A measurement times the artifact and a control model in shuffled interleaved blocks (:mod:`.paired`); the gate
+judges the artifact/control log-ratio of the fresh repetitions against the baseline's (:mod:`.stats`):
+
+- **regression** when the one-sided lower bound of the slowdown exceeds the null slowdown (``tolerance``, default
+  half of ``max_slowdown``): the one-sided Mann–Whitney test rejects "slower by at most the tolerance" at α;
+- **pass** when the upper bound is below ``max_slowdown``: a slowdown as large as the limit is ruled out;
+- **inconclusive** otherwise (too noisy to tell), with the repetitions that would likely decide.
+
+Accuracy, when both sides measured it, fails on an absolute drop above ``max_accuracy_drop``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from kdcompress.bench.artifact import ArtifactInfo, artifact_accuracy, resolve_artifact
+from kdcompress.bench.backends import BACKENDS, get_backend
+from kdcompress.check.control import CONTROL_VERSION, control_model_bytes
+from kdcompress.check.paired import PairedSamples, measure_paired
+from kdcompress.check.stats import Shift, shift
+from kdcompress.errors import KDCompressError
+from kdcompress.models.load import file_sha256
+from kdcompress.profiles import Check
+from kdcompress.run import read_json, write_json
+
+BASELINE_KIND = "kdcompress-baseline"
+BASELINE_VERSION = 1
+# What must match between a baseline and a fresh measurement for the ratio to mean the same thing.
+MUST_MATCH = ("backend", "format", "precision", "batch", "input_shape", "threads")
+
+
+@dataclass(frozen=True)
+class TestData:
+    """Where the accuracy comes from, kept in the baseline so that ``check`` loads the same images."""
+
+    spec: str  # fashion-mnist, a .npz, an image folder (kdcompress.data.load_data)
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+    test_samples: int | None = None
+    val_fraction: float = 0.1
+    seed: int = 0
+
+    def load(self) -> tuple:
+        """(x_uint8, y, preprocess) of the test split."""
+        from kdcompress.data import Preprocess, load_data
+
+        splits = load_data(self.spec, self.val_fraction, self.seed)
+        n = self.test_samples
+        return splits.x_test[:n], splits.y_test[:n], Preprocess(self.mean, self.std)
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> TestData:
+        return cls(d["spec"], tuple(d["mean"]), tuple(d["std"]), d.get("test_samples"), d.get("val_fraction", 0.1),
+                   d.get("seed", 0))
+
+
+@dataclass
+class Subject:
+    """What is measured: one artifact on one backend, at one batch, with or without test data."""
+
+    artifact: Path
+    info: ArtifactInfo
+    backend: str
+    batch: int
+    threads: int
+    input_shape: tuple[int, ...]
+    data: TestData | None = None
+
+    def describe(self) -> dict:
+        return {"artifact": str(self.artifact), "name": self.artifact.name, "backend": self.backend,
+                "format": self.info.format, "precision": self.info.precision, "batch": self.batch,
+                "input_shape": list(self.input_shape), "threads": self.threads}
+
+
+def subject_from_run(run: Path, data: TestData | None = None) -> Subject:
+    """A shrink run's best artifact, on the run's backend, batch and threads; its own test data unless ``data``."""
+    result = read_json(run / "result.json")
+    best = result.get("best")
+    rows = {r["id"]: r for r in result.get("students", [])}
+    if best not in rows:
+        raise KDCompressError(f"{run} has no best artifact to check (no row met the accuracy budget)",
+                              "pass the artifact file to check instead of the run directory")
+    path = Path(rows[best]["artifact"])
+    if not path.is_absolute() and not path.exists():
+        path = run / "artifacts" / path.name
+    if data is None and result.get("data"):
+        inputs = read_json(run / "manifest.json")["inputs"]
+        prof = inputs["profile"]["data"]
+        data = TestData(result["data"], tuple(prof["mean"]), tuple(prof["std"]), result.get("test_samples"),
+                        prof["val_fraction"], inputs["seed"])
+    return subject_from_file(path, result["backend"], result["batch"], result["threads"], None, data)
+
+
+def subject_from_file(path: Path, backend: str | None = None, batch: int = 1, threads: int = 1,
+                      shape: tuple[int, ...] | None = None, data: TestData | None = None) -> Subject:
+    info, backend, sample_shape = resolve_artifact(path, backend, batch, shape)
+    return Subject(path, info, backend, batch, threads, sample_shape, data)
+
+
+def _control_runner(subject: Subject, control: Path | None):
+    """The control on the subject's device: the built-in ONNX one on onnxruntime, or ``control`` (an artifact the
+    subject's backend runs). Returns (runner, description)."""
+    backend = get_backend(subject.backend)
+    if control is not None:
+        info = resolve_artifact(control, subject.backend, subject.batch)[0]
+        return backend(control, threads=subject.threads), {"kind": "file", "name": control.name,
+                                                           "sha256": file_sha256(control), "format": info.format}
+    ort = "onnxruntime-cpu" if backend.device == "cpu" else "onnxruntime-cuda"
+    data = control_model_bytes(subject.input_shape)
+    try:
+        runner = BACKENDS[ort](data, threads=subject.threads)
+    except KDCompressError as e:
+        raise KDCompressError(f"the built-in control model runs on {ort}, which is unusable here ({e.message})",
+                              "pass --control FILE: a small model the artifact's backend runs") from None
+    return runner, {"kind": CONTROL_VERSION, "backend": ort, "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def measure(subject: Subject, repetitions: int, control: Path | None = None, iters: int | None = None,
+            block_warmup: int | None = None, warmup: int = 50) -> dict:
+    """Paired latency samples of ``subject`` and the control, and the subject's accuracy when it has data."""
+    from kdcompress.report.environment import environment
+
+    test = None
+    if subject.data is not None:  # loaded (and its shape checked) before minutes of timing, not after
+        test = subject.data.load()
+        if tuple(test[0].shape[1:]) != subject.input_shape:
+            raise KDCompressError(f"the data's images are {list(test[0].shape[1:])}, the model takes "
+                                  f"{list(subject.input_shape)}", "check --data (and --shape)")
+    candidate = get_backend(subject.backend)(subject.artifact, threads=subject.threads)
+    ctrl, ctrl_desc = _control_runner(subject, control)
+    x = np.random.default_rng(0).random((subject.batch, *subject.input_shape), dtype=np.float32)
+    t0 = time.time()
+    samples = measure_paired(candidate, ctrl, x, x, repetitions, warmup, iters, block_warmup)
+    record = {**subject.describe(), "sha256": file_sha256(subject.artifact), "control": ctrl_desc,
+              "samples": samples.to_json(), "seconds": round(time.time() - t0, 2), "accuracy": None,
+              "environment": environment()}
+    if test is not None:
+        record["accuracy"] = {"value": artifact_accuracy(candidate, subject.info, test), "samples": len(test[1]),
+                              "data": subject.data.to_json()}
+    return record
+
+
+def save_baseline(subject: Subject, out: Path, repetitions: int, control: Path | None = None) -> dict:
+    """Measure ``subject`` and write the baseline file ``out`` (atomically)."""
+    record = {"kind": BASELINE_KIND, "version": BASELINE_VERSION, **measure(subject, repetitions, control)}
+    write_json(out, record)
+    return record
+
+
+def load_baseline(path: Path) -> dict:
+    rec = read_json(path)
+    if not isinstance(rec, dict) or rec.get("kind") != BASELINE_KIND:
+        raise KDCompressError(f"{path} is not a kdcompress baseline", "make one with `kdcompress baseline save`")
+    if rec.get("version") != BASELINE_VERSION:
+        raise KDCompressError(f"{path} is baseline format {rec.get('version')}; this kdcompress reads "
+                              f"{BASELINE_VERSION}", "save the baseline again with this version")
+    try:
+        PairedSamples.from_json(rec["samples"])
+        [rec[k] for k in MUST_MATCH]
+    except (KeyError, TypeError, ValueError) as e:
+        raise KDCompressError(f"{path}: baseline is missing or has a bad field ({e})",
+                              "save the baseline again with `kdcompress baseline save`") from None
+    return rec
+
+
+def refuse_mismatch(subject: Subject, baseline: dict, control: Path | None) -> None:
+    """One line, before anything is measured, when the baseline measured something else."""
+    now = subject.describe()
+    for k in MUST_MATCH:
+        if now[k] != baseline[k]:
+            raise KDCompressError(
+                f"the baseline was measured with {k} {baseline[k]}, this check would use {now[k]}: the latencies "
+                "are not comparable", f"check with the baseline's {k}, or save a new baseline")
+    if (control is None) != (baseline["control"]["kind"] != "file"):
+        raise KDCompressError("the baseline and this check use different control models",
+                              f"{'pass' if control is None else 'drop'} --control as when the baseline was saved")
+    if control is not None and file_sha256(control) != baseline["control"]["sha256"]:
+        raise KDCompressError(f"--control {control.name} is not the control file the baseline was saved with",
+                              "pass the same control file, or save a new baseline")
+
+
+@dataclass
+class LatencyVerdict:
+    status: str  # pass | regression | inconclusive
+    change: float  # Hodges–Lehmann estimate of the slowdown, as a fraction (+0.10 = 10 % slower)
+    lower: float | None  # one-sided (1 − α) bounds of the change; None where the samples are too few
+    upper: float | None
+    max_slowdown: float
+    null_slowdown: float
+    alpha: float
+    repetitions: int
+    baseline_repetitions: int
+    more_repetitions: int | None = None  # inconclusive: fresh repetitions that would likely decide
+    change_without_control: float | None = None  # the artifact's own p50 change, as a stored-number tool sees it
+
+
+@dataclass
+class AccuracyVerdict:
+    status: str  # pass | regression
+    baseline: float
+    current: float
+    drop: float
+    max_drop: float
+
+
+@dataclass
+class Verdict:
+    status: str  # pass | regression | inconclusive
+    latency: LatencyVerdict
+    accuracy: AccuracyVerdict | None
+    subject: dict
+    baseline: dict  # the baseline's date, machine and artifact hash
+    warnings: list[str] = field(default_factory=list)
+
+    def exit_code(self, fail_inconclusive: bool = False) -> int:
+        return int(self.status == "regression" or (fail_inconclusive and self.status == "inconclusive"))
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _frac(x: float) -> float | None:
+    return None if math.isinf(x) else math.expm1(x)
+
+
+def more_repetitions(s: Shift, null: float, limit: float) -> int | None:
+    """Fresh repetitions after which the interval would likely be narrow enough to decide, assuming the spread
+    stays as measured; None when the baseline's own repetitions are too few for any number to do it."""
+    if math.isinf(s.lower) or math.isinf(s.upper):
+        return None
+    half = (s.upper - s.lower) / 2
+    # the interval must clear the null (regression) or fall below the limit (pass); whichever needs less
+    room = max(s.estimate - null, limit - s.estimate)
+    if half <= 0 or room <= 0:
+        return None
+    scale = (0.9 * room / half) ** 2 * (1 / s.n_fresh + 1 / s.n_baseline)  # width ∝ sqrt(1/n1 + 1/n2)
+    if scale <= 1 / s.n_baseline:
+        return None
+    return max(1, math.ceil(1 / (scale - 1 / s.n_baseline)) - s.n_fresh)
+
+
+def judge_latency(fresh: PairedSamples, base: PairedSamples, policy: Check) -> LatencyVerdict:
+    """The decision rule of the module docstring, over the repetitions' log-ratios."""
+    s = shift(fresh.log_ratios, base.log_ratios, policy.alpha)
+    null, limit = math.log1p(policy.null_slowdown), math.log1p(policy.max_slowdown)
+    if s.lower > null:
+        status, more = "regression", None
+    elif s.upper < limit:
+        status, more = "pass", None
+    else:
+        status, more = "inconclusive", more_repetitions(s, null, limit)
+    raw = shift(np.log(fresh.candidate_ms), np.log(base.candidate_ms), policy.alpha)
+    return LatencyVerdict(status, math.expm1(s.estimate), _frac(s.lower), _frac(s.upper), policy.max_slowdown,
+                          policy.null_slowdown, policy.alpha, s.n_fresh, s.n_baseline, more, math.expm1(raw.estimate))
+
+
+def judge_accuracy(fresh: dict | None, base: dict | None, policy: Check) -> AccuracyVerdict | None:
+    if not fresh or not base:
+        return None
+    drop = base["value"] - fresh["value"]
+    return AccuracyVerdict("regression" if drop > policy.max_accuracy_drop + 1e-9 else "pass", base["value"],
+                           fresh["value"], drop, policy.max_accuracy_drop)
+
+
+def compare(fresh: dict, baseline: dict, policy: Check) -> Verdict:
+    """Judge a fresh measurement (:func:`measure`) against a baseline record."""
+    lat = judge_latency(PairedSamples.from_json(fresh["samples"]), PairedSamples.from_json(baseline["samples"]), policy)
+    acc = judge_accuracy(fresh.get("accuracy"), baseline.get("accuracy"), policy)
+    warnings = []
+    was, now = baseline["environment"], fresh["environment"]
+    if was["machine"]["cpu"] != now["machine"]["cpu"]:
+        warnings.append(f"the baseline was measured on {was['machine']['cpu']}, this on {now['machine']['cpu']}: "
+                        "the control cancels the machine's speed, not a different instruction set")
+    for pkg in ("onnxruntime", "onnxruntime-gpu", "tensorrt", "torch"):
+        a, b = was["versions"].get(pkg), now["versions"].get(pkg)
+        if a and b and a != b:
+            warnings.append(f"{pkg} {a} in the baseline, {b} now: a change may come from the runtime")
+    if (fresh.get("accuracy") is None) != (baseline.get("accuracy") is None):
+        warnings.append("accuracy not compared: only one side measured it (pass --data to both)")
+    status = "regression" if "regression" in (lat.status, acc.status if acc else None) else lat.status
+    base_info = {"date": was.get("date"), "cpu": was["machine"]["cpu"], "sha256": baseline.get("sha256"),
+                 "same_artifact": baseline.get("sha256") == fresh.get("sha256")}
+    subject = {k: fresh[k] for k in ("artifact", "name", "backend", "format", "precision", "batch", "input_shape",
+                                     "threads")}
+    return Verdict(status, lat, acc, subject, base_info, warnings)
+
+
+def check(subject: Subject, baseline_path: Path, policy: Check, repetitions: int | None = None,
+          control: Path | None = None) -> tuple[Verdict, dict]:
+    """Measure ``subject`` again, with the baseline's block settings, and judge it. Returns (verdict, fresh)."""
+    baseline = load_baseline(baseline_path)
+    refuse_mismatch(subject, baseline, control)
+    if subject.data is None and baseline.get("accuracy"):  # the baseline's own test data, unless told otherwise
+        subject = replace(subject, data=TestData.from_json(baseline["accuracy"]["data"]))
+    base = PairedSamples.from_json(baseline["samples"])
+    fresh = measure(subject, repetitions or policy.repetitions, control, base.iters, base.block_warmup)
+    return compare(fresh, baseline, policy), fresh
