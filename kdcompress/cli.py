@@ -8,19 +8,16 @@ import warnings
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichBar
 from rich.table import Table
 
+from kdcompress.check_commands import baseline, check
+from kdcompress.console import err_console, out_console
 from kdcompress.errors import KDCompressError
 from kdcompress.report.result import budget_line
 from kdcompress.report.result import table as result_table
-
-err_console = Console(stderr=True)
-# Piped output (CI logs, `make demo | tee`) gets a wide fixed width instead of rich's 80 columns.
-out_console = Console() if sys.stdout.isatty() else Console(width=130)
 
 
 class BarProgress:
@@ -396,7 +393,8 @@ def doctor(as_json: bool) -> None:
                "against TensorRT's API and have not yet run against a real TensorRT")
 
 
-from kdcompress import cli_check  # noqa: F401 — registers `baseline save` and `check` on the group
+cli.add_command(baseline)
+cli.add_command(check)
 
 
 def main() -> None:

@@ -180,7 +180,7 @@ def refuse_mismatch(subject: Subject, baseline: dict, control: Path | None) -> N
     for k in MUST_MATCH:
         if now[k] != baseline[k]:
             raise KDCompressError(
-                f"the baseline was measured with {k} {baseline[k]}, this check would use {now[k]}: the latencies "
+                f"the baseline was measured with {k} {baseline[k]}, this check would use {k} {now[k]}: the latencies "
                 "are not comparable", f"check with the baseline's {k}, or save a new baseline")
     if (control is None) != (baseline["control"]["kind"] != "file"):
         raise KDCompressError("the baseline and this check use different control models",

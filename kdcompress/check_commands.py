@@ -1,6 +1,7 @@
 """Commands of the CI regression gate: ``kdcompress baseline save`` and ``kdcompress check`` (DESIGN §7).
 
-Kept apart from :mod:`kdcompress.cli` (which registers them) because the gate has its own options and outputs.
+Kept apart from :mod:`kdcompress.cli`, which adds them to its group, because the gate has its own options and
+outputs.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 
-from kdcompress.cli import cli, err_console, out_console
+from kdcompress.console import err_console, out_console
 from kdcompress.errors import KDCompressError
 
 OUTCOME_STYLE = {"pass": "bold green", "regression": "bold red", "inconclusive": "bold yellow"}
@@ -89,7 +90,7 @@ def _subject(target: Path, backend, batch, threads, shape, data, mean, std, test
                              threads if threads is not None else d.get("threads", 1), dims, test)
 
 
-@cli.group()
+@click.group()
 def baseline() -> None:
     """Store what `kdcompress check` compares against."""
 
@@ -122,7 +123,7 @@ def baseline_save(target: Path, out: Path, backend, batch, threads, shape, data,
                       f"{acc}", highlight=False, soft_wrap=True)
 
 
-@cli.command()
+@click.command()
 @click.argument("target", type=click.Path(exists=True, path_type=Path))
 @click.option("--baseline", "baseline_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Baseline file from `kdcompress baseline save`.")
