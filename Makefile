@@ -9,7 +9,7 @@ FMNIST_DIR := /usr/share/datasets/fashion-mnist
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: install data demo test test-all bench bench-baselines bench-backends bench-harness bench-proxies bench-search bench-search-speed teacher clean
+.PHONY: install data demo test test-all bench bench-baselines bench-backends bench-harness bench-check bench-proxies bench-search bench-search-speed teacher clean
 
 # Debian's Fashion-MNIST (idx files); installed only when missing, so a second run is a no-op.
 data:
@@ -53,6 +53,11 @@ bench-baselines: install
 # student on every backend here: latency ratios and accuracy (a few minutes; runs the demo first if needed).
 bench-backends: demo
 	$(PY) benchmarks/backends.py
+
+# `kdcompress check` on this machine: false alarms on no change, detection of 5/10/20 % slowdowns, each trial a
+# fresh process, beside the stored-number way (about half an hour on 2 cores; resumable) -> check_power.json
+bench-check: install
+	$(PY) benchmarks/check_power.py
 
 # Our latency harness against the simplest timed loop over the same onnxruntime session (about a minute).
 bench-harness: install

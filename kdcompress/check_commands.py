@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 from pydantic import ValidationError
+from rich.markup import escape
 
 from kdcompress.console import err_console, out_console
 from kdcompress.errors import KDCompressError
@@ -109,7 +110,7 @@ def baseline_save(target: Path, out: Path, backend, batch, threads, shape, data,
     policy = _policy(profile, target if target.is_dir() else None, repetitions=repetitions)
     subject = _subject(target, backend, batch, threads, shape, data, mean, std, test_samples)
     if not as_json:
-        err_console.print(f"timing {subject.artifact.name} and the control, {policy.repetitions} repetitions …")
+        err_console.print(f"timing {escape(subject.artifact.name)} and the control, {policy.repetitions} repetitions …")
     rec = save_baseline(subject, out, policy.repetitions, control)
     if as_json:
         click.echo(json.dumps(rec, indent=2))
@@ -118,14 +119,15 @@ def baseline_save(target: Path, out: Path, backend, batch, threads, shape, data,
 
     s = rec["samples"]
     acc = f", accuracy {rec['accuracy']['value']:.2f} %" if rec.get("accuracy") else ""
-    out_console.print(f"saved {out}: {subject.artifact.name} on {rec['backend']} p50 {np.median(s['candidate_ms']):.4f} "
+    out_console.print(f"saved {escape(str(out))}: {escape(subject.artifact.name)} on {rec['backend']} p50 {np.median(s['candidate_ms']):.4f} "
                       f"ms, control {np.median(s['control_ms']):.4f} ms over {len(s['candidate_ms'])} repetitions"
                       f"{acc}", highlight=False, soft_wrap=True)
 
 
 @click.command()
 @click.argument("target", type=click.Path(exists=True, path_type=Path))
-@click.option("--baseline", "baseline_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+@click.option("--baseline", "baseline_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              required=True,
               help="Baseline file from `kdcompress baseline save`.")
 @click.option("--max-slowdown", type=float, help="Slowdown the gate must catch, as a fraction (profile "
                                                  "check.max_slowdown, 0.10).")
@@ -138,11 +140,12 @@ def baseline_save(target: Path, out: Path, backend, batch, threads, shape, data,
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Write a JUnit XML report here.")
 @click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the Markdown summary here (it is appended to $GITHUB_STEP_SUMMARY when that is set).")
-@click.option("--history", type=click.Path(file_okay=False, path_type=Path),
-              help="Append this run's ratio to DIR/history.jsonl and flag a change point across runs.")
+@click.option("--history", type=click.Path(path_type=Path),
+              help="Append this run's ratio to DIR/history.jsonl and test the last 20 runs for a creep.")
+@click.option("--fail-on-creep", is_flag=True, help="Exit 1 when --history finds a creep (default: report it).")
 @subject_options
 def check(target: Path, baseline_path: Path, max_slowdown, tolerance, alpha, max_accuracy_drop, fail_inconclusive,
-          junit, markdown_path, history, backend, batch, threads, shape, data, mean, std, test_samples, control,
+          junit, markdown_path, history, fail_on_creep, backend, batch, threads, shape, data, mean, std, test_samples, control,
           repetitions, profile, as_json) -> None:
     """Measure TARGET again and compare it with a baseline. Exit 0 pass, 1 regression (or inconclusive with
     --fail-inconclusive), 2 input error.
@@ -160,28 +163,25 @@ def check(target: Path, baseline_path: Path, max_slowdown, tolerance, alpha, max
     base = load_baseline(baseline_path)
     subject = _subject(target, backend, batch, threads, shape, data, mean, std, test_samples, defaults=base)
     verdict, fresh = run_check(subject, baseline_path, policy, control=control)
-    trend = None
     if history is not None:
         from kdcompress.check.history import record_and_detect
 
-        trend = record_and_detect(history, verdict, fresh, base, policy)
-    md = markdown(verdict) + (f"\n{trend['text']}\n" if trend else "")
+        verdict.trend = record_and_detect(history, verdict, fresh, base, policy)
+    md = markdown(verdict)
     if markdown_path:
         atomic_write(markdown_path, md)
     if os.environ.get("GITHUB_STEP_SUMMARY"):
-        with open(os.environ["GITHUB_STEP_SUMMARY"], "a") as f:
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as f:
             f.write(md + "\n")
     if junit:
-        atomic_write(junit, junit_xml(verdict, time.time() - t0, fail_inconclusive))
-    code = max(verdict.exit_code(fail_inconclusive), int(bool(trend and trend["creep"])))
+        atomic_write(junit, junit_xml(verdict, time.time() - t0, fail_inconclusive, fail_on_creep))
+    code = verdict.exit_code(fail_inconclusive, fail_on_creep)
     if as_json:
-        click.echo(json.dumps({**verdict.to_json(), "exit_code": code, "history": trend, "fresh": fresh}, indent=2))
+        click.echo(json.dumps({**verdict.to_json(), "exit_code": code, "fresh": fresh}, indent=2))
     else:
         out_console.print(f"[{OUTCOME_STYLE[verdict.status]}]{verdict.status.upper()}[/] "
-                          f"{verdict_line(verdict).split(' ', 1)[1]}", highlight=False, soft_wrap=True)
+                          f"{escape(verdict_line(verdict).split(' ', 1)[1])}", highlight=False, soft_wrap=True)
         for w in verdict.warnings:
-            err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
-        if trend:
-            out_console.print(trend["text"], highlight=False, soft_wrap=True)
+            err_console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
     if code:
         raise SystemExit(code)

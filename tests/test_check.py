@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def test_u_critical_matches_enumeration(n1: int, n2: int) -> None:
     us = np.array(us)
     for alpha in (0.01, 0.05, 0.1):
         c = u_critical(n1, n2, alpha)
-        tail = lambda k: float(np.mean(us >= k))  # noqa: E731
+        tail = lambda k: float(np.mean(us >= k))
         if c is None:
             assert tail(n1 * n2) > alpha
         else:
@@ -54,9 +55,9 @@ def test_shift_bounds_invert_the_mann_whitney_test() -> None:
     x, y = rng.normal(0.3, 0.1, 12), rng.normal(0.0, 0.1, 10)
     s = shift(x, y, 0.01)
     assert s.estimate == pytest.approx(np.median((x[:, None] - y[None, :]).ravel()))
-    p = lambda d: mannwhitneyu(x - d, y, alternative="greater", method="exact").pvalue  # noqa: E731
+    p = lambda d: mannwhitneyu(x - d, y, alternative="greater", method="exact").pvalue
     assert p(s.lower - 1e-9) <= 0.01 < p(s.lower + 1e-9)
-    q = lambda d: mannwhitneyu(x - d, y, alternative="less", method="exact").pvalue  # noqa: E731
+    q = lambda d: mannwhitneyu(x - d, y, alternative="less", method="exact").pvalue
     assert q(s.upper + 1e-9) <= 0.01 < q(s.upper - 1e-9)
 
 
@@ -64,7 +65,9 @@ def test_large_samples_use_the_normal_approximation_close_to_exact() -> None:
     exact_like = u_critical(50, 50, 0.01)  # 2500 = the exact limit
     approx = u_critical(51, 51, 0.01)
     mean, sd = 51 * 51 / 2, math.sqrt(51 * 51 * 103 / 12)
-    assert abs(approx - (mean + 2.326 * sd)) <= 2 and exact_like < approx
+    assert abs(approx - (mean + 2.326 * sd)) <= 2
+    exact_mean, exact_sd = 50 * 50 / 2, math.sqrt(50 * 50 * 101 / 12)
+    assert abs(exact_like - (exact_mean + 2.326 * exact_sd)) <= 3  # the exact count agrees with its approximation
 
 
 # --- the decision rule on synthetic samples -----------------------------------------------------------------------
@@ -101,13 +104,15 @@ def test_noisy_but_unchanged_is_inconclusive_never_a_regression() -> None:
     rng = np.random.default_rng(4)
     base = paired(rng, 60, noise=0.08)
     v = judge_latency(paired(rng, 6, noise=0.08), base, POLICY)
-    assert v.status == "inconclusive"
-    assert v.more_repetitions is not None and v.more_repetitions > 0
-    # ... and with the repetitions it asked for (same noise), the question is decided, the right way
-    assert judge_latency(paired(rng, 6 + v.more_repetitions, noise=0.08), base, POLICY).status == "pass"
+    assert v.status == "inconclusive" and v.repetitions_to_decide is not None
+    # the number asked for is of the right size: it decides (the right way), and a third of it would not have
+    n = v.repetitions_to_decide
+    assert 6 < n < 60
+    assert judge_latency(paired(rng, n, noise=0.08), base, POLICY).status == "pass"
+    assert judge_latency(paired(rng, max(6, n // 3), noise=0.08), base, POLICY).status == "inconclusive"
     # where the baseline itself is too noisy for any number of fresh repetitions, it says so (None)
-    v = judge_latency(paired(rng, 8, noise=0.15), paired(rng, 30, noise=0.15), POLICY)
-    assert v.status == "inconclusive" and v.more_repetitions is None
+    v = judge_latency(paired(rng, 8, noise=0.2), paired(rng, 6, noise=0.2), POLICY)
+    assert v.status == "inconclusive" and v.repetitions_to_decide is None
 
 
 def test_drifting_machine_is_cancelled_by_the_control() -> None:
@@ -122,10 +127,18 @@ def test_drifting_machine_is_cancelled_by_the_control() -> None:
 def test_different_backend_precision_or_batch_is_refused(onnx_pair: tuple[Path, Path], tmp_path: Path) -> None:
     small, _ = onnx_pair
     subject = subject_from_file(small, "onnxruntime-cpu", 1, 1)
-    baseline = {**subject.describe(), "control": {"kind": "control-v1", "sha256": "x"}}
+    import hashlib
+
+    built_in = hashlib.sha256(control_model_bytes(subject.input_shape)).hexdigest()
+    baseline = {**subject.describe(), "control": {"kind": "control-v1", "sha256": built_in}}
     refuse_mismatch(subject, baseline, None)  # the same: no complaint
-    for key, other in (("backend", "onnxruntime-cuda"), ("precision", "int8"), ("batch", 8), ("threads", 4)):
-        with pytest.raises(KDCompressError, match=f"with {key} {other}"):
+    with pytest.raises(KDCompressError, match="built-in control"):
+        refuse_mismatch(subject, {**baseline, "control": {"kind": "control-v1", "sha256": "0" * 64}}, None)
+    with pytest.raises(KDCompressError, match="different control models"):
+        refuse_mismatch(subject, baseline, small)
+    for key, other in (("backend", "onnxruntime-cuda"), ("precision", "int8"), ("batch", 8), ("threads", 4),
+                       ("format", "engine"), ("input_shape", [3, 32, 32])):
+        with pytest.raises(KDCompressError, match=re.escape(f"with {key} {other}")):
             refuse_mismatch(subject, {**baseline, key: other}, None)
 
 
@@ -199,6 +212,18 @@ def test_save_check_exit_codes_junit_and_markdown(cli_cmd, onnx_pair, tiny_npz, 
     failures = list(root.iter("failure"))
     assert root.get("failures") == "1" and len(failures) == 1 and failures[0].get("type") == "regression"
 
+    # --history: the trend is its own JUnit test case and part of the JSON; a creep fails only when asked
+    hist = tmp_path / "hist"
+    for _ in range(2):
+        proc = run(cli_cmd, "check", small, "--baseline", base, "--repetitions", "6", "--history", hist, "--json",
+                   "--junit", tmp_path / "trend.xml")
+        assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["trend"]["runs"] == 2 and out["trend"]["creep"] is False
+    assert len((hist / "history.jsonl").read_text().splitlines()) == 2
+    names = {c.get("name") for c in ET.parse(tmp_path / "trend.xml").getroot().iter("testcase")}
+    assert "latency-trend" in names
+
     # input errors: one line, exit 2, nothing measured
     assert_user_error(run(cli_cmd, "check", small, "--baseline", base, "--batch", "4"), "batch 1", "batch 4")
     bad = tmp_path / "bad.json"
@@ -208,3 +233,52 @@ def test_save_check_exit_codes_junit_and_markdown(cli_cmd, onnx_pair, tiny_npz, 
     other.write_text(json.dumps({"kind": "something"}))
     assert_user_error(run(cli_cmd, "check", small, "--baseline", other), "not a kdcompress baseline")
     assert_user_error(run(cli_cmd, "check", small, "--baseline", base, "--tolerance", "0.2"), "--tolerance")
+
+
+def test_example_workflow_uses_real_options() -> None:
+    """The shipped GitHub Actions example calls `kdcompress check` with options that exist."""
+    import yaml
+
+    from kdcompress.check_commands import check
+
+    root = Path(__file__).resolve().parent.parent
+    flow = yaml.safe_load((root / "examples" / "ci" / "latency-gate.yml").read_text())
+    scripts = [s["run"] for s in flow["jobs"]["check"]["steps"] if "kdcompress check" in s.get("run", "")]
+    assert len(scripts) == 2
+    known = {opt for p in check.params for opt in p.opts}
+    for script in scripts:
+        used = set(re.findall(r"(--[a-z][a-z-]+)", script.split("kdcompress check", 1)[1]))
+        assert used and used <= known, used - known
+
+
+def test_exit_codes_of_a_verdict() -> None:
+    from kdcompress.check.gate import Verdict
+
+    rng = np.random.default_rng(7)
+    lat = judge_latency(paired(rng, 6, noise=0.08), paired(rng, 60, noise=0.08), POLICY)
+    assert lat.status == "inconclusive"
+    v = Verdict("inconclusive", lat, None, {}, {})
+    assert v.exit_code() == 0 and v.exit_code(fail_inconclusive=True) == 1
+    v.trend = {"creep": True}
+    assert v.exit_code() == 0 and v.exit_code(fail_on_creep=True) == 1
+
+
+def test_run_directory_subject_uses_the_runs_own_copy(onnx_pair: tuple[Path, Path], tiny_npz: Path,
+                                                      tmp_path: Path) -> None:
+    """A run that was moved: its stored artifact path is stale, its own artifacts/ copy is used, with its backend,
+    batch, threads and (absolute) data path."""
+    from kdcompress.check.gate import subject_from_run
+    from kdcompress.run import write_json
+
+    small, _ = onnx_pair
+    run_dir = tmp_path / "moved_run"
+    (run_dir / "artifacts").mkdir(parents=True)
+    (run_dir / "artifacts" / "s0.onnx").write_bytes(small.read_bytes())
+    write_json(run_dir / "result.json", {
+        "best": "s0", "students": [{"id": "s0", "artifact": "/gone/runs/demo/artifacts/s0.onnx"}],
+        "backend": "onnxruntime-cpu", "batch": 2, "threads": 1, "data": "tiny.npz", "test_samples": 50})
+    write_json(run_dir / "manifest.json", {"inputs": {"data": str(tiny_npz), "seed": 0, "profile": {
+        "data": {"mean": [0.0], "std": [1.0], "val_fraction": 0.1}}}})
+    s = subject_from_run(run_dir)
+    assert s.artifact == run_dir / "artifacts" / "s0.onnx" and s.batch == 2 and s.backend == "onnxruntime-cpu"
+    assert s.data is not None and s.data.spec == str(tiny_npz) and len(s.data.load()[1]) == 50

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import numpy as np
 
 from kdcompress.bench.artifact import ArtifactInfo, artifact_accuracy, resolve_artifact
 from kdcompress.bench.backends import BACKENDS, get_backend
+from kdcompress.bench.runners import Runner
 from kdcompress.check.control import CONTROL_VERSION, control_model_bytes
 from kdcompress.check.paired import PairedSamples, measure_paired
 from kdcompress.check.stats import Shift, shift
@@ -35,6 +37,8 @@ BASELINE_KIND = "kdcompress-baseline"
 BASELINE_VERSION = 1
 # What must match between a baseline and a fresh measurement for the ratio to mean the same thing.
 MUST_MATCH = ("backend", "format", "precision", "batch", "input_shape", "threads")
+REQUIRED = (*MUST_MATCH, "samples", "control.kind", "control.sha256", "environment.machine.cpu",
+            "environment.versions")
 
 
 @dataclass(frozen=True)
@@ -91,13 +95,14 @@ def subject_from_run(run: Path, data: TestData | None = None) -> Subject:
     if best not in rows:
         raise KDCompressError(f"{run} has no best artifact to check (no row met the accuracy budget)",
                               "pass the artifact file to check instead of the run directory")
-    path = Path(rows[best]["artifact"])
-    if not path.is_absolute() and not path.exists():
-        path = run / "artifacts" / path.name
+    stored = Path(rows[best]["artifact"])
+    path = run / "artifacts" / stored.name  # the run's own copy first: a moved run keeps its stored paths
+    if not path.exists():
+        path = stored
     if data is None and result.get("data"):
         inputs = read_json(run / "manifest.json")["inputs"]
         prof = inputs["profile"]["data"]
-        data = TestData(result["data"], tuple(prof["mean"]), tuple(prof["std"]), result.get("test_samples"),
+        data = TestData(inputs["data"], tuple(prof["mean"]), tuple(prof["std"]), result.get("test_samples"),
                         prof["val_fraction"], inputs["seed"])
     return subject_from_file(path, result["backend"], result["batch"], result["threads"], None, data)
 
@@ -108,41 +113,46 @@ def subject_from_file(path: Path, backend: str | None = None, batch: int = 1, th
     return Subject(path, info, backend, batch, threads, sample_shape, data)
 
 
-def _control_runner(subject: Subject, control: Path | None):
+def control_for(subject: Subject, control: Path | None) -> tuple[Callable[[], Runner], tuple[int, ...], dict]:
     """The control on the subject's device: the built-in ONNX one on onnxruntime, or ``control`` (an artifact the
-    subject's backend runs). Returns (runner, description)."""
+    subject's backend runs, with its own input shape). Returns (loader, per-sample input shape, description)."""
     backend = get_backend(subject.backend)
     if control is not None:
-        info = resolve_artifact(control, subject.backend, subject.batch)[0]
-        return backend(control, threads=subject.threads), {"kind": "file", "name": control.name,
-                                                           "sha256": file_sha256(control), "format": info.format}
+        info, _, shape = resolve_artifact(control, subject.backend, subject.batch)
+        desc = {"kind": "file", "name": control.name, "sha256": file_sha256(control), "format": info.format}
+        return (lambda: backend(control, threads=subject.threads)), shape, desc
     ort = "onnxruntime-cpu" if backend.device == "cpu" else "onnxruntime-cuda"
     data = control_model_bytes(subject.input_shape)
     try:
-        runner = BACKENDS[ort](data, threads=subject.threads)
+        BACKENDS[ort](data, threads=subject.threads)
     except KDCompressError as e:
         raise KDCompressError(f"the built-in control model runs on {ort}, which is unusable here ({e.message})",
                               "pass --control FILE: a small model the artifact's backend runs") from None
-    return runner, {"kind": CONTROL_VERSION, "backend": ort, "sha256": hashlib.sha256(data).hexdigest()}
+    desc = {"kind": CONTROL_VERSION, "backend": ort, "sha256": hashlib.sha256(data).hexdigest()}
+    return (lambda: BACKENDS[ort](data, threads=subject.threads)), subject.input_shape, desc
 
 
 def measure(subject: Subject, repetitions: int, control: Path | None = None, iters: int | None = None,
-            block_warmup: int | None = None, warmup: int = 50) -> dict:
+            block_warmup: int | None = None) -> dict:
     """Paired latency samples of ``subject`` and the control, and the subject's accuracy when it has data."""
     from kdcompress.report.environment import environment
 
     test = None
-    if subject.data is not None:  # loaded (and its shape checked) before minutes of timing, not after
+    if subject.data is not None:  # loaded (and its shape checked) before the timing, not after
         test = subject.data.load()
         if tuple(test[0].shape[1:]) != subject.input_shape:
             raise KDCompressError(f"the data's images are {list(test[0].shape[1:])}, the model takes "
                                   f"{list(subject.input_shape)}", "check --data (and --shape)")
-    candidate = get_backend(subject.backend)(subject.artifact, threads=subject.threads)
-    ctrl, ctrl_desc = _control_runner(subject, control)
-    x = np.random.default_rng(0).random((subject.batch, *subject.input_shape), dtype=np.float32)
+    backend = get_backend(subject.backend)
+    candidate = backend(subject.artifact, threads=subject.threads)  # loads once here: a bad file fails fast
+    make_control, control_shape, control_desc = control_for(subject, control)
+    rng = np.random.default_rng(0)
+    x = rng.random((subject.batch, *subject.input_shape), dtype=np.float32)
+    x_control = rng.random((subject.batch, *control_shape), dtype=np.float32)
     t0 = time.time()
-    samples = measure_paired(candidate, ctrl, x, x, repetitions, warmup, iters, block_warmup)
-    record = {**subject.describe(), "sha256": file_sha256(subject.artifact), "control": ctrl_desc,
+    samples = measure_paired(lambda: backend(subject.artifact, threads=subject.threads), make_control, x, x_control,
+                             repetitions, iters=iters, block_warmup=block_warmup)
+    record = {**subject.describe(), "sha256": file_sha256(subject.artifact), "control": control_desc,
               "samples": samples.to_json(), "seconds": round(time.time() - t0, 2), "accuracy": None,
               "environment": environment()}
     if test is not None:
@@ -166,8 +176,14 @@ def load_baseline(path: Path) -> dict:
         raise KDCompressError(f"{path} is baseline format {rec.get('version')}; this kdcompress reads "
                               f"{BASELINE_VERSION}", "save the baseline again with this version")
     try:
+        for dotted in REQUIRED:
+            node = rec
+            for part in dotted.split("."):
+                node = node[part]
         PairedSamples.from_json(rec["samples"])
-        [rec[k] for k in MUST_MATCH]
+        if rec.get("accuracy"):
+            float(rec["accuracy"]["value"])
+            TestData.from_json(rec["accuracy"]["data"])
     except (KeyError, TypeError, ValueError) as e:
         raise KDCompressError(f"{path}: baseline is missing or has a bad field ({e})",
                               "save the baseline again with `kdcompress baseline save`") from None
@@ -188,6 +204,12 @@ def refuse_mismatch(subject: Subject, baseline: dict, control: Path | None) -> N
     if control is not None and file_sha256(control) != baseline["control"]["sha256"]:
         raise KDCompressError(f"--control {control.name} is not the control file the baseline was saved with",
                               "pass the same control file, or save a new baseline")
+    if control is None:
+        built_in = hashlib.sha256(control_model_bytes(subject.input_shape)).hexdigest()
+        if (baseline["control"]["kind"], baseline["control"]["sha256"]) != (CONTROL_VERSION, built_in):
+            raise KDCompressError(f"the baseline's built-in control ({baseline['control']['kind']} "
+                                  f"{baseline['control']['sha256'][:12]}) is not this kdcompress's ({CONTROL_VERSION} "
+                                  f"{built_in[:12]})", "save the baseline again")
 
 
 @dataclass
@@ -201,7 +223,7 @@ class LatencyVerdict:
     alpha: float
     repetitions: int
     baseline_repetitions: int
-    more_repetitions: int | None = None  # inconclusive: fresh repetitions that would likely decide
+    repetitions_to_decide: int | None = None  # inconclusive: fresh repetitions (in all) that would likely decide
     change_without_control: float | None = None  # the artifact's own p50 change, as a stored-number tool sees it
 
 
@@ -222,9 +244,15 @@ class Verdict:
     subject: dict
     baseline: dict  # the baseline's date, machine and artifact hash
     warnings: list[str] = field(default_factory=list)
+    trend: dict | None = None  # --history: the creep test across runs (kdcompress.check.history)
 
-    def exit_code(self, fail_inconclusive: bool = False) -> int:
-        return int(self.status == "regression" or (fail_inconclusive and self.status == "inconclusive"))
+    @property
+    def creep(self) -> bool:
+        return bool(self.trend and self.trend["creep"])
+
+    def exit_code(self, fail_inconclusive: bool = False, fail_on_creep: bool = False) -> int:
+        return int(self.status == "regression" or (fail_inconclusive and self.status == "inconclusive")
+                   or (fail_on_creep and self.creep))
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -234,9 +262,13 @@ def _frac(x: float) -> float | None:
     return None if math.isinf(x) else math.expm1(x)
 
 
-def more_repetitions(s: Shift, null: float, limit: float) -> int | None:
-    """Fresh repetitions after which the interval would likely be narrow enough to decide, assuming the spread
-    stays as measured; None when the baseline's own repetitions are too few for any number to do it."""
+MAX_REPETITIONS = 1000
+
+
+def repetitions_to_decide(s: Shift, null: float, limit: float) -> int | None:
+    """Fresh repetitions (in all) with which the interval would likely be narrow enough to decide, assuming the
+    spread stays as measured; None when no number up to :data:`MAX_REPETITIONS` would do it against this baseline
+    (its own repetitions are too few)."""
     if math.isinf(s.lower) or math.isinf(s.upper):
         return None
     half = (s.upper - s.lower) / 2
@@ -247,7 +279,8 @@ def more_repetitions(s: Shift, null: float, limit: float) -> int | None:
     scale = (0.9 * room / half) ** 2 * (1 / s.n_fresh + 1 / s.n_baseline)  # width ∝ sqrt(1/n1 + 1/n2)
     if scale <= 1 / s.n_baseline:
         return None
-    return max(1, math.ceil(1 / (scale - 1 / s.n_baseline)) - s.n_fresh)
+    n = max(s.n_fresh + 1, math.ceil(1 / (scale - 1 / s.n_baseline)))
+    return n if n <= MAX_REPETITIONS else None
 
 
 def judge_latency(fresh: PairedSamples, base: PairedSamples, policy: Check) -> LatencyVerdict:
@@ -259,7 +292,7 @@ def judge_latency(fresh: PairedSamples, base: PairedSamples, policy: Check) -> L
     elif s.upper < limit:
         status, more = "pass", None
     else:
-        status, more = "inconclusive", more_repetitions(s, null, limit)
+        status, more = "inconclusive", repetitions_to_decide(s, null, limit)
     raw = shift(np.log(fresh.candidate_ms), np.log(base.candidate_ms), policy.alpha)
     return LatencyVerdict(status, math.expm1(s.estimate), _frac(s.lower), _frac(s.upper), policy.max_slowdown,
                           policy.null_slowdown, policy.alpha, s.n_fresh, s.n_baseline, more, math.expm1(raw.estimate))

@@ -40,7 +40,7 @@ def _inversion_counts(n: int) -> tuple[int, ...]:
 
 
 def rising_p_value(series: list[float]) -> float:
-    """One-sided Mann–Kendall p-value of "the series rises" (exact; ties count as half an inversion)."""
+    """One-sided Mann–Kendall p-value of "the series rises" (exact; a tie counts as half an inversion, rounded up)."""
     v = np.asarray(series, float)
     n = len(v)
     if n < 3:
@@ -48,7 +48,7 @@ def rising_p_value(series: list[float]) -> float:
     i, j = np.triu_indices(n, 1)
     inversions = float(np.sum(v[i] > v[j]) + 0.5 * np.sum(v[i] == v[j]))
     counts = _inversion_counts(n)
-    return sum(counts[: math.floor(inversions) + 1]) / math.factorial(n)
+    return sum(counts[: math.ceil(inversions) + 1]) / math.factorial(n)  # ceil: a tie never makes p smaller
 
 
 def sen_slope(series: list[float]) -> float:
@@ -71,6 +71,10 @@ def detect_creep(series: list[float], policy: Check, window: int = WINDOW) -> di
 def record_and_detect(folder: Path, verdict: Verdict, fresh: dict, baseline: dict, policy: Check,
                       window: int = WINDOW) -> dict:
     """Append this check to ``folder/history.jsonl`` (rewritten atomically) and judge the trend."""
+    from kdcompress.errors import KDCompressError
+
+    if folder.exists() and not folder.is_dir():
+        raise KDCompressError(f"--history {folder} is a file", "pass a directory (it holds history.jsonl)")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "history.jsonl"
     lines = path.read_text().splitlines() if path.exists() else []
@@ -79,22 +83,17 @@ def record_and_detect(folder: Path, verdict: Verdict, fresh: dict, baseline: dic
         try:
             entries.append(json.loads(line))
         except json.JSONDecodeError:
-            from kdcompress.errors import KDCompressError
-
             raise KDCompressError(f"{path}:{n} is not JSON", "fix or delete that line") from None
     samples = fresh["samples"]
     log_ratio = float(np.median(np.log(samples["candidate_ms"]) - np.log(samples["control_ms"])))
-    key = (fresh["name"], fresh["backend"], fresh["precision"], fresh["batch"], fresh["control"]["sha256"])
-    entries.append({"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": os.environ.get("GITHUB_SHA"),
-                    "artifact": fresh["name"], "sha256": fresh["sha256"], "backend": fresh["backend"],
-                    "precision": fresh["precision"], "batch": fresh["batch"], "control": fresh["control"]["sha256"],
-                    "log_ratio": log_ratio, "change_vs_baseline": verdict.latency.change, "status": verdict.status})
+    entry = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": os.environ.get("GITHUB_SHA"),
+             "artifact": fresh["name"], "sha256": fresh["sha256"], "backend": fresh["backend"],
+             "precision": fresh["precision"], "batch": fresh["batch"], "control": fresh["control"]["sha256"],
+             "cpu": fresh["environment"]["machine"]["cpu"], "log_ratio": log_ratio,
+             "change_vs_baseline": verdict.latency.change, "status": verdict.status}
+    entries.append(entry)
     atomic_write(path, "".join(json.dumps(e) + "\n" for e in entries))
-    series = [e["log_ratio"] for e in entries
-              if (e["artifact"], e["backend"], e["precision"], e["batch"], e["control"]) == key]
-    trend = detect_creep(series, policy, window)
-    word = "CREEP" if trend["creep"] else "no creep"
-    trend["text"] = (f"history: {word} over the last {trend['runs']} runs — {trend['slope_per_run'] * 100:+.2f} % "
-                     f"per run, {trend['change_over_window'] * 100:+.1f} % in all (rising p = {trend['p_value']:.3g})")
-    trend["file"] = str(path)
-    return trend
+    # one series per artifact name, backend, precision, batch, control and CPU model: ratios of another CPU differ
+    same = ("artifact", "backend", "precision", "batch", "control", "cpu")
+    series = [e["log_ratio"] for e in entries if all(e.get(k) == entry[k] for k in same)]
+    return {**detect_creep(series, policy, window), "file": str(path)}

@@ -18,9 +18,23 @@ def latency_text(v: Verdict) -> str:
     text = (f"latency {_pct(lat.change)} vs baseline ({conf} % interval {_pct(lat.lower)} … {_pct(lat.upper)}; "
             f"fails above {_pct(lat.null_slowdown)} once shown, must catch {_pct(lat.max_slowdown)})")
     if lat.status == "inconclusive":
-        text += (f"; too noisy to decide: about {lat.more_repetitions} more repetitions would"
-                 if lat.more_repetitions else "; too noisy to decide: save the baseline with more repetitions")
+        text += f"; too noisy to decide: {decide_hint(v)}"
     return text
+
+
+def decide_hint(v: Verdict) -> str:
+    n = v.latency.repetitions_to_decide
+    return (f"--repetitions {n} would likely decide" if n else
+            f"save the baseline with more repetitions (it has {v.latency.baseline_repetitions})")
+
+
+def trend_text(v: Verdict) -> str | None:
+    t = v.trend
+    if not t:
+        return None
+    return (f"trend over the last {t['runs']} runs: {'CREEP' if t['creep'] else 'no creep'}, "
+            f"{t['slope_per_run'] * 100:+.2f} % per run, {t['change_over_window'] * 100:+.1f} % in all "
+            f"(rising p = {t['p_value']:.3g})")
 
 
 def accuracy_text(v: Verdict) -> str | None:
@@ -32,7 +46,7 @@ def accuracy_text(v: Verdict) -> str | None:
 
 def verdict_line(v: Verdict) -> str:
     """``REGRESSION student.int8.onnx: latency +12.3 % vs baseline (…); accuracy …``."""
-    parts = [latency_text(v), accuracy_text(v)]
+    parts = [latency_text(v), accuracy_text(v), trend_text(v)]
     return f"{v.status.upper()} {v.subject['name']}: " + "; ".join(p for p in parts if p)
 
 
@@ -55,9 +69,12 @@ def markdown(v: Verdict) -> str:
         lines.append(f"| accuracy | {-a.drop:+.2f} points | {a.baseline:.2f} % → {a.current:.2f} % | "
                      f"drop ≤ {a.max_drop} | {a.status} |")
     lines.append("")
+    if v.trend:
+        lines.insert(-1, f"| latency trend (`--history`) | {v.trend['change_over_window'] * 100:+.1f} % over "
+                         f"{v.trend['runs']} runs | {v.trend['slope_per_run'] * 100:+.2f} % per run | rising at "
+                         f"p < {lat.alpha} and beyond {_pct(lat.null_slowdown)} | {'creep' if v.creep else 'pass'} |")
     if lat.status == "inconclusive":
-        lines.append(f"Too noisy to decide; {'about ' + str(lat.more_repetitions) + ' more repetitions would' if lat.more_repetitions else 'save the baseline with more repetitions'} "
-                     "(`--repetitions`).")
+        lines.append(f"Too noisy to decide: {decide_hint(v)}.")
     if lat.change_without_control is not None:
         lines.append(f"Compared as stored numbers (without the control), the artifact's own median moved "
                      f"{_pct(lat.change_without_control)}.")
@@ -65,13 +82,15 @@ def markdown(v: Verdict) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def junit_xml(v: Verdict, seconds: float = 0.0, fail_inconclusive: bool = False) -> str:
+def junit_xml(v: Verdict, seconds: float = 0.0, fail_inconclusive: bool = False, fail_on_creep: bool = False) -> str:
     """A JUnit XML report: one suite, a test case per check; a regression is a failure; inconclusive is a failure
     only when ``fail_inconclusive`` made it one (else a pass with the reason in system-out)."""
     cases = [("latency", v.latency.status, latency_text(v))]
     if v.accuracy:
         cases.append(("accuracy", v.accuracy.status, accuracy_text(v) or ""))
-    failing = {"regression", "inconclusive"} if fail_inconclusive else {"regression"}
+    if v.trend:
+        cases.append(("latency-trend", "creep" if v.creep else "pass", trend_text(v) or ""))
+    failing = {"regression"} | ({"inconclusive"} if fail_inconclusive else set()) | ({"creep"} if fail_on_creep else set())
     failures = sum(status in failing for _, status, _ in cases)
     suite = ET.Element("testsuite", name="kdcompress check", tests=str(len(cases)), failures=str(failures),
                        errors="0", skipped="0", time=f"{seconds:.3f}")

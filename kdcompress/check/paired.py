@@ -1,13 +1,18 @@
-"""Candidate and control timed in shuffled, interleaved blocks (DESIGN §7).
+"""Candidate and control timed in shuffled, interleaved blocks, each repetition on freshly loaded models
+(DESIGN §7).
 
-One repetition = a block per model, in random order: a few untimed calls (the other model just evicted this one's
-caches), then ``iters`` timed calls → the block's median. A repetition's log-ratio
-``ln(median_candidate) − ln(median_control)`` cancels the machine's speed at that moment; the blocks are short so
-that both models of a repetition see the same moment.
+One repetition = load both models anew (in random order), a few untimed calls, then a timed block of each in random
+order → each block's median. A repetition's log-ratio ``ln(median_candidate) − ln(median_control)`` cancels the
+machine's speed at that moment; the blocks are short so that both models see the same moment. Loading anew matters
+on a CPU: where a session's weights and buffers land in memory moves its latency by a percent or more (measured here:
+fresh sessions in one process differ about as much as separate processes do), so repetitions of one loaded session
+share an offset that no number of them averages away. Fresh sessions make the repetitions independent draws of that
+offset too, which the test's bounds assume.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -37,29 +42,37 @@ class PairedSamples:
         return cls(list(d["candidate_ms"]), list(d["control_ms"]), int(d["iters"]), int(d["block_warmup"]))
 
 
-def _calibrate(timers: list, block_ms: float) -> int:
-    """Timed calls per block so that the slower model's block lasts about ``block_ms``."""
-    slowest = max(float(np.median([t() for _ in range(7)])) for t in timers)
-    return int(np.clip(round(block_ms / max(slowest, 1e-4)), 10, 2000))
+def _timer(make: Callable[[], Runner], x: np.ndarray, warmup: int) -> Callable[[], float]:
+    """Load a runner, bind ``x``, warm it up; returns a function timing one call in ms."""
+    runner = make()
+    call = runner.bind(x)
+    for _ in range(warmup):
+        call()
+    runner.sync()
+    return call_timer(runner, call)
 
 
 def measure_paired(
-    candidate: Runner, control: Runner, x_candidate: np.ndarray, x_control: np.ndarray, repetitions: int,
-    warmup: int = 50, iters: int | None = None, block_warmup: int | None = None, seed: int | None = None,
+    make_candidate: Callable[[], Runner], make_control: Callable[[], Runner], x_candidate: np.ndarray,
+    x_control: np.ndarray, repetitions: int, warmup: int = 20, iters: int | None = None,
+    block_warmup: int | None = None, seed: int | None = None,
 ) -> PairedSamples:
-    """``repetitions`` shuffled blocks of each model (``iters`` None: calibrated to :data:`BLOCK_MS`)."""
+    """``repetitions`` shuffled block pairs, each on freshly loaded runners (``iters`` None: calibrated so that the
+    slower model's block lasts about :data:`BLOCK_MS`). ``warmup``: calls after each load, before timing."""
     rng = np.random.default_rng(seed)
-    timers = []
-    for runner, x in ((candidate, x_candidate), (control, x_control)):
-        call = runner.bind(np.ascontiguousarray(x, dtype=np.float32))
-        for _ in range(warmup):
-            call()
-        runner.sync()
-        timers.append(call_timer(runner, call))
-    iters = iters or _calibrate(timers, BLOCK_MS)
+    makers = [(make_candidate, np.ascontiguousarray(x_candidate, np.float32)),
+              (make_control, np.ascontiguousarray(x_control, np.float32))]
+    if iters is None:
+        timers = [_timer(m, x, warmup) for m, x in makers]
+        slowest = max(float(np.median([t() for _ in range(7)])) for t in timers)
+        iters = int(np.clip(round(BLOCK_MS / max(slowest, 1e-4)), 10, 2000))
     block_warmup = block_warmup if block_warmup is not None else max(2, iters // 10)
     medians: list[list[float]] = [[], []]
     for _ in range(repetitions):
+        order = rng.permutation(2)
+        timers = [None, None]
+        for which in order:
+            timers[which] = _timer(*makers[which], warmup)
         for which in rng.permutation(2):
             timed = timers[which]
             for _ in range(block_warmup):
