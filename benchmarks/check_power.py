@@ -5,14 +5,17 @@
 A demo-sized student (ResNet family, random weights: latency does not care) is the model under test; its slower
 versions are the same student with extra layers (1x1 identity convolutions inserted after a ReLU, so the outputs do
 not change), sized to about 5, 10 and 20 % and their real slowdown measured separately in this process (100
-interleaved repetitions against the original). Ten baselines of the original are saved, each in a fresh process.
-Then every trial is a fresh ``kdcompress check`` process (no change, or one of the slower versions, in shuffled
-order) against one of the baselines; with stress on (the default), every other block of 10 trials runs beside a
-process that streams memory on the other core — a neighbour job on a shared runner.
+interleaved repetitions against the original). Ten baselines of the original are saved, each in a fresh process,
+and every tenth round one of them is saved again, so that trials meet baselines of every age (the machine drifts
+both ways between a baseline and a check). Then every trial is a fresh ``kdcompress check`` process (no change, or
+one of the slower versions, in shuffled order) against one of the baselines; with stress on (the default), every
+other block of 10 rounds runs beside a process that streams memory on the other core — a neighbour job.
 
-Each trial is judged twice from the same samples: by the gate (artifact/control log-ratios), and the way
-stored-number tools judge — the artifact's own fresh medians against the baseline's stored ones, with the same
-rule and with asv's (Mann–Whitney p < 0.002 and a 1.1x factor). Trials append to ``runs/check_power/trials.jsonl``,
+Each trial is judged from the same samples by the gate (artifact/control log-ratios) and the ways stored-number
+tools judge — the artifact's own fresh medians against the baseline's stored ones: with the gate's rule, with asv's
+(Mann–Whitney p < 0.002 and a 1.1x factor) and with Google benchmark's compare.py (Mann–Whitney p < 0.05, slower).
+"At equal power" sets each way's threshold on its estimate where it catches 95 % of the 10 % slowdowns and reports
+the false alarms that threshold gives. Trials (with their raw samples) append to ``runs/check_power/trials.jsonl``,
 so an interrupted run resumes. Saves ``benchmarks/results/check_power.json``.
 """
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -110,10 +114,27 @@ def stored_judgements(fresh: dict, base: dict, policy: Check) -> dict[str, bool]
     """Did a stored-number tool call it a regression? Same rule without the control; asv's rule."""
     f, b = np.asarray(fresh["candidate_ms"]), np.asarray(base["candidate_ms"])
     ones_f, ones_b = [1.0] * len(f), [1.0] * len(b)
-    same = judge_latency(PairedSamples(f.tolist(), ones_f, 1, 0), PairedSamples(b.tolist(), ones_b, 1, 0), policy)
+    same = judge_latency(PairedSamples(f.tolist(), ones_f, 1, 0), PairedSamples(b.tolist(), ones_b, 1, 0), policy,
+                         policy.alpha_per_look)
     p = mannwhitneyu(f, b, alternative="two-sided").pvalue
-    asv = bool(p < 0.002 and np.median(f) / np.median(b) > 1.1)
-    return {"stored_same_rule": same.status == "regression", "stored_asv": asv}
+    slower = np.median(f) / np.median(b)
+    return {"stored_same_rule": same.status == "regression", "stored_asv": bool(p < 0.002 and slower > 1.1),
+            "stored_gbench": bool(p < 0.05 and slower > 1.0)}
+
+
+RULES = {"alarm": "kdcompress check (artifact/control ratio)", "stored_same_rule": "stored numbers, the same rule",
+         "stored_asv": "stored numbers, asv (U p < 0.002, factor 1.1)",
+         "stored_gbench": "stored numbers, Google benchmark compare.py (U p < 0.05)"}
+
+
+def equal_power(trials: list[dict], key: str) -> dict:
+    """Threshold on ``key`` (an estimated change) that catches 95 % of the 10 % slowdowns; the false alarms it
+    gives on no change."""
+    slow = np.array([t[key] for t in trials if t["condition"] == "10"])
+    same = np.array([t[key] for t in trials if t["condition"] == "0"])
+    threshold = float(np.percentile(slow, 5))
+    return {"threshold": threshold, "false_alarm_rate": float(np.mean(same >= threshold)),
+            "no_change_p5_p50_p95": np.percentile(same, [5, 50, 95]).tolist(), "no_change_sd": float(same.std())}
 
 
 def rates(trials: list[dict], key: str, models: dict) -> dict:
@@ -132,17 +153,25 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "check_power.json")
     args = ap.parse_args()
     t0 = time.time()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally below: never leave the stress behind
     args.work.mkdir(parents=True, exist_ok=True)
     policy = Check()
     cli = [sys.executable, "-m", "kdcompress.cli"]
     models = make_models(args.work)
     print("models:", {c: f"{m['measured_slowdown'] * 100:+.1f} % ({m['extra_layers']} extra layers)"
                       for c, m in models.items()})
-    base_files = [args.work / f"baseline{i}.json" for i in range(BASELINES)]
-    for b in base_files:
-        if not b.exists():
-            subprocess.run([*cli, "baseline", "save", models["0"]["path"], "-o", b], check=True, capture_output=True)
-    baselines = [json.loads(b.read_text()) for b in base_files]
+    saves = args.work / "baselines"
+    saves.mkdir(exist_ok=True)
+
+    def save(slot: int) -> Path:  # every save is its own file, so that every trial's baseline stays on disk
+        path = saves / f"slot{slot}.{len(list(saves.glob(f'slot{slot}.*.json')))}.json"
+        subprocess.run([*cli, "baseline", "save", models["0"]["path"], "-o", path], check=True, capture_output=True)
+        return path
+
+    current = {}
+    for slot in range(BASELINES):
+        existing = sorted(saves.glob(f"slot{slot}.*.json"), key=lambda p: int(p.name.split(".")[1]))
+        current[slot] = existing[-1] if existing else save(slot)
     log = args.work / "trials.jsonl"
     trials = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     done = len(trials) // len(models)
@@ -158,17 +187,23 @@ def main() -> None:
             elif not stressed and hog is not None:
                 hog.kill()
                 hog = None
+            if i >= 10 and i % 10 == 0:
+                current[(i // 10) % BASELINES] = save((i // 10) % BASELINES)
+            b = (3 * i) % BASELINES
+            base = json.loads(current[b].read_text())
             for cond in rng.permutation(list(models)):
-                b = i % BASELINES
-                proc = subprocess.run([*cli, "check", models[cond]["path"], "--baseline", base_files[b], "--json"],
+                proc = subprocess.run([*cli, "check", models[cond]["path"], "--baseline", current[b], "--json"],
                                       check=False, capture_output=True, text=True)
                 if proc.returncode not in (0, 1):
                     raise SystemExit(f"check failed: {proc.stderr.strip()}")
                 v = json.loads(proc.stdout)
-                trial = {"trial": i, "condition": str(cond), "baseline": b, "stress": stressed,
+                fresh = v["fresh"]["samples"]
+                trial = {"trial": i, "condition": str(cond), "baseline": current[b].name, "stress": stressed,
+                         "baseline_age_s": round(time.time() - current[b].stat().st_mtime),
                          "status": v["status"], "alarm": v["exit_code"] == 1, "change": v["latency"]["change"],
                          "change_without_control": v["latency"]["change_without_control"],
-                         **stored_judgements(v["fresh"]["samples"], baselines[b]["samples"], policy)}
+                         **stored_judgements(fresh, base["samples"], policy),
+                         "candidate_ms": fresh["candidate_ms"], "control_ms": fresh["control_ms"]}
                 trials.append(trial)
                 with log.open("a") as f:
                     f.write(json.dumps(trial) + "\n")
@@ -178,12 +213,12 @@ def main() -> None:
         if hog is not None:
             hog.kill()
     summary = {}
-    for key in ("alarm", "stored_same_rule", "stored_asv"):
+    for key, rule in RULES.items():
         r = rates(trials, key, models)
-        summary[key] = {"false_alarm_rate": r["0"]["alarm_rate"],
+        summary[key] = {"rule": rule, "false_alarm_rate": r["0"]["alarm_rate"],
                         "detection_rate": {c: r[c]["alarm_rate"] for c in models if c != "0"}}
-    by_stress = {str(s): {key: rates([t for t in trials if t["stress"] == s], key, models)
-                          for key in ("alarm", "stored_same_rule", "stored_asv")} for s in (False, True)}
+    by_stress = {str(s): {key: rates([t for t in trials if t["stress"] == s], key, models) for key in RULES}
+                 for s in (False, True)}
     figures = {
         "benchmark": "check_power", "command": "python benchmarks/check_power.py" + (" --no-stress" if args.no_stress
                                                                                       else ""),
@@ -193,13 +228,11 @@ def main() -> None:
         "detection_rate": summary["alarm"]["detection_rate"],
         "inconclusive_rate": {c: float(np.mean([t["status"] == "inconclusive" for t in trials
                                                 if t["condition"] == c])) for c in models},
-        "stored_number": {"same_rule": summary["stored_same_rule"], "asv_factor_1.1_p_0.002": summary["stored_asv"]},
+        "stored_number": {"same_rule": summary["stored_same_rule"], "asv": summary["stored_asv"],
+                          "gbench_compare": summary["stored_gbench"]},
+        "at_equal_power": {"with_control": equal_power(trials, "change"),
+                           "stored_number": equal_power(trials, "change_without_control")},
         "by_stress": by_stress,
-        "change_spread_no_change": {
-            "with_control_p5_p95": np.percentile([t["change"] for t in trials if t["condition"] == "0"],
-                                                 [5, 95]).tolist(),
-            "without_control_p5_p95": np.percentile([t["change_without_control"] for t in trials
-                                                     if t["condition"] == "0"], [5, 95]).tolist()},
         "seconds_this_invocation": round(time.time() - t0, 1), **environment(),
     }
     write_json(args.out, figures)

@@ -40,7 +40,8 @@ def subject_options(fn):
                      help="Control model to time beside the artifact (default: a small built-in ONNX model on "
                           "onnxruntime of the same device)."),
         click.option("--repetitions", "-r", type=click.IntRange(min=5, max=1000),
-                     help="Shuffled artifact/control block pairs (profile check.repetitions, 30)."),
+                     help="Shuffled artifact/control block pairs: `baseline save` takes this many (profile "
+                          "check.baseline_repetitions, 100), `check` starts with it (check.repetitions, 30)."),
         click.option("--profile", "-p", help="Profile whose `check` section gives the defaults (a run's own profile "
                                              "for a run directory)."),
         click.option("--json", "as_json", is_flag=True, help="Print only JSON on stdout."),
@@ -107,11 +108,12 @@ def baseline_save(target: Path, out: Path, backend, batch, threads, shape, data,
     and write the latency samples (and accuracy) to a baseline file."""
     from kdcompress.check import save_baseline
 
-    policy = _policy(profile, target if target.is_dir() else None, repetitions=repetitions)
+    policy = _policy(profile, target if target.is_dir() else None, baseline_repetitions=repetitions)
     subject = _subject(target, backend, batch, threads, shape, data, mean, std, test_samples)
     if not as_json:
-        err_console.print(f"timing {escape(subject.artifact.name)} and the control, {policy.repetitions} repetitions …")
-    rec = save_baseline(subject, out, policy.repetitions, control)
+        err_console.print(f"timing {escape(subject.artifact.name)} and the control, {policy.baseline_repetitions} "
+                          "repetitions …")
+    rec = save_baseline(subject, out, policy.baseline_repetitions, control)
     if as_json:
         click.echo(json.dumps(rec, indent=2))
         return
@@ -133,7 +135,9 @@ def baseline_save(target: Path, out: Path, backend, batch, threads, shape, data,
                                                  "check.max_slowdown, 0.10).")
 @click.option("--tolerance", type=float, help="Slowdown never flagged (the test's null), as a fraction (default: "
                                               "half of --max-slowdown).")
-@click.option("--alpha", type=float, help="False-alarm level of the one-sided test (0.01).")
+@click.option("--alpha", type=float, help="False-alarm level of the one-sided test, over all looks (0.01).")
+@click.option("--max-repetitions", type=click.IntRange(min=5, max=1000),
+              help="A check too noisy to decide doubles its repetitions up to this many (120).")
 @click.option("--max-accuracy-drop", type=float, help="Accuracy points the artifact may lose (0.5).")
 @click.option("--fail-inconclusive", is_flag=True, help="Exit 1 when the noise is too high to decide (default: "
                                                         "pass with a warning).")
@@ -144,7 +148,8 @@ def baseline_save(target: Path, out: Path, backend, batch, threads, shape, data,
               help="Append this run's ratio to DIR/history.jsonl and test the last 20 runs for a creep.")
 @click.option("--fail-on-creep", is_flag=True, help="Exit 1 when --history finds a creep (default: report it).")
 @subject_options
-def check(target: Path, baseline_path: Path, max_slowdown, tolerance, alpha, max_accuracy_drop, fail_inconclusive,
+def check(target: Path, baseline_path: Path, max_slowdown, tolerance, alpha, max_repetitions, max_accuracy_drop,
+          fail_inconclusive,
           junit, markdown_path, history, fail_on_creep, backend, batch, threads, shape, data, mean, std, test_samples, control,
           repetitions, profile, as_json) -> None:
     """Measure TARGET again and compare it with a baseline. Exit 0 pass, 1 regression (or inconclusive with
@@ -159,9 +164,12 @@ def check(target: Path, baseline_path: Path, max_slowdown, tolerance, alpha, max
 
     t0 = time.time()
     policy = _policy(profile, target if target.is_dir() else None, max_slowdown=max_slowdown, tolerance=tolerance,
-                     alpha=alpha, max_accuracy_drop=max_accuracy_drop, repetitions=repetitions)
+                     alpha=alpha, max_accuracy_drop=max_accuracy_drop, repetitions=repetitions,
+                     max_repetitions=max_repetitions)
     base = load_baseline(baseline_path)
     subject = _subject(target, backend, batch, threads, shape, data, mean, std, test_samples, defaults=base)
+    if policy.max_repetitions < policy.repetitions:
+        policy = policy.model_copy(update={"max_repetitions": policy.repetitions})  # -r 200: no doubling
     verdict, fresh = run_check(subject, baseline_path, policy, control=control)
     if history is not None:
         from kdcompress.check.history import record_and_detect

@@ -156,7 +156,10 @@ class Check(_Strict):
                                                             "at most this'; default half of max_slowdown")
     alpha: float = Field(0.01, gt=0, lt=0.5, description="false-alarm level of the one-sided test")
     max_accuracy_drop: float = Field(0.5, ge=0, description="accuracy points the artifact may lose to the baseline")
-    repetitions: int = Field(30, ge=5, le=1000, description="shuffled candidate/control block pairs per measurement")
+    repetitions: int = Field(30, ge=5, le=1000, description="shuffled candidate/control block pairs a check starts with")
+    max_repetitions: int = Field(120, ge=5, le=1000, description="a check too noisy to decide doubles its "
+                                                                 "repetitions up to this many")
+    baseline_repetitions: int = Field(100, ge=5, le=1000, description="block pairs of `baseline save`")
 
     @field_validator("tolerance")
     @classmethod
@@ -168,6 +171,19 @@ class Check(_Strict):
     @property
     def null_slowdown(self) -> float:
         return self.tolerance if self.tolerance is not None else self.max_slowdown / 2
+
+    @property
+    def looks(self) -> int:
+        """How many times a check may judge: at ``repetitions``, then after each doubling up to the maximum."""
+        n, k = self.repetitions, 1
+        while n < self.max_repetitions:
+            n, k = min(2 * n, self.max_repetitions), k + 1
+        return k
+
+    @property
+    def alpha_per_look(self) -> float:
+        """Bonferroni: each look at α / looks, so that stopping at any of them keeps the false-alarm level α."""
+        return self.alpha / self.looks
 
 
 class DataCfg(_Strict):

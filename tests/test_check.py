@@ -282,3 +282,10 @@ def test_run_directory_subject_uses_the_runs_own_copy(onnx_pair: tuple[Path, Pat
     s = subject_from_run(run_dir)
     assert s.artifact == run_dir / "artifacts" / "s0.onnx" and s.batch == 2 and s.backend == "onnxruntime-cpu"
     assert s.data is not None and s.data.spec == str(tiny_npz) and len(s.data.load()[1]) == 50
+
+
+def test_looks_split_alpha() -> None:
+    """30 → 60 → 120 repetitions: three looks, each at α/3, so stopping at any keeps the false-alarm level α."""
+    assert POLICY.looks == 3 and POLICY.alpha_per_look == pytest.approx(0.01 / 3)
+    assert Check(repetitions=30, max_repetitions=30).looks == 1
+    assert Check(repetitions=30, max_repetitions=100).looks == 3  # 30, 60, 100

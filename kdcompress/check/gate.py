@@ -220,9 +220,10 @@ class LatencyVerdict:
     upper: float | None
     max_slowdown: float
     null_slowdown: float
-    alpha: float
+    alpha: float  # of each look
     repetitions: int
     baseline_repetitions: int
+    looks: int = 1  # judgements made: a check too noisy to decide measures more and judges again
     repetitions_to_decide: int | None = None  # inconclusive: fresh repetitions (in all) that would likely decide
     change_without_control: float | None = None  # the artifact's own p50 change, as a stored-number tool sees it
 
@@ -283,9 +284,12 @@ def repetitions_to_decide(s: Shift, null: float, limit: float) -> int | None:
     return n if n <= MAX_REPETITIONS else None
 
 
-def judge_latency(fresh: PairedSamples, base: PairedSamples, policy: Check) -> LatencyVerdict:
-    """The decision rule of the module docstring, over the repetitions' log-ratios."""
-    s = shift(fresh.log_ratios, base.log_ratios, policy.alpha)
+def judge_latency(fresh: PairedSamples, base: PairedSamples, policy: Check, alpha: float | None = None,
+                  looks: int = 1) -> LatencyVerdict:
+    """The decision rule of the module docstring, over the repetitions' log-ratios, at level ``alpha`` (default the
+    policy's)."""
+    alpha = policy.alpha if alpha is None else alpha
+    s = shift(fresh.log_ratios, base.log_ratios, alpha)
     null, limit = math.log1p(policy.null_slowdown), math.log1p(policy.max_slowdown)
     if s.lower > null:
         status, more = "regression", None
@@ -293,9 +297,9 @@ def judge_latency(fresh: PairedSamples, base: PairedSamples, policy: Check) -> L
         status, more = "pass", None
     else:
         status, more = "inconclusive", repetitions_to_decide(s, null, limit)
-    raw = shift(np.log(fresh.candidate_ms), np.log(base.candidate_ms), policy.alpha)
+    raw = shift(np.log(fresh.candidate_ms), np.log(base.candidate_ms), alpha)
     return LatencyVerdict(status, math.expm1(s.estimate), _frac(s.lower), _frac(s.upper), policy.max_slowdown,
-                          policy.null_slowdown, policy.alpha, s.n_fresh, s.n_baseline, more, math.expm1(raw.estimate))
+                          policy.null_slowdown, alpha, s.n_fresh, s.n_baseline, looks, more, math.expm1(raw.estimate))
 
 
 def judge_accuracy(fresh: dict | None, base: dict | None, policy: Check) -> AccuracyVerdict | None:
@@ -306,9 +310,10 @@ def judge_accuracy(fresh: dict | None, base: dict | None, policy: Check) -> Accu
                            fresh["value"], drop, policy.max_accuracy_drop)
 
 
-def compare(fresh: dict, baseline: dict, policy: Check) -> Verdict:
+def compare(fresh: dict, baseline: dict, policy: Check, alpha: float | None = None, looks: int = 1) -> Verdict:
     """Judge a fresh measurement (:func:`measure`) against a baseline record."""
-    lat = judge_latency(PairedSamples.from_json(fresh["samples"]), PairedSamples.from_json(baseline["samples"]), policy)
+    lat = judge_latency(PairedSamples.from_json(fresh["samples"]), PairedSamples.from_json(baseline["samples"]),
+                        policy, alpha, looks)
     acc = judge_accuracy(fresh.get("accuracy"), baseline.get("accuracy"), policy)
     warnings = []
     was, now = baseline["environment"], fresh["environment"]
@@ -329,13 +334,24 @@ def compare(fresh: dict, baseline: dict, policy: Check) -> Verdict:
     return Verdict(status, lat, acc, subject, base_info, warnings)
 
 
-def check(subject: Subject, baseline_path: Path, policy: Check, repetitions: int | None = None,
-          control: Path | None = None) -> tuple[Verdict, dict]:
-    """Measure ``subject`` again, with the baseline's block settings, and judge it. Returns (verdict, fresh)."""
+def check(subject: Subject, baseline_path: Path, policy: Check, control: Path | None = None) -> tuple[Verdict, dict]:
+    """Measure ``subject`` again, with the baseline's block settings, and judge it; while too noisy to decide,
+    double the repetitions up to ``policy.max_repetitions`` and judge again (each look at α / looks). Returns
+    (verdict, fresh)."""
     baseline = load_baseline(baseline_path)
     refuse_mismatch(subject, baseline, control)
     if subject.data is None and baseline.get("accuracy"):  # the baseline's own test data, unless told otherwise
         subject = replace(subject, data=TestData.from_json(baseline["accuracy"]["data"]))
     base = PairedSamples.from_json(baseline["samples"])
-    fresh = measure(subject, repetitions or policy.repetitions, control, base.iters, base.block_warmup)
-    return compare(fresh, baseline, policy), fresh
+    alpha = policy.alpha_per_look
+    fresh = measure(subject, policy.repetitions, control, base.iters, base.block_warmup)
+    verdict, looks = compare(fresh, baseline, policy, alpha), 1
+    while verdict.latency.status == "inconclusive" and verdict.latency.repetitions < policy.max_repetitions:
+        have = verdict.latency.repetitions
+        more = measure(replace(subject, data=None), min(have, policy.max_repetitions - have), control, base.iters,
+                       base.block_warmup)
+        samples = PairedSamples.from_json(fresh["samples"]).extended(PairedSamples.from_json(more["samples"]))
+        fresh = {**fresh, "samples": samples.to_json(), "seconds": fresh["seconds"] + more["seconds"]}
+        looks += 1
+        verdict = compare(fresh, baseline, policy, alpha, looks)
+    return verdict, fresh

@@ -37,6 +37,10 @@ class PairedSamples:
     def to_json(self) -> dict:
         return asdict(self)
 
+    def extended(self, more: PairedSamples) -> PairedSamples:
+        return PairedSamples(self.candidate_ms + more.candidate_ms, self.control_ms + more.control_ms, self.iters,
+                             self.block_warmup)
+
     @classmethod
     def from_json(cls, d: dict) -> PairedSamples:
         return cls(list(d["candidate_ms"]), list(d["control_ms"]), int(d["iters"]), int(d["block_warmup"]))
