@@ -32,7 +32,7 @@ def trend_text(v: Verdict) -> str | None:
     t = v.trend
     if not t:
         return None
-    return (f"trend over the last {t['runs']} runs: {'CREEP' if t['creep'] else 'no creep'}, "
+    return (f"trend over the last {t['runs']} run{'s' if t['runs'] != 1 else ''}: {'CREEP' if t['creep'] else 'no creep'}, "
             f"{t['slope_per_run'] * 100:+.2f} % per run, {t['change_over_window'] * 100:+.1f} % in all "
             f"(rising p = {t['p_value']:.3g})")
 
@@ -71,8 +71,8 @@ def markdown(v: Verdict) -> str:
     lines.append("")
     if v.trend:
         lines.insert(-1, f"| latency trend (`--history`) | {v.trend['change_over_window'] * 100:+.1f} % over "
-                         f"{v.trend['runs']} runs | {v.trend['slope_per_run'] * 100:+.2f} % per run | rising at "
-                         f"p < {lat.alpha} and beyond {_pct(lat.null_slowdown)} | {'creep' if v.creep else 'pass'} |")
+                         f"{v.trend['runs']} run{'s' if v.trend['runs'] != 1 else ''} | {v.trend['slope_per_run'] * 100:+.2f} % per run | rising at "
+                         f"p < {lat.alpha:.3g} and beyond {_pct(lat.null_slowdown)} | {'creep' if v.creep else 'pass'} |")
     if lat.status == "inconclusive":
         lines.append(f"Too noisy to decide: {decide_hint(v)}.")
     if lat.change_without_control is not None:
