@@ -79,15 +79,10 @@ def _subject(target: Path, backend, batch, threads, shape, data, mean, std, test
             raise KDCompressError("a run directory is checked on its own backend, batch and threads",
                                   "drop --backend/--batch/--threads/--shape, or pass the artifact file")
         return subject_from_run(target, test)
+    from kdcompress.bench.artifact import parse_shape
+
     d = defaults or {}
-    dims = None
-    if shape:
-        try:
-            dims = tuple(int(v) for v in shape.replace("x", ",").split(","))
-        except ValueError:
-            raise KDCompressError(f"--shape {shape!r}: expected integers like 3,224,224") from None
-    elif d.get("input_shape"):
-        dims = tuple(d["input_shape"])
+    dims = parse_shape(shape) if shape else (tuple(d["input_shape"]) if d.get("input_shape") else None)
     return subject_from_file(target, backend or d.get("backend"), batch or d.get("batch", 1),
                              threads if threads is not None else d.get("threads", 1), dims, test)
 
@@ -149,9 +144,8 @@ def baseline_save(target: Path, out: Path, backend, batch, threads, shape, data,
 @click.option("--fail-on-creep", is_flag=True, help="Exit 1 when --history finds a creep (default: report it).")
 @subject_options
 def check(target: Path, baseline_path: Path, max_slowdown, tolerance, alpha, max_repetitions, max_accuracy_drop,
-          fail_inconclusive,
-          junit, markdown_path, history, fail_on_creep, backend, batch, threads, shape, data, mean, std, test_samples, control,
-          repetitions, profile, as_json) -> None:
+          fail_inconclusive, junit, markdown_path, history, fail_on_creep, backend, batch, threads, shape, data, mean,
+          std, test_samples, control, repetitions, profile, as_json) -> None:
     """Measure TARGET again and compare it with a baseline. Exit 0 pass, 1 regression (or inconclusive with
     --fail-inconclusive), 2 input error.
 
@@ -170,11 +164,11 @@ def check(target: Path, baseline_path: Path, max_slowdown, tolerance, alpha, max
     subject = _subject(target, backend, batch, threads, shape, data, mean, std, test_samples, defaults=base)
     if policy.max_repetitions < policy.repetitions:
         policy = policy.model_copy(update={"max_repetitions": policy.repetitions})  # -r 200: no doubling
-    verdict, fresh = run_check(subject, baseline_path, policy, control=control)
+    verdict, fresh = run_check(subject, base, policy, control=control)
     if history is not None:
         from kdcompress.check.history import record_and_detect
 
-        verdict.trend = record_and_detect(history, verdict, fresh, base, policy)
+        verdict.trend = record_and_detect(history, verdict, fresh, policy)
     md = markdown(verdict)
     if markdown_path:
         atomic_write(markdown_path, md)

@@ -294,14 +294,9 @@ def bench(target: Path, backend: str | None, batch: int, shape: str | None, thre
     any artifact file — an ONNX model from anywhere, a TensorRT engine, an AOTInductor package."""
     if target.is_dir():
         return _rerun_stage(target, "bench", as_json)
-    from kdcompress.bench.artifact import bench_artifact
+    from kdcompress.bench.artifact import bench_artifact, parse_shape
 
-    dims = None
-    if shape:
-        try:
-            dims = tuple(int(v) for v in shape.replace("x", ",").split(","))
-        except ValueError:
-            raise KDCompressError(f"--shape {shape!r}: expected integers like 3,224,224") from None
+    dims = parse_shape(shape) if shape else None
     dataset = None
     if data:
         from kdcompress.data import Preprocess, load_data

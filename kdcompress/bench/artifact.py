@@ -72,6 +72,14 @@ def inspect_artifact(path: Path) -> ArtifactInfo:
     return _onnx_info(path)
 
 
+def parse_shape(text: str) -> tuple[int, ...]:
+    """``--shape`` as given on the command line (``3,224,224`` or ``3x224x224``)."""
+    try:
+        return tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        raise KDCompressError(f"--shape {text!r}: expected integers like 3,224,224") from None
+
+
 def resolve_artifact(
     path: Path, backend: str | None = None, batch: int = 1, shape: tuple[int, ...] | None = None,
     data_shape: tuple[int, ...] | None = None,

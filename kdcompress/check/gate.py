@@ -329,16 +329,14 @@ def compare(fresh: dict, baseline: dict, policy: Check, alpha: float | None = No
     status = "regression" if "regression" in (lat.status, acc.status if acc else None) else lat.status
     base_info = {"date": was.get("date"), "cpu": was["machine"]["cpu"], "sha256": baseline.get("sha256"),
                  "same_artifact": baseline.get("sha256") == fresh.get("sha256")}
-    subject = {k: fresh[k] for k in ("artifact", "name", "backend", "format", "precision", "batch", "input_shape",
-                                     "threads")}
+    subject = {k: fresh[k] for k in ("artifact", "name", *MUST_MATCH)}
     return Verdict(status, lat, acc, subject, base_info, warnings)
 
 
-def check(subject: Subject, baseline_path: Path, policy: Check, control: Path | None = None) -> tuple[Verdict, dict]:
-    """Measure ``subject`` again, with the baseline's block settings, and judge it; while too noisy to decide,
-    double the repetitions up to ``policy.max_repetitions`` and judge again (each look at α / looks). Returns
-    (verdict, fresh)."""
-    baseline = load_baseline(baseline_path)
+def check(subject: Subject, baseline: dict, policy: Check, control: Path | None = None) -> tuple[Verdict, dict]:
+    """Measure ``subject`` again, with the settings of ``baseline`` (a :func:`load_baseline` record), and judge it;
+    while too noisy to decide, double the repetitions up to ``policy.max_repetitions`` and judge again (each look at
+    α / looks). Returns (verdict, fresh)."""
     refuse_mismatch(subject, baseline, control)
     if subject.data is None and baseline.get("accuracy"):  # the baseline's own test data, unless told otherwise
         subject = replace(subject, data=TestData.from_json(baseline["accuracy"]["data"]))

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from kdcompress.check.gate import Verdict
+from kdcompress.errors import KDCompressError
 from kdcompress.profiles import Check
 from kdcompress.run import atomic_write
 
@@ -68,11 +69,9 @@ def detect_creep(series: list[float], policy: Check, window: int = WINDOW) -> di
             math.expm1(total), "creep": creep}
 
 
-def record_and_detect(folder: Path, verdict: Verdict, fresh: dict, baseline: dict, policy: Check,
+def record_and_detect(folder: Path, verdict: Verdict, fresh: dict, policy: Check,
                       window: int = WINDOW) -> dict:
     """Append this check to ``folder/history.jsonl`` (rewritten atomically) and judge the trend."""
-    from kdcompress.errors import KDCompressError
-
     if folder.exists() and not folder.is_dir():
         raise KDCompressError(f"--history {folder} is a file", "pass a directory (it holds history.jsonl)")
     folder.mkdir(parents=True, exist_ok=True)

@@ -73,10 +73,7 @@ def measure_paired(
     block_warmup = block_warmup if block_warmup is not None else max(2, iters // 10)
     medians: list[list[float]] = [[], []]
     for _ in range(repetitions):
-        order = rng.permutation(2)
-        timers = [None, None]
-        for which in order:
-            timers[which] = _timer(*makers[which], warmup)
+        timers = {which: _timer(*makers[which], warmup) for which in rng.permutation(2)}  # loaded in random order
         for which in rng.permutation(2):
             timed = timers[which]
             for _ in range(block_warmup):
