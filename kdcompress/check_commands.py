@@ -123,8 +123,7 @@ def baseline_save(target: Path, out: Path, backend, batch, threads, shape, data,
 
 @click.command()
 @click.argument("target", type=click.Path(exists=True, path_type=Path))
-@click.option("--baseline", "baseline_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              required=True,
+@click.option("--baseline", "baseline_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Baseline file from `kdcompress baseline save`.")
 @click.option("--max-slowdown", type=float, help="Slowdown the gate must catch, as a fraction (profile "
                                                  "check.max_slowdown, 0.10).")

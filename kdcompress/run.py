@@ -67,8 +67,8 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise KDCompressError(f"{path} not found", "run the earlier stages first (or `kdcompress shrink`)") from None
-    except json.JSONDecodeError as e:
-        raise KDCompressError(f"{path}: corrupt JSON ({e})", "delete it and re-run the stage") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:  # a binary file is not JSON either
+        raise KDCompressError(f"{path}: corrupt JSON ({str(e)[:120]})", "delete it and re-run the stage") from None
 
 
 @dataclass

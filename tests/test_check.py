@@ -232,6 +232,8 @@ def test_save_check_exit_codes_junit_and_markdown(cli_cmd, onnx_pair, tiny_npz, 
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"kind": "something"}))
     assert_user_error(run(cli_cmd, "check", small, "--baseline", other), "not a kdcompress baseline")
+    assert_user_error(run(cli_cmd, "check", small, "--baseline", small), "corrupt JSON")  # a binary file
+    assert_user_error(run(cli_cmd, "check", small, "--baseline", tmp_path / "nope.json"), "baseline not found")
     assert_user_error(run(cli_cmd, "check", small, "--baseline", base, "--tolerance", "0.2"), "--tolerance")
 
 

@@ -61,7 +61,9 @@ class TestData:
         return splits.x_test[:n], splits.y_test[:n], Preprocess(self.mean, self.std)
 
     def to_json(self) -> dict:
-        return {**asdict(self), "mean": list(self.mean), "std": list(self.std)}
+        # a file or folder is stored absolute, so that a check run from another directory finds it
+        spec = str(Path(self.spec).resolve()) if Path(self.spec).exists() else self.spec
+        return {**asdict(self), "spec": spec, "mean": list(self.mean), "std": list(self.std)}
 
     @classmethod
     def from_json(cls, d: dict) -> TestData:
@@ -169,6 +171,8 @@ def save_baseline(subject: Subject, out: Path, repetitions: int, control: Path |
 
 
 def load_baseline(path: Path) -> dict:
+    if not path.is_file():
+        raise KDCompressError(f"baseline not found: {path}", "make one with `kdcompress baseline save`")
     rec = read_json(path)
     if not isinstance(rec, dict) or rec.get("kind") != BASELINE_KIND:
         raise KDCompressError(f"{path} is not a kdcompress baseline", "make one with `kdcompress baseline save`")
@@ -338,6 +342,12 @@ def check(subject: Subject, baseline: dict, policy: Check, control: Path | None 
     while too noisy to decide, double the repetitions up to ``policy.max_repetitions`` and judge again (each look at
     α / looks). Returns (verdict, fresh)."""
     refuse_mismatch(subject, baseline, control)
+    if subject.data is not None and baseline.get("accuracy"):
+        was = baseline["accuracy"]["data"]["spec"]
+        if subject.data.to_json()["spec"] != was:
+            raise KDCompressError(f"--data {subject.data.spec} is not the data the baseline's accuracy was measured "
+                                  f"on ({was}): the accuracies are not comparable", "drop --data to re-use the "
+                                  "baseline's, or save a new baseline")
     if subject.data is None and baseline.get("accuracy"):  # the baseline's own test data, unless told otherwise
         subject = replace(subject, data=TestData.from_json(baseline["accuracy"]["data"]))
     base = PairedSamples.from_json(baseline["samples"])

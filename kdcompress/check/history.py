@@ -65,7 +65,7 @@ def detect_creep(series: list[float], policy: Check, window: int = WINDOW) -> di
     p, slope = rising_p_value(tail), sen_slope(tail)
     total = slope * (len(tail) - 1)
     creep = p < policy.alpha and total > math.log1p(policy.null_slowdown)
-    return {"runs": len(tail), "p_value": p, "slope_per_run": math.expm1(slope), "change_over_window":
+    return {"runs": len(tail), "alpha": policy.alpha, "p_value": p, "slope_per_run": math.expm1(slope), "change_over_window":
             math.expm1(total), "creep": creep}
 
 

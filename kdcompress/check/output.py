@@ -14,7 +14,7 @@ def _pct(x: float | None) -> str:
 
 def latency_text(v: Verdict) -> str:
     lat = v.latency
-    conf = round((1 - 2 * lat.alpha) * 100)
+    conf = f"{(1 - 2 * lat.alpha) * 100:.3g}"
     text = (f"latency {_pct(lat.change)} vs baseline ({conf} % interval {_pct(lat.lower)} … {_pct(lat.upper)}; "
             f"fails above {_pct(lat.null_slowdown)} once shown, must catch {_pct(lat.max_slowdown)})")
     if lat.status == "inconclusive":
@@ -53,7 +53,7 @@ def verdict_line(v: Verdict) -> str:
 def markdown(v: Verdict) -> str:
     icon = {"pass": "✅", "regression": "❌", "inconclusive": "⚠️"}[v.status]
     lat, s = v.latency, v.subject
-    conf = round((1 - 2 * lat.alpha) * 100)
+    conf = f"{(1 - 2 * lat.alpha) * 100:.3g}"
     lines = [
         f"### {icon} kdcompress check: {v.status} — `{s['name']}`", "",
         (f"{s['format']} {s['precision']} on {s['backend']}, batch {s['batch']}, {s['threads']} thread(s); "
@@ -72,7 +72,7 @@ def markdown(v: Verdict) -> str:
     if v.trend:
         lines.insert(-1, f"| latency trend (`--history`) | {v.trend['change_over_window'] * 100:+.1f} % over "
                          f"{v.trend['runs']} run{'s' if v.trend['runs'] != 1 else ''} | {v.trend['slope_per_run'] * 100:+.2f} % per run | rising at "
-                         f"p < {lat.alpha:.3g} and beyond {_pct(lat.null_slowdown)} | {'creep' if v.creep else 'pass'} |")
+                         f"p < {v.trend['alpha']:.3g} and beyond {_pct(lat.null_slowdown)} | {'creep' if v.creep else 'pass'} |")
     if lat.status == "inconclusive":
         lines.append(f"Too noisy to decide: {decide_hint(v)}.")
     if lat.change_without_control is not None:
