@@ -73,7 +73,16 @@ class Search(_Strict):
     population: int = Field(16, ge=2, description="aging-evolution population size")
     iterations: int = Field(100, ge=0, description="candidates scored after the initial population")
     tournament: int = Field(4, ge=1, description="tournament size for parent selection")
-    top_k: int = Field(1, ge=1, description="how many of the best candidates are distilled")
+    top_k: int = Field(1, ge=1, description="how many of the best candidates are distilled (per target, per origin)")
+    # teacher-first by evidence: a student cut from the teacher keeps its trained weights, which no zero-cost proxy
+    # sees, and after the ci schedule it ends ahead of every family student at equal latency (benchmarks/results/
+    # frontier.json); per-origin distils both kinds and lets the measured front decide.
+    pick: Literal["teacher-first", "per-origin", "proxy"] = Field(
+        "teacher-first",
+        description="which candidates are distilled: teacher-first = the best cuts of the teacher (pruned-teacher) "
+        "when it can be cut and one fits, else the best family students; per-origin = the best of each; "
+        "proxy = the best by the proxy over all spaces in one evolution",
+    )
     proxy_batch: int = Field(64, ge=2, description="mini-batch size the proxy scores on")
     proxy_batches: int = Field(1, ge=1, description="scores are averaged over this many batches and student inits")
     workers: int = Field(0, ge=0, description="processes that evaluate candidates; 0: cores / target threads")

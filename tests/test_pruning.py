@@ -106,3 +106,70 @@ def test_search_skips_pruning_a_graph_teacher_and_runs_the_other_families(teache
                        capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "pruned-teacher, cannot be used with this teacher" in r.stderr
+
+
+def _resnet_teacher():
+    from kdcompress.models.students import build_resnet
+
+    torch.manual_seed(0)
+    return build_resnet({"stem": 16, "widths": [16, 24], "depths": [2, 2]}, 1, 5).eval()
+
+
+def test_downsample_doubles_the_first_stride_and_keeps_every_weight():
+    from kdcompress.search.proxies import count_flops
+
+    teacher, x = _resnet_teacher(), torch.rand(2, 1, 16, 16)
+    source = PruningSource(teacher, x)
+    cut = source.build({"ratio": 0.0, "importance": "l2", "global": 0, "downsample": 1, "drop_blocks": 0})
+    assert cut.stem[0].stride == (2, 2) and teacher.stem[0].stride == (1, 1)  # the teacher itself is untouched
+    assert cut(x).shape == (2, 5)
+    assert count_flops(cut, x[:1]) < 0.3 * count_flops(teacher, x[:1])  # a quarter of the pixels downstream
+    for (name, a), b in zip(teacher.state_dict().items(), cut.state_dict().values()):
+        assert torch.equal(a, b), name  # same weights: only the stride changed
+
+
+def test_downsample_is_refused_where_the_output_depends_on_resolution():
+    flat = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(4 * 8 * 8, 3))
+    with pytest.raises(KDCompressError, match="depends on the input resolution"):
+        PruningSource(flat, torch.zeros(2, 1, 8, 8)).build({"ratio": 0.0, "importance": "l2", "global": 0,
+                                                            "downsample": 1})
+
+
+def test_drop_blocks_removes_the_deepest_shape_preserving_blocks_first():
+    teacher, x = _resnet_teacher(), torch.rand(2, 1, 16, 16)
+    source = PruningSource(teacher, x)
+    kinds = lambda net: [type(b).__name__ for b in net.stages]
+    # stages: [16->16, 16->16, 16->24 stride 2, 24->24]: the shape-preserving ones are 0, 1 and 3
+    genes = {"ratio": 0.0, "importance": "l2", "global": 0, "downsample": 0}
+    assert kinds(source.build({**genes, "drop_blocks": 1})) == ["BasicBlock"] * 3 + ["Identity"]
+    two = source.build({**genes, "drop_blocks": 2})
+    assert kinds(two) == ["BasicBlock", "Identity", "BasicBlock", "Identity"]
+    torch.testing.assert_close(two.stages[2].conv1.weight, teacher.stages[2].conv1.weight)  # survivors keep weights
+    assert kinds(source.build({**genes, "drop_blocks": 3})) == ["Identity", "Identity", "BasicBlock", "Identity"]
+    with pytest.raises(KDCompressError, match="3 shape-preserving block"):
+        source.build({**genes, "drop_blocks": 4})
+    with pytest.raises(KDCompressError, match="leave the teacher as it is"):
+        source.build({**genes, "drop_blocks": 0})
+    # every cut at once, channels last: the result runs, and the same genes give the same student
+    both = {"ratio": 0.5, "importance": "l2", "global": 0, "downsample": 1, "drop_blocks": 2}
+    a, b = source.build(both), source.build(both)
+    assert kinds(a) == kinds(two) and a.stem[0].stride == (2, 2) and a.stem[0].out_channels < 16
+    torch.testing.assert_close(a(x), b(x))
+
+
+def test_pruned_space_shrink_cuts_more():
+    import random
+
+    from kdcompress.search.proxies import count_flops
+    from kdcompress.search.space import SPACES
+
+    space, rng, x = SPACES["pruned-teacher"], random.Random(0), torch.zeros(1, 1, 16, 16)
+    source = PruningSource(_resnet_teacher(), torch.rand(2, 1, 16, 16))
+    for _ in range(8):
+        cand = space.sample(rng)
+        smaller = space.shrink(cand, rng)
+        try:
+            big, small = source.build(cand.as_dict()), source.build(smaller.as_dict())
+        except KDCompressError:  # e.g. drop_blocks 4 on a net with 3 droppable blocks: not a candidate
+            continue
+        assert count_flops(small, x) <= count_flops(big, x)

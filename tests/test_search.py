@@ -105,3 +105,33 @@ def test_latency_targets_are_validated(tiny_profile):
         with pytest.raises(KDCompressError, match=needle):
             load_profile(tiny_profile, {"budget.latency_ratio": bad})
     assert load_profile(tiny_profile, {"budget.latency_ratio": [0.1, 0.3, 0.1]}).budget.targets == [0.3, 0.1]
+
+
+def test_pick_keeps_the_teachers_cuts_apart_from_family_students(tiny_npz, tiny_profile, tmp_path):
+    """teacher-first distils cuts of the teacher when one fits; per-origin the best of each kind; proxy ranks all."""
+    from kdcompress.models.students import build_resnet
+
+    torch.manual_seed(0)
+    module = build_resnet({"stem": 16, "widths": [16, 32], "depths": [2, 2]}, 1, 4).eval()
+    sd = tmp_path / "teacher_sd.pt"
+    torch.save(module.state_dict(), sd)
+    arch = tmp_path / "arch.py"
+    arch.write_text("from kdcompress.models.students import ResNet\n\n\nclass Teacher(ResNet):\n"
+                    "    def __init__(self):\n        super().__init__(1, 4, [16, 32], [2, 2], 16)\n")
+    t = load_teacher(sd, arch=f"{arch}:Teacher")
+    data = load_data(str(tiny_npz))
+    onnx_path = tmp_path / "teacher.onnx"
+    to_onnx(t.module, torch.zeros(1, 1, 12, 12), onnx_path)
+    params = sum(p.numel() for p in t.module.parameters())
+    spaces = {}
+    for pick in ("teacher-first", "per-origin", "proxy"):
+        profile = load_profile(tiny_profile, {"search.iterations": 3, "search.proxy": "synflow",
+                                              "search.space": ["pruned-teacher", "vgg"], "search.pick": pick})
+        top = search(t, data, Preprocess(), profile, tmp_path / pick, "onnxruntime-cpu", onnx_path, params, 10**7)
+        spaces[pick] = [s.space for s in top]
+        log = [json.loads(line) for line in (tmp_path / pick / "candidates.jsonl").read_text().splitlines()]
+        if pick == "teacher-first":  # a cut fitted, so the family students were not even searched
+            assert {c["space"] for c in log} == {"pruned-teacher"}
+    assert spaces["teacher-first"] == ["pruned-teacher"]
+    assert sorted(spaces["per-origin"]) == ["pruned-teacher", "vgg"]
+    assert len(spaces["proxy"]) == 1

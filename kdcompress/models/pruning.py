@@ -1,10 +1,18 @@
-"""The ``pruned-teacher`` family: the teacher's own architecture with channels removed by Torch-Pruning's DepGraph
-(Fang et al., "DepGraph: Towards Any Structural Pruning", CVPR 2023), so that a user's architecture can shrink too.
+"""The ``pruned-teacher`` family: the teacher's own architecture made cheaper, starting from its trained weights,
+so that a user's architecture can shrink too. Three cuts, applied in this order:
 
-A candidate's genes are ``ratio`` (share of channels removed per layer, or over the whole net with ``global``) and
-``importance`` (which channels go). Every criterion here is data-free and deterministic, so the same genes rebuild
-the same student from the same teacher — the trainer and the exporter rebuild it that way, no pickle involved.
-The pruned student keeps the teacher's surviving weights.
+- ``downsample`` (0/1): the first convolution's stride doubled, so the rest of the network runs on a quarter of the
+  pixels — the cut that buys the most speed per point on small images, as a student family's ``stem_stride`` does;
+- ``drop_blocks`` (k): the k deepest shape-preserving blocks (children of an ``nn.Sequential`` that hold weights and
+  whose output has their input's shape, e.g. a residual block without stride) replaced by the identity — deepest
+  first, the order in which stochastic depth (Huang et al., ECCV 2016, linear decay rule) finds blocks most
+  expendable;
+- ``ratio`` of the channels removed by Torch-Pruning's DepGraph (Fang et al., "DepGraph: Towards Any Structural
+  Pruning", CVPR 2023), per layer or over the whole network (``global``), chosen by ``importance``.
+
+Every cut is data-free and deterministic (the example input only gives shapes and the order of execution), so the
+same genes rebuild the same student from the same teacher — the trainer and the exporter rebuild it that way, no
+pickle involved. The cut student keeps the teacher's surviving weights.
 """
 
 from __future__ import annotations
@@ -56,19 +64,87 @@ def check_prunable(teacher_module: nn.Module, kind: str) -> None:
         raise KDCompressError("the teacher has no nn.Conv2d/nn.Linear layers for DepGraph to prune")
 
 
+def _call_order(net: nn.Module, modules: list[nn.Module], example: torch.Tensor) -> list[tuple[nn.Module, bool]]:
+    """``modules`` in the order the forward pass first calls them, each with whether its output has its input's
+    shape; modules the forward pass never calls are left out."""
+    seen: dict[int, tuple[nn.Module, bool]] = {}
+
+    def hook(m: nn.Module, args: tuple, out: object) -> None:
+        if id(m) not in seen and args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor):
+            seen[id(m)] = (m, out.shape == args[0].shape)
+
+    handles = [m.register_forward_hook(hook) for m in modules]
+    try:
+        with torch.no_grad():
+            net(example)
+    finally:
+        for h in handles:
+            h.remove()
+    return list(seen.values())
+
+
+def halve_resolution(net: nn.Module, example: torch.Tensor) -> None:
+    """Double the stride of the first convolution the forward pass calls (in place)."""
+    convs = _call_order(net, [m for m in net.modules() if isinstance(m, nn.Conv2d)], example)
+    if not convs:
+        raise KDCompressError("the teacher has no nn.Conv2d whose stride could be doubled")
+    conv = convs[0][0]
+    with torch.no_grad():
+        before = net(example).shape
+    conv.stride = tuple(2 * s for s in conv.stride)
+    try:
+        with torch.no_grad():
+            after = net(example).shape
+    except Exception:  # noqa: BLE001 — e.g. a Linear sized for the full resolution
+        after = None
+    if after != before:
+        raise KDCompressError("the teacher's output depends on the input resolution (no global pooling), so its "
+                              "first stride cannot be doubled", "keep downsample at 0")
+
+
+def drop_blocks(net: nn.Module, example: torch.Tensor, k: int) -> None:
+    """Replace the ``k`` deepest shape-preserving blocks by the identity (in place)."""
+    protected = set(map(id, _classifier(net)))
+    slots = {id(child): (parent, i) for parent in net.modules() if isinstance(parent, nn.Sequential)
+             for i, child in enumerate(parent)
+             if any(isinstance(m, (nn.Conv2d, nn.Linear)) for m in child.modules())
+             and not protected & set(map(id, child.modules()))}
+    blocks = [m for m, same in _call_order(net, [p[i] for p, i in slots.values()], example) if same]
+    # a block inside another droppable block goes with it: keep the outermost only
+    inner = {id(m) for b in blocks for m in b.modules() if m is not b}
+    blocks = [b for b in blocks if id(b) not in inner]
+    if k > len(blocks):
+        raise KDCompressError(f"the teacher has {len(blocks)} shape-preserving block(s) to drop, not {k}",
+                              f"keep drop_blocks at most {len(blocks)}")
+    for block in blocks[len(blocks) - k:]:
+        parent, i = slots[id(block)]
+        parent[i] = nn.Identity()
+
+
 def prune_teacher(
     teacher_module: nn.Module, genes: Genes, example: torch.Tensor,
 ) -> nn.Module:
-    """A copy of ``teacher_module`` with ``genes["ratio"]`` of its channels removed by ``genes["importance"]``."""
+    """A copy of ``teacher_module`` cut as ``genes`` say (see the module docstring); old genes without
+    ``downsample``/``drop_blocks`` mean neither."""
     import torch_pruning as tp
 
     net = copy.deepcopy(teacher_module).eval()
+    downsample, dropped, ratio = int(genes.get("downsample", 0)), int(genes.get("drop_blocks", 0)), float(genes["ratio"])
+    if downsample:
+        halve_resolution(net, example)
+    if dropped:
+        drop_blocks(net, example, dropped)
+    if ratio == 0:
+        if not (downsample or dropped):
+            raise KDCompressError("these genes leave the teacher as it is (ratio 0, no downsample, no dropped block)")
+        return net
+    before = sum(p.numel() for p in net.parameters())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # DepGraph warns about every unwrapped parameter and recursion depth
         try:
             pruner = tp.pruner.MetaPruner(
                 net, example, importance=_importances()[genes["importance"]](),
-                pruning_ratio=float(genes["ratio"]), global_pruning=bool(genes.get("global", 0)),
+                pruning_ratio=ratio, global_pruning=bool(genes.get("global", 0)),
                 max_pruning_ratio=0.95, ignored_layers=_classifier(net),
             )
             pruner.step()
@@ -77,7 +153,7 @@ def prune_teacher(
                 f"DepGraph cannot prune this teacher ({type(e).__name__}: {str(e).splitlines()[0][:120]})",
                 USE_FAMILIES,
             ) from None
-    if sum(p.numel() for p in net.parameters()) >= sum(p.numel() for p in teacher_module.parameters()):
+    if sum(p.numel() for p in net.parameters()) >= before:
         raise KDCompressError("DepGraph found no channel it can remove from this teacher", USE_FAMILIES)
     return net
 

@@ -25,6 +25,7 @@ import torch
 from kdcompress.data import DataSplits, Preprocess
 from kdcompress.errors import KDCompressError
 from kdcompress.models.load import Teacher
+from kdcompress.models.pruning import PRUNED_FAMILY
 from kdcompress.profiles import Profile
 from kdcompress.run import Progress, atomic_path, write_json
 from kdcompress.search.context import FLOPS_SLACK, Scored, SearchContext, evaluate, prepare_context
@@ -139,6 +140,21 @@ def aging_evolution(
     return [s for s in seen.values() if s.feasible]
 
 
+def _identity(s: Scored) -> str:
+    return json.dumps([s.space, s.genes], sort_keys=True)
+
+
+def origin_groups(spaces: list[str], pick: str) -> list[list[str]]:
+    """The spaces each evolution runs over, in order: all in one (``pick`` = proxy), else the teacher's cuts apart
+    from the family students — a proxy scores architectures at init, so it would rank a cut of the trained teacher
+    as if it started from scratch, and one evolution would let either kind crowd the other out."""
+    if pick == "proxy":
+        return [spaces]
+    derived = [s for s in spaces if s == PRUNED_FAMILY]
+    fresh = [s for s in spaces if s != PRUNED_FAMILY]
+    return [g for g in (derived, fresh) if g]
+
+
 def search(
     teacher: Teacher, data: DataSplits, prep: Preprocess, profile: Profile, out_dir: Path, backend: str,
     teacher_artifact: Path, teacher_params: int, teacher_flops: int, seed: int = 0,
@@ -146,9 +162,10 @@ def search(
 ) -> list[Scored]:
     """The search stage: write ``candidates.jsonl`` and ``top.json`` under ``out_dir``; return the picks.
 
-    With several latency targets (``budget.latency_ratio: [0.3, 0.15]``), one evolution runs per target under that
-    target's budget, and the ``top_k`` best candidates of each not already picked for a looser target are kept:
-    the students of a front. Every evaluated candidate is logged with the target it was searched for.
+    With several latency targets (``budget.latency_ratio: [0.3, 0.15]``), evolutions run per target under that
+    target's budget, one per origin (:func:`origin_groups`), and the ``top_k`` best candidates of each not already
+    picked for a looser target are kept as ``search.pick`` says: the students of a front. Every evaluated candidate
+    is logged with the target it was searched for.
     """
     cfg = profile.search
     ctx = prepare_context(
@@ -163,26 +180,35 @@ def search(
         for i, target in enumerate(targets):
             flops = FLOPS_SLACK * target * teacher_flops if target and teacher_flops else None
             ctx_t = dataclasses.replace(ctx, max_latency_ratio=target, max_flops=flops)
-            part = out_dir / f".candidates.{i}.jsonl"
-            try:
-                feasible = aging_evolution(ctx_t, ctx.spaces, cfg.population, cfg.iterations, cfg.tournament, seed,
-                                           part, progress, workers)
-            except KDCompressError as e:  # this target is out of reach; the others may not be
-                missed.append(e)
-                continue
-            for line in part.read_text().splitlines():
-                log.write(json.dumps({**json.loads(line), "target": target}) + "\n")
-            part.unlink()
-            within.update(json.dumps([f.space, f.genes], sort_keys=True) for f in feasible)
-            taken = {json.dumps([p.space, p.genes], sort_keys=True) for _, p in picks}
-            fresh = [s for s in feasible if json.dumps([s.space, s.genes], sort_keys=True) not in taken]
-            picks += [(target, s) for s in sorted(fresh, key=lambda s: s.scores[cfg.proxy], reverse=True)[: cfg.top_k]]
+            chosen: list[Scored] = []
+            errors: list[KDCompressError] = []
+            for j, group in enumerate(origin_groups(ctx.spaces, cfg.pick)):
+                if cfg.pick == "teacher-first" and chosen:
+                    break
+                part = out_dir / f".candidates.{i}.{j}.jsonl"
+                try:
+                    feasible = aging_evolution(ctx_t, group, cfg.population, cfg.iterations, cfg.tournament, seed,
+                                               part, progress, workers)
+                except KDCompressError as e:  # this target is out of reach for this group; maybe not for the other
+                    errors.append(e)
+                    continue
+                for line in part.read_text().splitlines():
+                    log.write(json.dumps({**json.loads(line), "target": target}) + "\n")
+                part.unlink()
+                within.update(_identity(f) for f in feasible)
+                taken = {_identity(p) for _, p in picks} | {_identity(p) for p in chosen}
+                ranked = sorted((s for s in feasible if _identity(s) not in taken), key=lambda s: s.scores[cfg.proxy],
+                                reverse=True)
+                chosen += ranked[: cfg.top_k]
+            if not chosen and errors:
+                missed.append(errors[0])
+            picks += [(target, s) for s in chosen]
     if len(missed) == len(targets):
         raise missed[0]
     for e in missed:
         (progress or Progress()).note(f"a latency target was skipped: {e.message}")
     write_json(out_dir / "top.json", {
-        "proxy": cfg.proxy, "teacher_init": cfg.teacher_init, "backend": backend,
+        "proxy": cfg.proxy, "pick": cfg.pick, "teacher_init": cfg.teacher_init, "backend": backend,
         "max_latency_ratio": ctx.max_latency_ratio, "targets": targets, "max_params": ctx.max_params,
         "max_flops": ctx.max_flops,
         # reference_ratio: the small reference student's p50 / the teacher's; candidates are timed beside it

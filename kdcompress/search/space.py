@@ -148,24 +148,40 @@ class VGGSpace(GeneSpace):
 
 
 class PrunedTeacherSpace(GeneSpace):
-    """Genes of :mod:`kdcompress.models.pruning`: how much of the teacher to cut, by which criterion, and whether
-    the ratio holds per layer or over the whole network."""
+    """Genes of :mod:`kdcompress.models.pruning`: whether the teacher's first stride doubles, how many of its
+    deepest blocks go, how much of its channels to cut, by which criterion, and whether the ratio holds per layer or
+    over the whole network."""
 
     family = PRUNED_FAMILY
     choices: ClassVar[dict[str, list]] = {
-        "ratio": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9],
+        "ratio": [0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9],
         "importance": IMPORTANCE_NAMES,
         "global": [0, 1],
+        "downsample": [0, 1],
+        "drop_blocks": [0, 1, 2, 3],
     }
 
     def describe(self, genes: Genes) -> str:
-        return f"ratio {genes['ratio']} {genes['importance']}{' global' if genes.get('global') else ''}"
+        cuts = [f"ratio {genes['ratio']} {genes['importance']}{' global' if genes.get('global') else ''}"]
+        if genes.get("downsample"):
+            cuts.append("stride x2")
+        if genes.get("drop_blocks"):
+            cuts.append(f"-{genes['drop_blocks']} blocks")
+        return ", ".join(cuts)
 
     def shrink(self, cand: Candidate, rng: random.Random) -> Candidate | None:
-        """Cut more: the next larger ratio; None at the largest."""
+        """Cut more, one gene at random: the next larger ratio, the stride doubled or one more block dropped; None
+        when every cut is at its largest."""
         genes = cand.as_dict()
+        moves = []
         higher = [r for r in self.choices["ratio"] if r > genes["ratio"]]
-        return Candidate.of(self.family, {**genes, "ratio": higher[0]}) if higher else None
+        if higher:
+            moves.append({"ratio": higher[0]})
+        if not genes.get("downsample"):
+            moves.append({"downsample": 1})
+        if genes.get("drop_blocks", 0) < max(self.choices["drop_blocks"]):
+            moves.append({"drop_blocks": genes.get("drop_blocks", 0) + 1})
+        return Candidate.of(self.family, {**genes, **rng.choice(moves)}) if moves else None
 
 
 SPACES: dict[str, GeneSpace] = {
