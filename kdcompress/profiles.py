@@ -83,6 +83,12 @@ class Search(_Strict):
         "when it can be cut and one fits, else the best family students; per-origin = the best of each; "
         "proxy = the best by the proxy over all spaces in one evolution",
     )
+    cut_rank: Literal["params", "proxy"] = Field(
+        "params",
+        description="how the teacher's cuts are ranked (pick teacher-first/per-origin): params = the cut that keeps "
+        "the most of the teacher's trained weights within the budget; proxy = the search proxy, which scores them "
+        "re-initialised",
+    )
     proxy_batch: int = Field(64, ge=2, description="mini-batch size the proxy scores on")
     proxy_batches: int = Field(1, ge=1, description="scores are averaged over this many batches and student inits")
     workers: int = Field(0, ge=0, description="processes that evaluate candidates; 0: cores / target threads")

@@ -132,6 +132,9 @@ def test_pick_keeps_the_teachers_cuts_apart_from_family_students(tiny_npz, tiny_
         log = [json.loads(line) for line in (tmp_path / pick / "candidates.jsonl").read_text().splitlines()]
         if pick == "teacher-first":  # a cut fitted, so the family students were not even searched
             assert {c["space"] for c in log} == {"pruned-teacher"}
+            # cuts are ranked by the weights of the teacher they keep; the search proxy is still scored beside
+            assert top[0].params == max(c["params"] for c in log if c["feasible"])
+            assert all("synflow" in c["scores"] for c in log if c["feasible"])
     assert spaces["teacher-first"] == ["pruned-teacher"]
     assert sorted(spaces["per-origin"]) == ["pruned-teacher", "vgg"]
     assert len(spaces["proxy"]) == 1

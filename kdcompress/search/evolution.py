@@ -155,6 +155,16 @@ def origin_groups(spaces: list[str], pick: str) -> list[list[str]]:
     return [g for g in (derived, fresh) if g]
 
 
+def ranked_by(ctx: SearchContext, group: list[str], profile: Profile) -> SearchContext:
+    """``ctx`` with the proxy that ranks ``group``: for the teacher's cuts evolved apart (``search.cut_rank`` params),
+    the parameters they keep — a proxy scores a cut re-initialised, which throws away the trained weights that make
+    it worth distilling — with the search proxy still scored beside it."""
+    cfg = profile.search
+    if cfg.pick == "proxy" or group != [PRUNED_FAMILY] or cfg.cut_rank != "params":
+        return ctx
+    return dataclasses.replace(ctx, proxy="params", also_score=[p for p in [cfg.proxy, *ctx.also_score] if p != "params"])
+
+
 def search(
     teacher: Teacher, data: DataSplits, prep: Preprocess, profile: Profile, out_dir: Path, backend: str,
     teacher_artifact: Path, teacher_params: int, teacher_flops: int, seed: int = 0,
@@ -186,8 +196,9 @@ def search(
                 if cfg.pick == "teacher-first" and chosen:
                     break
                 part = out_dir / f".candidates.{i}.{j}.jsonl"
+                ctx_g = ranked_by(ctx_t, group, profile)
                 try:
-                    feasible = aging_evolution(ctx_t, group, cfg.population, cfg.iterations, cfg.tournament, seed,
+                    feasible = aging_evolution(ctx_g, group, cfg.population, cfg.iterations, cfg.tournament, seed,
                                                part, progress, workers)
                 except KDCompressError as e:  # this target is out of reach for this group; maybe not for the other
                     errors.append(e)
@@ -197,7 +208,7 @@ def search(
                 part.unlink()
                 within.update(_identity(f) for f in feasible)
                 taken = {_identity(p) for _, p in picks} | {_identity(p) for p in chosen}
-                ranked = sorted((s for s in feasible if _identity(s) not in taken), key=lambda s: s.scores[cfg.proxy],
+                ranked = sorted((s for s in feasible if _identity(s) not in taken), key=lambda s: s.scores[ctx_g.proxy],
                                 reverse=True)
                 chosen += ranked[: cfg.top_k]
             if not chosen and errors:
@@ -208,7 +219,7 @@ def search(
     for e in missed:
         (progress or Progress()).note(f"a latency target was skipped: {e.message}")
     write_json(out_dir / "top.json", {
-        "proxy": cfg.proxy, "pick": cfg.pick, "teacher_init": cfg.teacher_init, "backend": backend,
+        "proxy": cfg.proxy, "pick": cfg.pick, "cut_rank": cfg.cut_rank, "teacher_init": cfg.teacher_init, "backend": backend,
         "max_latency_ratio": ctx.max_latency_ratio, "targets": targets, "max_params": ctx.max_params,
         "max_flops": ctx.max_flops,
         # reference_ratio: the small reference student's p50 / the teacher's; candidates are timed beside it
