@@ -35,6 +35,9 @@ class Budget(_Strict):
         0.25, description="student latency / teacher latency must be <= this; a list of ratios makes a front: the "
                           "search picks students for each target")
     params_ratio: float | None = Field(None, gt=0, description="student params / teacher params must be <= this")
+    flops_ratio: float | None = Field(
+        None, gt=0, description="student FLOPs per image / teacher FLOPs must be <= this: bounds what distilling a "
+        "student costs (a training step is about three forward passes), which latency at batch 1 does not")
     max_accuracy_drop: float = Field(1.0, ge=0, description="accuracy points the student may lose (reported)")
 
     @field_validator("latency_ratio")

@@ -138,3 +138,13 @@ def test_pick_keeps_the_teachers_cuts_apart_from_family_students(tiny_npz, tiny_
     assert spaces["teacher-first"] == ["pruned-teacher"]
     assert sorted(spaces["per-origin"]) == ["pruned-teacher", "vgg"]
     assert len(spaces["proxy"]) == 1
+
+
+def test_flops_ratio_bounds_what_a_student_costs_to_distil(teacher_files, tiny_npz, tiny_profile, tmp_path):
+    _, _, log = _search(teacher_files, tiny_npz, tiny_profile, tmp_path / "a", seed=0,
+                        **{"budget.flops_ratio": 0.2, "budget.params_ratio": None, "search.iterations": 6})
+    bound = 0.2 * 10**7  # _search gives the teacher 10^7 FLOPs
+    assert all(c["flops"] <= bound for c in log if c["feasible"])
+    over = [c for c in log if c["flops"] > bound]
+    assert over and not any(c["feasible"] for c in over)
+    assert any("distillation cost" in c["reason"] for c in over)

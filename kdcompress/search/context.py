@@ -82,6 +82,7 @@ class SearchContext:
     also_score: list[str] = field(default_factory=list)  # reported beside ``proxy``, for comparison
     spaces: list[str] = field(default_factory=list)
     pruning: PruningSource | None = None  # the teacher, when the pruned-teacher space is searched
+    max_train_flops: float | None = None  # budget.flops_ratio: the bound on distillation cost
     latency_cache: dict[str, tuple[float, float]] = field(default_factory=dict)
     _reference: tuple[int, Runner] | None = field(default=None, repr=False)
 
@@ -117,6 +118,9 @@ def evaluate(cand: Candidate, ctx: SearchContext) -> Scored:
     if ctx.max_params is not None and n_params > ctx.max_params:
         return Scored(cand.family, genes, n_params, n_flops, None, None, False,
                       f"params {n_params} > {ctx.max_params:.0f}")
+    if ctx.max_train_flops is not None and n_flops > ctx.max_train_flops:
+        return Scored(cand.family, genes, n_params, n_flops, None, None, False,
+                      f"flops {n_flops} > {ctx.max_train_flops:.0f} (budget.flops_ratio: distillation cost)")
     if ctx.max_flops is not None and n_flops > ctx.max_flops:
         return Scored(cand.family, genes, n_params, n_flops, None, None, False,
                       f"flops {n_flops} > {ctx.max_flops:.0f} (pre-filter, latency not measured)")
@@ -167,6 +171,8 @@ def prepare_context(
                 raise KDCompressError("the only search space, pruned-teacher, cannot be used with this teacher",
                                       "add a student family: --set search.space=[resnet,mobilenetv2,vgg]")
     also_score = [p for p in cfg.also_score if p != cfg.proxy]
+    if profile.budget.flops_ratio and not teacher_flops:
+        (progress or Progress()).note("budget.flops_ratio not applied: the teacher's FLOPs could not be counted")
     if teacher.kind == "onnx":  # logits only: no graph to probe for DisWOT's signals
         if cfg.proxy in TEACHER_PROXIES:
             raise KDCompressError(f"proxy {cfg.proxy} needs the teacher in PyTorch and this one is an ONNX file",
@@ -190,6 +196,7 @@ def prepare_context(
         # teacher_flops is 0 when the teacher's FLOPs could not be counted: then no pre-filter
         max_flops=FLOPS_SLACK * budget.loosest * teacher_flops if budget.loosest and teacher_flops else None,
         max_latency_ratio=budget.loosest,
+        max_train_flops=budget.flops_ratio * teacher_flops if budget.flops_ratio and teacher_flops else None,
         backend=backend, threads=profile.target.threads, batch=profile.target.batch, proxy=cfg.proxy, seed=seed,
         reference_onnx=reference,
         reference_ratio=reference_ratio(reference, teacher_artifact, backend, profile.target.threads, x_timing),

@@ -221,7 +221,7 @@ def search(
     write_json(out_dir / "top.json", {
         "proxy": cfg.proxy, "pick": cfg.pick, "cut_rank": cfg.cut_rank, "teacher_init": cfg.teacher_init, "backend": backend,
         "max_latency_ratio": ctx.max_latency_ratio, "targets": targets, "max_params": ctx.max_params,
-        "max_flops": ctx.max_flops,
+        "max_flops": ctx.max_flops, "max_train_flops": ctx.max_train_flops,
         # reference_ratio: the small reference student's p50 / the teacher's; candidates are timed beside it
         "reference_ratio": ctx.reference_ratio, "workers": workers, "within_budget": len(within),
         "top": [{**s.to_json(), "target": target} for target, s in picks],
