@@ -78,7 +78,7 @@ def print_result(result: dict, as_json: bool) -> None:
     table = Table(title=f"kdcompress — {result['profile']} on {result['backend']} (batch {result['batch']})")
     for i in keep:
         table.add_column(head[i], justify="left" if head[i] in ("model", "prec.") else "right",
-                         min_width=19 if head[i] == "model" else None)
+                         no_wrap=head[i] == "model")  # a row name split over two lines reads as two rows
     for row in rows:
         table.add_row(*(row[i] for i in keep))
     out_console.print(table)

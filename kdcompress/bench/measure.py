@@ -98,15 +98,20 @@ def interleaved_latency(
     return {k: LatencyStats.from_samples(v, len(x)) for k, v in samples.items()}
 
 
+def predictions(runner: Runner, x: torch.Tensor, prep: Preprocess, batch: int = 256, fixed: bool = False) -> np.ndarray:
+    """Top-1 class the artifact itself predicts for each uint8 image of ``x``; ``fixed``: the model takes exactly
+    ``batch`` images, so the last batch is padded with zeros and the padding's predictions dropped."""
+    out = []
+    for _, xb, _ in batches(x, torch.zeros(len(x)), batch):
+        inp = prep(xb).numpy()
+        n = len(inp)
+        if fixed and n < batch:
+            inp = np.concatenate([inp, np.zeros((batch - n, *inp.shape[1:]), inp.dtype)])
+        out.append(runner.infer(inp)[:n].argmax(1))
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
 def accuracy(runner: Runner, x: torch.Tensor, y: torch.Tensor, prep: Preprocess, batch: int = 256,
              fixed: bool = False) -> float:
-    """Top-1 accuracy (%) of the artifact itself on uint8 images ``x``; ``fixed``: the model takes exactly
-    ``batch`` images, so the last batch is padded with zeros and the padding's predictions dropped."""
-    correct = 0
-    for _, xb, yb in batches(x, y, batch):
-        inp = prep(xb).numpy()
-        if fixed and len(inp) < batch:
-            inp = np.concatenate([inp, np.zeros((batch - len(inp), *inp.shape[1:]), inp.dtype)])
-        logits = runner.infer(inp)[: len(yb)]
-        correct += int((logits.argmax(1) == yb.numpy()).sum())
-    return 100.0 * correct / max(1, len(y))
+    """Top-1 accuracy (%) of the artifact itself on uint8 images ``x`` (see :func:`predictions`)."""
+    return 100.0 * int((predictions(runner, x, prep, batch, fixed) == y.numpy()).sum()) / max(1, len(y))
