@@ -7,9 +7,11 @@ import json
 import torch
 
 from kdcompress.data import Preprocess, load_data
+from kdcompress.errors import KDCompressError
 from kdcompress.export import to_onnx
 from kdcompress.models.load import load_teacher
 from kdcompress.profiles import load_profile
+from kdcompress.search.cuts import sweep_genes
 from kdcompress.search.evolution import search
 from kdcompress.search.probe import TeacherProbe
 
@@ -132,9 +134,19 @@ def test_pick_keeps_the_teachers_cuts_apart_from_family_students(tiny_npz, tiny_
         log = [json.loads(line) for line in (tmp_path / pick / "candidates.jsonl").read_text().splitlines()]
         if pick == "teacher-first":  # a cut fitted, so the family students were not even searched
             assert {c["space"] for c in log} == {"pruned-teacher"}
-            # cuts are ranked by the weights of the teacher they keep; the search proxy is still scored beside
-            assert top[0].params == max(c["params"] for c in log if c["feasible"])
-            assert all("synflow" in c["scores"] for c in log if c["feasible"])
+            # cuts are ranked by the weights of the teacher they keep, measured largest first until one fits: every
+            # larger cut of the sweep was measured and did not fit; the search proxy is still scored beside
+            assert [c["params"] for c in log] == sorted((c["params"] for c in log), reverse=True)
+            assert [c["feasible"] for c in log] == [False] * (len(log) - 1) + [True]
+            assert top[0].params == log[-1]["params"] and "synflow" in log[-1]["scores"]
+            sizes = []
+            for genes in sweep_genes():
+                try:
+                    cut = t.pruning_source(torch.zeros(2, 1, 12, 12)).build(genes)
+                    sizes.append(sum(p.numel() for p in cut.parameters()))
+                except KDCompressError:
+                    pass
+            assert sum(n > top[0].params for n in sizes) == len(log) - 1
     assert spaces["teacher-first"] == ["pruned-teacher"]
     assert sorted(spaces["per-origin"]) == ["pruned-teacher", "vgg"]
     assert len(spaces["proxy"]) == 1

@@ -29,6 +29,7 @@ from kdcompress.models.pruning import PRUNED_FAMILY
 from kdcompress.profiles import Profile
 from kdcompress.run import Progress, atomic_path, write_json
 from kdcompress.search.context import FLOPS_SLACK, Scored, SearchContext, evaluate, prepare_context
+from kdcompress.search.cuts import largest_cuts
 from kdcompress.search.space import Candidate, get_space
 
 # The context a forked worker inherits (set before the pool starts; never pickled).
@@ -197,17 +198,23 @@ def search(
                     break
                 part = out_dir / f".candidates.{i}.{j}.jsonl"
                 ctx_g = ranked_by(ctx_t, group, profile)
+                taken = {_identity(p) for _, p in picks} | {_identity(p) for p in chosen}
                 try:
-                    feasible = aging_evolution(ctx_g, group, cfg.population, cfg.iterations, cfg.tournament, seed,
-                                               part, progress, workers)
+                    if ctx_g.proxy == "params" and group == [PRUNED_FAMILY]:  # the largest cuts that fit, swept
+                        feasible = largest_cuts(ctx_g, cfg.top_k, taken, part, progress)
+                        if not feasible:
+                            raise KDCompressError(f"no cut of the teacher meets latency ratio {target}")
+                    else:
+                        feasible = aging_evolution(ctx_g, group, cfg.population, cfg.iterations, cfg.tournament,
+                                                   seed, part, progress, workers)
                 except KDCompressError as e:  # this target is out of reach for this group; maybe not for the other
                     errors.append(e)
+                    part.unlink(missing_ok=True)
                     continue
                 for line in part.read_text().splitlines():
                     log.write(json.dumps({**json.loads(line), "target": target}) + "\n")
                 part.unlink()
                 within.update(_identity(f) for f in feasible)
-                taken = {_identity(p) for _, p in picks} | {_identity(p) for p in chosen}
                 ranked = sorted((s for s in feasible if _identity(s) not in taken), key=lambda s: s.scores[ctx_g.proxy],
                                 reverse=True)
                 chosen += ranked[: cfg.top_k]

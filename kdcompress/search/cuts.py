@@ -1,0 +1,58 @@
+"""The teacher's cuts ranked by what they keep (``search.cut_rank: params``): every cut of a fixed sweep sized first,
+then measured largest first until enough fit the budget — no evolution, so the pick is the largest cut that fits,
+not the largest one a random walk happened to visit.
+
+The sweep covers the structural genes (``downsample``, ``drop_blocks``, ``ratio``) with channels cut uniformly by
+L2 magnitude (DepGraph's usual criterion); the other criteria and global pruning change which channels go rather
+than how many, and are left to the evolution (``cut_rank: proxy``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kdcompress.errors import KDCompressError
+from kdcompress.models.pruning import PRUNED_FAMILY
+from kdcompress.run import Progress, atomic_path
+from kdcompress.search.context import Scored, SearchContext, evaluate
+from kdcompress.search.space import Candidate, get_space
+
+
+def sweep_genes() -> list[dict]:
+    """Every structural cut of the pruned-teacher space, channels by L2 magnitude per layer."""
+    choices = get_space(PRUNED_FAMILY).choices
+    return [{"ratio": r, "importance": "l2", "global": 0, "downsample": d, "drop_blocks": k}
+            for d in choices["downsample"] for k in choices["drop_blocks"] for r in choices["ratio"]]
+
+
+def largest_cuts(
+    ctx: SearchContext, top_k: int, exclude: set[str], log: Path, progress: Progress | None = None,
+) -> list[Scored]:
+    """The ``top_k`` cuts with the most parameters that fit ``ctx``'s budget and are not in ``exclude`` (keys as
+    ``json.dumps([space, genes], sort_keys=True)``); every measured cut is logged to ``log`` (JSON lines)."""
+    assert ctx.pruning is not None, "the pruned-teacher space needs the teacher as a pruning source"
+    progress = progress or Progress()
+    sized = []
+    for genes in sweep_genes():
+        try:
+            net = ctx.pruning.build(genes)
+        except KDCompressError:  # e.g. more blocks to drop than the teacher has: not a cut of this teacher
+            continue
+        sized.append((sum(p.numel() for p in net.parameters()), genes))
+    sized.sort(key=lambda pg: -pg[0])  # stable: equal sizes keep the sweep's order
+    progress.start("search cuts", len(sized))
+    found: list[Scored] = []
+    with atomic_path(log) as tmp, tmp.open("w") as f:
+        for _, genes in sized:
+            progress.advance(note=f"{len(found)}/{top_k} fit")
+            if json.dumps([PRUNED_FAMILY, genes], sort_keys=True) in exclude:
+                continue
+            s = evaluate(Candidate.of(PRUNED_FAMILY, genes), ctx)
+            f.write(json.dumps(s.to_json()) + "\n")
+            if s.feasible:
+                found.append(s)
+                if len(found) == top_k:
+                    break
+    progress.stop()
+    return found
