@@ -8,4 +8,4 @@ from rich.console import Console
 
 err_console = Console(stderr=True)
 # Piped output (CI logs, `make demo | tee`) gets a wide fixed width instead of rich's 80 columns.
-out_console = Console() if sys.stdout.isatty() else Console(width=130)
+out_console = Console() if sys.stdout.isatty() else Console(width=150)
