@@ -150,6 +150,10 @@ def test_pick_keeps_the_teachers_cuts_apart_from_family_students(tiny_npz, tiny_
     assert spaces["teacher-first"] == ["pruned-teacher"]
     assert sorted(spaces["per-origin"]) == ["pruned-teacher", "vgg"]
     assert len(spaces["proxy"]) == 1
+    # two targets never distil the same cut twice: the tighter one takes the largest cut not already picked
+    profile = load_profile(tiny_profile, {"search.space": ["pruned-teacher"], "budget.latency_ratio": [5.0, 4.0]})
+    two = search(t, data, Preprocess(), profile, tmp_path / "two", "onnxruntime-cpu", onnx_path, params, 10**7)
+    assert len(two) == 2 and two[0].genes != two[1].genes and two[0].params >= two[1].params
 
 
 def test_flops_ratio_bounds_what_a_student_costs_to_distil(teacher_files, tiny_npz, tiny_profile, tmp_path):
