@@ -157,9 +157,9 @@ def origin_groups(spaces: list[str], pick: str) -> list[list[str]]:
 
 
 def ranked_by(ctx: SearchContext, group: list[str], profile: Profile) -> SearchContext:
-    """``ctx`` with the proxy that ranks ``group``: for the teacher's cuts evolved apart (``search.cut_rank`` params),
-    the parameters they keep — a proxy scores a cut re-initialised, which throws away the trained weights that make
-    it worth distilling — with the search proxy still scored beside it."""
+    """``ctx`` with the proxy that ranks ``group``: for the teacher's cuts searched apart (``search.cut_rank``
+    params), the parameters they keep — a proxy scores a cut re-initialised, which throws away the trained weights
+    that make it worth distilling — with the search proxy still scored beside it (:mod:`kdcompress.search.cuts`)."""
     cfg = profile.search
     if cfg.pick == "proxy" or group != [PRUNED_FAMILY] or cfg.cut_rank != "params":
         return ctx
@@ -173,8 +173,9 @@ def search(
 ) -> list[Scored]:
     """The search stage: write ``candidates.jsonl`` and ``top.json`` under ``out_dir``; return the picks.
 
-    With several latency targets (``budget.latency_ratio: [0.3, 0.15]``), evolutions run per target under that
-    target's budget, one per origin (:func:`origin_groups`), and the ``top_k`` best candidates of each not already
+    With several latency targets (``budget.latency_ratio: [0.3, 0.15]``), each target is searched under its own
+    budget, once per origin (:func:`origin_groups`: an evolution for family students, the largest-first sweep of
+    :mod:`kdcompress.search.cuts` for the teacher's cuts), and the ``top_k`` best candidates of each not already
     picked for a looser target are kept as ``search.pick`` says: the students of a front. Every evaluated candidate
     is logged with the target it was searched for.
     """
