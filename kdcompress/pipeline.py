@@ -37,7 +37,7 @@ from kdcompress.models.pruning import PRUNED_FAMILY, PruningSource
 from kdcompress.profiles import Profile
 from kdcompress.report.environment import environment
 from kdcompress.report.result import build_result, write_report
-from kdcompress.run import Progress, RunDir, atomic_write, read_json, write_json
+from kdcompress.run import Progress, RunDir, atomic_write, differences, read_json, write_json
 from kdcompress.search import search
 from kdcompress.search.proxies import count_flops
 
@@ -404,7 +404,9 @@ def run_until(
     run = RunDir.open(out, resume=resume)
     recorded = run.manifest.get("inputs")
     if recorded is not None and recorded != inputs.to_json() and any(run.done(s) for s in STAGE_FUNCS):
-        raise KDCompressError(f"{out} was started with other inputs or profile (or by an older kdcompress)",
+        diff = differences(recorded, inputs.to_json())
+        shown = "; ".join(diff[:3]) + (f"; and {len(diff) - 3} more" if len(diff) > 3 else "")
+        raise KDCompressError(f"{out} was started with other inputs or profile ({shown})",
                               "resume with the same arguments, or choose another --out")
     run.manifest["inputs"] = inputs.to_json()
     run.save()

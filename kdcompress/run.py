@@ -71,6 +71,22 @@ def read_json(path: Path) -> Any:
         raise KDCompressError(f"{path}: corrupt JSON ({str(e)[:120]})", "delete it and re-run the stage") from None
 
 
+def differences(recorded: Any, now: Any, prefix: str = "") -> list[str]:
+    """Where two JSON values differ, as ``dotted.key: old -> new`` lines (lists compared whole)."""
+    if isinstance(recorded, dict) and isinstance(now, dict):
+        out = []
+        for key in sorted(set(recorded) | set(now), key=str):
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key not in now:
+                out.append(f"{name}: {json.dumps(recorded[key])} -> (absent)")
+            elif key not in recorded:
+                out.append(f"{name}: (absent) -> {json.dumps(now[key])}")
+            else:
+                out += differences(recorded[key], now[key], name)
+        return out
+    return [] if recorded == now else [f"{prefix}: {json.dumps(recorded)} -> {json.dumps(now)}"]
+
+
 @dataclass
 class RunDir:
     """A run directory and its manifest."""

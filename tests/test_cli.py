@@ -91,6 +91,9 @@ def test_shrink_end_to_end(cli_cmd, teacher_files, tiny_npz, tiny_profile, tmp_p
     assert again.returncode == 0 and json.loads(again.stdout) == result
     assert_user_error(run(cli_cmd, "shrink", teacher_files["pt2"], "--profile", tiny_profile, "--data", tiny_npz,
                           "--out", out), "--resume")
+    # --resume with other arguments is refused, naming what differs
+    assert_user_error(run(cli_cmd, "shrink", teacher_files["pt2"], "--profile", tiny_profile, "--data", tiny_npz,
+                          "--out", out, "--resume", "--set", "distill.epochs=3"), "profile.distill.epochs: 2 -> 3")
 
     # A single stage re-runs from the run directory alone; later stages are invalidated and their files removed.
     rep = run(cli_cmd, "report", out, "--json")

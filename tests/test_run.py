@@ -33,3 +33,13 @@ def test_run_refuses_to_clobber_and_resumes(tmp_path):
 def test_missing_run_for_stage_command(tmp_path):
     with pytest.raises(KDCompressError, match="no run here"):
         RunDir.open(tmp_path, must_exist=True)
+
+
+def test_differences_name_every_changed_key():
+    from kdcompress.run import differences
+
+    old = {"seed": 0, "profile": {"distill": {"epochs": 2, "lr": 0.05}, "space": ["resnet"]}}
+    new = {"seed": 0, "profile": {"distill": {"epochs": 3, "lr": 0.05}, "space": ["resnet", "vgg"], "pick": "x"}}
+    assert differences(old, new) == ['profile.distill.epochs: 2 -> 3', 'profile.pick: (absent) -> "x"',
+                                     'profile.space: ["resnet"] -> ["resnet", "vgg"]']
+    assert differences(old, old) == []
