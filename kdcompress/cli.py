@@ -18,6 +18,7 @@ from kdcompress.console import err_console, out_console
 from kdcompress.errors import KDCompressError
 from kdcompress.report.result import budget_line
 from kdcompress.report.result import table as result_table
+from kdcompress.run import default_run_dir
 
 
 class BarProgress:
@@ -126,8 +127,9 @@ def input_options(fn):
                      help="Profile name (see `profiles list`) or YAML path."),
         click.option("--data", "-d", default="fashion-mnist", show_default=True,
                      help="fashion-mnist, a .npz file (x_train,y_train,x_test,y_test) or an ImageFolder directory."),
-        click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/latest"),
-                     show_default=True, help="Run directory."),
+        click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path),
+                     help="Run directory [default: runs/<command>, or runs/<command>2, 3, ... if taken; with "
+                          "--resume, the newest of those]."),
         click.option("--arch", help="FILE.py:ClassName for a state_dict teacher."),
         click.option("--trust-pickle", is_flag=True, help="Allow loading a full pickled nn.Module (executes code)."),
         click.option("--resume", is_flag=True, help="Continue a run in --out, skipping finished stages."),
@@ -170,6 +172,7 @@ def shrink(teacher: Path, out: Path, resume: bool, as_json: bool, require_budget
     the profile asks for, each measured as itself)."""
     from kdcompress.pipeline import shrink as run_shrink
 
+    out = out or default_run_dir(Path("runs/shrink"), resume)
     result = run_shrink(make_inputs(teacher, **job, baselines=baselines), out, resume=resume, progress=BarProgress())
     print_result(result, as_json)
     if not as_json:
@@ -208,13 +211,16 @@ def search(target: Path, out: Path, resume: bool, proxy: str | None, iterations:
     if top_k is not None:
         sets["search.top_k"] = top_k
     inputs = make_inputs(target, overrides=sets, **job)
+    out = out or default_run_dir(Path("runs/search"), resume)
     rows = search_candidates(inputs, out, resume=resume, progress=BarProgress())
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     ranked_by = inputs.profile.search.proxy
     # DisWOT's single-term ablations stay in --json and candidates.jsonl: the table must fit a terminal
-    names = [n for n in (rows[0]["scores"] if rows else []) if n == ranked_by or not n.startswith("diswot_")]
+    # only the proxies every row was scored with (the teacher's cuts carry a params rank the families do not)
+    names = [n for n in (rows[0]["scores"] if rows else []) if all(n in r["scores"] for r in rows)
+             and (n == ranked_by or not n.startswith("diswot_"))]
     as_ranks = len(names) > 3  # many proxies side by side: their rankings compare at a glance, values do not
     spaces = ", ".join(inputs.profile.search.space)
     title = f"{len(rows)} candidates within budget from {spaces} (best first by {ranked_by}, higher is better)"

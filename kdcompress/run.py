@@ -71,6 +71,18 @@ def read_json(path: Path) -> Any:
         raise KDCompressError(f"{path}: corrupt JSON ({str(e)[:120]})", "delete it and re-run the stage") from None
 
 
+def default_run_dir(base: Path, resume: bool) -> Path:
+    """Where a run goes when no ``--out`` is given: ``base``, then ``base2``, ``base3``, … — the first free one for a
+    new run (a second ordinary call never trips over the first), the newest one with ``resume``."""
+    def numbered(i: int) -> Path:
+        return base if i == 1 else base.with_name(f"{base.name}{i}")
+
+    i = 1
+    while numbered(i).exists():
+        i += 1
+    return numbered(max(1, i - 1)) if resume else numbered(i)
+
+
 def differences(recorded: Any, now: Any, prefix: str = "") -> list[str]:
     """Where two JSON values differ, as ``dotted.key: old -> new`` lines (lists compared whole)."""
     if isinstance(recorded, dict) and isinstance(now, dict):

@@ -218,3 +218,15 @@ def test_a_missed_budget_is_said_and_can_fail_the_run(cli_cmd, teacher_files, ti
     assert strict.returncode == 1, strict.stderr
     result = json.loads(strict.stdout)
     assert not result["budget_met"] and result["nearest_miss"].startswith("s0-resnet")
+
+
+def test_a_second_call_without_out_gets_its_own_folder(cli_cmd, teacher_files, tiny_npz, tiny_profile, tmp_path):
+    args = [*cli_cmd, "search", str(teacher_files["pt2"]), "--data", str(tiny_npz), "--profile", str(tiny_profile),
+            "--iterations", "1"]
+    for _ in range(2):
+        proc = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, check=False)
+        assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "runs" / "search" / "search" / "top.json").exists()
+    assert (tmp_path / "runs" / "search2" / "search" / "top.json").exists()
+    again = subprocess.run([*args, "--resume"], capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert again.returncode == 0 and "runs/search2/" in again.stdout and not (tmp_path / "runs" / "search3").exists()

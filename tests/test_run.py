@@ -43,3 +43,15 @@ def test_differences_name_every_changed_key():
     assert differences(old, new) == ['profile.distill.epochs: 2 -> 3', 'profile.pick: (absent) -> "x"',
                                      'profile.space: ["resnet"] -> ["resnet", "vgg"]']
     assert differences(old, old) == []
+
+
+def test_default_run_dir_never_reuses_a_taken_folder(tmp_path):
+    from kdcompress.run import default_run_dir
+
+    base = tmp_path / "runs" / "shrink"
+    assert default_run_dir(base, resume=False) == base and default_run_dir(base, resume=True) == base
+    base.mkdir(parents=True)
+    assert default_run_dir(base, resume=False) == tmp_path / "runs" / "shrink2"
+    (tmp_path / "runs" / "shrink2").mkdir()
+    assert default_run_dir(base, resume=False) == tmp_path / "runs" / "shrink3"
+    assert default_run_dir(base, resume=True) == tmp_path / "runs" / "shrink2"  # the newest
