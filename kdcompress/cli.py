@@ -15,7 +15,7 @@ from rich.table import Table
 
 from kdcompress.check_commands import baseline, check
 from kdcompress.console import err_console, out_console
-from kdcompress.errors import KDCompressError
+from kdcompress.errors import KDCompressError, environment_error
 from kdcompress.report.result import budget_line
 from kdcompress.report.result import table as result_table
 from kdcompress.run import default_run_dir
@@ -405,7 +405,13 @@ def main() -> None:
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\..*|onnxscript\..*")
     try:
-        cli.main(standalone_mode=False)
+        try:
+            cli.main(standalone_mode=False)
+        except OSError as e:  # a full disk or a folder it may not write: the user's to fix, in one line
+            user = environment_error(e)
+            if user is None:
+                raise
+            raise user from e
     except KDCompressError as e:
         if debug:
             raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import errno
 from collections.abc import Iterable
 
 
@@ -32,3 +33,24 @@ def lookup(registry: dict, name: str, kind: str):
         return registry[name]
     except KeyError:
         raise KDCompressError(f"unknown {kind} {name!r}", did_you_mean(name, registry)) from None
+
+
+# What the machine refuses rather than what the code gets wrong: the user fixes these by freeing space, granting
+# permission or choosing another path. Every other OSError stays a bug, with its traceback.
+_ENVIRONMENT = {
+    errno.ENOSPC: ("no space left on the disk", "free some space (or choose another --out) and re-run with --resume"),
+    errno.EDQUOT: ("disk quota exceeded", "free some space (or choose another --out) and re-run with --resume"),
+    errno.EACCES: ("permission denied", "check its permissions, or choose another --out"),
+    errno.EPERM: ("operation not permitted", "check its permissions, or choose another --out"),
+    errno.EROFS: ("read-only file system", "choose a writable folder with --out"),
+    errno.ENOTDIR: ("a file stands where a folder is needed", "choose another --out"),
+}
+
+
+def environment_error(e: OSError) -> KDCompressError | None:
+    """The one-line error for an OSError the user can fix (full disk, no permission, read-only or non-directory
+    path); None for any other OSError."""
+    if e.errno not in _ENVIRONMENT:
+        return None
+    what, fix = _ENVIRONMENT[e.errno]
+    return KDCompressError(f"{e.filename}: {what}" if e.filename else what, fix)

@@ -230,3 +230,28 @@ def test_a_second_call_without_out_gets_its_own_folder(cli_cmd, teacher_files, t
     assert (tmp_path / "runs" / "search2" / "search" / "top.json").exists()
     again = subprocess.run([*args, "--resume"], capture_output=True, text=True, cwd=tmp_path, check=False)
     assert again.returncode == 0 and "runs/search2/" in again.stdout and not (tmp_path / "runs" / "search3").exists()
+
+
+def test_an_out_folder_that_cannot_be_written_is_one_line(cli_cmd, teacher_files, tiny_npz, tiny_profile, tmp_path,
+                                                          monkeypatch, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert_user_error(run(cli_cmd, "shrink", teacher_files["pt2"], "--profile", tiny_profile, "--data", tiny_npz,
+                          "--out", blocker / "run"), "a file stands where a folder is needed")
+    # a full disk (simulated: the first write of the run fails with ENOSPC) is the user's to fix too
+    import errno
+    import sys
+
+    from kdcompress import cli
+    from kdcompress.run import RunDir
+
+    def full(self):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.path / "manifest.json"))
+
+    monkeypatch.setattr(RunDir, "save", full)
+    monkeypatch.setattr(sys, "argv", ["kdcompress", "shrink", str(teacher_files["pt2"]), "--profile",
+                                      str(tiny_profile), "--data", str(tiny_npz), "--out", str(tmp_path / "r")])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and "no space left on the disk" in err and len(err.splitlines()) == 1
