@@ -255,3 +255,15 @@ def test_an_out_folder_that_cannot_be_written_is_one_line(cli_cmd, teacher_files
         cli.main()
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and "no space left on the disk" in err and len(err.splitlines()) == 1
+
+
+def test_arch_files_that_fail_are_one_line(cli_cmd, teacher_files, tiny_npz, tmp_path):
+    raising = tmp_path / "raising.py"
+    raising.write_text("import torch\nraise ImportError('needs timm, which is not installed')\n")
+    assert_user_error(run(cli_cmd, "shrink", teacher_files["sd"], "--arch", f"{raising}:Net", "--data", tiny_npz,
+                          "--out", tmp_path / "a"), "importing", "ImportError: needs timm", "python ")
+    needs_args = tmp_path / "needs_args.py"
+    needs_args.write_text("from torch import nn\n\n\nclass Net(nn.Module):\n"
+                          "    def __init__(self, width):\n        super().__init__()\n")
+    assert_user_error(run(cli_cmd, "shrink", teacher_files["sd"], "--arch", f"{needs_args}:Net", "--data", tiny_npz,
+                          "--out", tmp_path / "b"), "Net() cannot be built without arguments", "defaults")

@@ -170,11 +170,34 @@ def import_arch(spec: str) -> type[nn.Module]:
     assert mspec and mspec.loader
     module = importlib.util.module_from_spec(mspec)
     sys.modules[mod_name] = module
-    mspec.loader.exec_module(module)
+    try:
+        mspec.loader.exec_module(module)
+    except Exception as e:  # noqa: BLE001 — the user's code failed, not ours: say where, keep it one line
+        sys.modules.pop(mod_name, None)
+        raise KDCompressError(f"--arch: importing {file} raised {_first_line(e)}",
+                              f"run `python {file}` to see the traceback") from None
     cls = getattr(module, cls_name, None)
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise KDCompressError(f"--arch: {file} has no nn.Module class {cls_name!r}")
     return cls
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0][:160]}" if text else type(e).__name__
+
+
+def build_arch(spec: str) -> nn.Module:
+    """An instance of the ``--arch`` class, built without arguments (the state_dict brings the weights)."""
+    cls = import_arch(spec)
+    try:
+        return cls()
+    except TypeError as e:
+        raise KDCompressError(f"--arch: {cls.__name__}() cannot be built without arguments ({_first_line(e)})",
+                              "give its __init__ arguments defaults, or name a subclass whose __init__ takes none") from None
+    except Exception as e:  # noqa: BLE001 — the user's constructor failed
+        raise KDCompressError(f"--arch: {cls.__name__}() raised {_first_line(e)}",
+                              "fix the class so it builds without arguments") from None
 
 
 def _unwrap_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
@@ -193,7 +216,7 @@ def _load_state_dict(path: Path, arch: str | None) -> nn.Module:
     sd = _unwrap_state_dict(obj, path)
     if arch is None:
         raise KDCompressError(f"{path}: is a state_dict, which needs its architecture", "pass --arch FILE.py:ClassName")
-    model = import_arch(arch)()
+    model = build_arch(arch)
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as e:
