@@ -89,3 +89,27 @@ def test_shape_mismatch_names_the_shape(teacher_files):
     t = load_teacher(teacher_files["pt2"])
     with pytest.raises(KDCompressError, match=r"\[3, 12, 12\]"):
         infer_io(t, (3, SIDE, SIDE))
+
+
+def test_a_trusted_pickle_finds_its_class_beside_the_model_or_says_which_module_is_missing(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    (tmp_path / "userarch.py").write_text("from torch import nn\n\n\nclass UserNet(nn.Module):\n"
+                                          "    def __init__(self):\n        super().__init__()\n"
+                                          "        self.fc = nn.Linear(4, 2)\n\n    def forward(self, x):\n"
+                                          "        return self.fc(x)\n")
+    subprocess.run([sys.executable, "-c", "import torch, userarch; torch.save(userarch.UserNet(), 'whole.pt')"],
+                   cwd=tmp_path, check=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delitem(sys.modules, "userarch", raising=False)
+    t = load_teacher(tmp_path / "whole.pt", trust_pickle=True)  # userarch.py lies beside the model
+    assert t.kind == "pickle" and type(t.module).__name__ == "UserNet"
+    assert str(tmp_path) not in sys.path  # the import path is left as it was
+    moved = elsewhere / "whole.pt"
+    moved.write_bytes((tmp_path / "whole.pt").read_bytes())
+    monkeypatch.delitem(sys.modules, "userarch", raising=False)
+    with pytest.raises(KDCompressError, match="needs module 'userarch'"):
+        load_teacher(moved, trust_pickle=True)

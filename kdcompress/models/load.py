@@ -200,6 +200,24 @@ def build_arch(spec: str) -> nn.Module:
                               "fix the class so it builds without arguments") from None
 
 
+def _unpickle_module(path: Path) -> object:
+    """``torch.load`` a trusted pickle the way the user's own script would: with the current folder and the
+    model's folder importable, since the pickle names the module its classes live in (e.g. ``arch``)."""
+    extra = [str(Path.cwd()), str(path.resolve().parent)]
+    sys.path[:0] = extra
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except ModuleNotFoundError as e:
+        raise KDCompressError(
+            f"{path}: the pickle needs module {e.name!r}, which is not importable from here or beside the model",
+            f"run from the folder that holds {e.name}.py or add it to PYTHONPATH (or save a state_dict and pass "
+            "--arch FILE.py:ClassName)",
+        ) from None
+    finally:
+        for entry in extra:
+            sys.path.remove(entry)
+
+
 def _unwrap_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
     if isinstance(obj, dict):
         for key in ("state_dict", "model_state_dict", "model"):
@@ -247,7 +265,7 @@ def load_teacher(path: Path | str, arch: str | None = None, trust_pickle: bool =
                     raise
                 if not trust_pickle:
                     raise KDCompressError(f"{path}: is a pickled Python object, not weights", PICKLE_HINT) from None
-                module = torch.load(path, map_location="cpu", weights_only=False)
+                module = _unpickle_module(path)
                 if not isinstance(module, nn.Module):
                     raise KDCompressError(f"{path}: unpickled a {type(module).__name__}, not an nn.Module") from None
                 kind = "pickle"
