@@ -141,6 +141,13 @@ def stage_load(s: Session) -> dict:
                               f"{data.input_shape[0]} channels")
     k = infer_io(teacher, data.input_shape)
     if k != data.num_classes:
+        labels = torch.cat([data.y_train, data.y_val, data.y_test])
+        outside = sorted({int(v) for v in labels[labels >= k].unique()})
+        if outside:  # name the labels the teacher cannot predict: usually a label bug, not a wrong teacher
+            shown = ", ".join(map(str, outside[:5])) + (", ..." if len(outside) > 5 else "")
+            raise KDCompressError(f"the teacher outputs {k} classes (labels 0..{k - 1}) but {int((labels >= k).sum())} "
+                                  f"sample(s) of the data have label(s) {shown}",
+                                  "fix those labels, or use a teacher trained on these classes")
         raise KDCompressError(f"teacher outputs {k} classes but the data has {data.num_classes}",
                               "use data with the teacher's classes")
     teacher.set_eval()

@@ -161,8 +161,16 @@ def test_user_errors_are_one_line_exit_2(cli_cmd, teacher_files, tiny_npz, tiny_
              x_test=rng.integers(0, 255, (8, 3, 12, 12), dtype=np.uint8), y_test=np.arange(8) % 4)
     assert_user_error(run(cli_cmd, "shrink", teacher_files["pt2"], "--profile", tiny_profile, "--data", wrong_shape,
                           "--out", tmp_path / "e"), "does not accept inputs of shape [3, 12, 12]")
+    bad_label = tmp_path / "label13.npz"
+    with np.load(tiny_npz) as z:
+        arrays = dict(z)
+    arrays["y_train"] = arrays["y_train"].copy()
+    arrays["y_train"][5] = 13
+    np.savez(bad_label, **arrays)
+    assert_user_error(run(cli_cmd, "shrink", teacher_files["pt2"], "--profile", tiny_profile, "--data", bad_label,
+                          "--out", tmp_path / "f"), "1 sample(s) of the data have label(s) 13")
     # nothing of a failed run looks finished
-    for d in "abcde":
+    for d in "abcdef":
         assert not (tmp_path / d / "result.json").exists()
     # and a failed run's directory can be used again with corrected arguments (no --resume needed)
     fixed = run(cli_cmd, "shrink", teacher_files["pt2"], "--profile", tiny_profile, "--data", tiny_npz,

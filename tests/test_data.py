@@ -82,3 +82,27 @@ def test_crop_flip_keeps_shape_and_only_moves_pixels():
         assert torch.equal(out[i], x[i]) or torch.equal(out[i], x[i].flip(2))
     shifted = random_crop_flip(x, pad=2, generator=torch.Generator().manual_seed(1))
     assert shifted.shape == x.shape
+
+
+def _save(path, x_train, x_test=None):
+    n = len(x_train)
+    np.savez(path, x_train=x_train, y_train=np.arange(n) % 2, x_test=x_train[:4] if x_test is None else x_test,
+             y_test=np.arange(4) % 2)
+    return path
+
+
+def test_float_images_become_pixels_or_are_refused_never_rounded_into_garbage(tmp_path):
+    rng = np.random.default_rng(0)
+    unit = rng.random((8, 1, 6, 6)).astype(np.float32)
+    d = load_data(str(_save(tmp_path / "unit.npz", unit)))  # floats in [0, 1]: scaled by 255
+    assert d.x_test.dtype == torch.uint8 and int(d.x_test.max()) > 200
+    torch.testing.assert_close(d.x_test.float(), torch.from_numpy(np.rint(unit[:4] * 255)), atol=0, rtol=0)
+    d = load_data(str(_save(tmp_path / "bytes.npz", (unit * 255).astype(np.float64))))  # floats in [0, 255]: kept
+    assert int(d.x_test.max()) > 200
+    normalised = (unit - 0.2860) / 0.3530  # Fashion-MNIST-normalised: values in about [-0.8, 2.0]
+    with pytest.raises(KDCompressError, match=r"looks normalised.*--mean/--std"):
+        load_data(str(_save(tmp_path / "norm.npz", normalised)))
+    nan = unit.copy()
+    nan[3, 0, 2, 2] = np.nan
+    with pytest.raises(KDCompressError, match="1 image\\(s\\) hold NaN"):
+        load_data(str(_save(tmp_path / "nan.npz", nan)))

@@ -138,10 +138,27 @@ def _as_nchw(x: np.ndarray, path: object) -> np.ndarray:
     if x.ndim != 4:
         raise KDCompressError(f"{path}: images must be (N,H,W) or (N,C,H,W), got shape {x.shape}")
     if x.dtype != np.uint8:
-        if np.issubdtype(x.dtype, np.floating) and x.size and float(x.max()) <= 1.0:
-            x = x * 255.0  # float images in [0, 1]: bring them to the uint8 range the preprocessing expects
-        x = np.clip(np.rint(x), 0, 255).astype(np.uint8)
+        x = _pixels_from(x, path)
     return np.ascontiguousarray(x)
+
+
+def _pixels_from(x: np.ndarray, path: object) -> np.ndarray:
+    """Non-uint8 images as uint8 pixels: floats in [0, 1] scaled by 255, values in [0, 255] rounded; anything else
+    (NaN, negative — i.e. already normalised —, above 255) is refused rather than silently rounded into garbage."""
+    if x.size == 0:
+        return x.astype(np.uint8)
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        bad = int((~np.isfinite(x)).reshape(len(x), -1).any(axis=1).sum())
+        raise KDCompressError(f"{path}: {bad} image(s) hold NaN or infinite pixels", "remove or repair them")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0 or hi > 255:
+        raise KDCompressError(
+            f"{path}: pixel values span [{lo:.3g}, {hi:.3g}], which looks normalised, not raw pixels",
+            "save raw pixels (uint8 0-255 or floats in [0, 1]) and give the normalisation with --mean/--std",
+        )
+    if np.issubdtype(x.dtype, np.floating) and hi <= 1.0:
+        x = x * 255.0  # float images in [0, 1]: bring them to the uint8 range the preprocessing expects
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
 def load_npz(path: Path) -> tuple[np.ndarray, ...]:
