@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -398,8 +399,20 @@ cli.add_command(baseline)
 cli.add_command(check)
 
 
+class Terminated(Exception):
+    """SIGTERM, turned into an exception so that every ``finally`` (temp files, progress bars) runs."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+RESUME_LINE = "stopped: finished stages and epochs are kept; run the same command with --resume to continue"
+
+
 def main() -> None:
     debug = "--debug" in sys.argv[1:]
+    signal.signal(signal.SIGTERM, _on_sigterm)
     if not debug:
         # torch and the exporters warn about their own internals; users cannot act on those.
         warnings.filterwarnings("ignore", category=FutureWarning)
@@ -417,9 +430,12 @@ def main() -> None:
             raise
         err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except click.exceptions.Abort:
-        err_console.print("aborted")
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err_console.print(RESUME_LINE, highlight=False, soft_wrap=True)
         sys.exit(130)
+    except Terminated:
+        err_console.print(RESUME_LINE, highlight=False, soft_wrap=True)
+        sys.exit(143)
     except click.ClickException as e:
         e.show()
         sys.exit(2)

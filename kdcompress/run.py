@@ -113,6 +113,8 @@ class RunDir:
         mpath = path / MANIFEST
         if mpath.exists():
             run = cls(path, read_json(mpath))
+            if resume:
+                run.remove_stale_temp_files()
             if resume or must_exist:
                 return run
             if any(run.done(s) for s in STAGES):
@@ -125,6 +127,13 @@ class RunDir:
         run = cls(path, {"version": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "stages": {}})
         run.save()
         return run
+
+    def remove_stale_temp_files(self) -> None:
+        """Delete the temp files (``.NAME.*.tmp``, see :func:`atomic_path`) a killed process left in the run: none
+        of them is anything's finished content."""
+        for tmp in self.path.rglob(".*.tmp"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
     def save(self) -> None:
         write_json(self.path / MANIFEST, self.manifest)

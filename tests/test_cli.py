@@ -275,3 +275,32 @@ def test_arch_files_that_fail_are_one_line(cli_cmd, teacher_files, tiny_npz, tmp
                           "    def __init__(self, width):\n        super().__init__()\n")
     assert_user_error(run(cli_cmd, "shrink", teacher_files["sd"], "--arch", f"{needs_args}:Net", "--data", tiny_npz,
                           "--out", tmp_path / "b"), "Net() cannot be built without arguments", "defaults")
+
+
+def test_sigterm_stops_cleanly_and_resume_finishes_without_leftovers(cli_cmd, teacher_files, tiny_npz, tiny_profile,
+                                                                      tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    args = [*cli_cmd, "shrink", str(teacher_files["pt2"]), "--profile", str(tiny_profile), "--data", str(tiny_npz),
+            "--out", str(out), "--set", "distill.epochs=6"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:  # stop it once the search is done, during distillation
+        manifest = out / "manifest.json"
+        if manifest.exists() and json.loads(manifest.read_text())["stages"].get("search", {}).get("status") == "done":
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and "--resume" in err
+    assert not (out / "result.json").exists()
+    # a temp file that a SIGKILL would leave behind is swept by --resume, which then finishes the run
+    stale = out / "artifacts" / ".s0.onnx.abc123.tmp"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_bytes(b"half an artifact")
+    done = run(cli_cmd, *args[len(cli_cmd):], "--resume")
+    assert done.returncode == 0, done.stderr
+    assert (out / "result.json").exists() and not list(out.rglob(".*.tmp"))

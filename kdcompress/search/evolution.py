@@ -16,6 +16,7 @@ import json
 import multiprocessing as mp
 import os
 import random
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,6 +59,8 @@ def _sample_in_worker(job: tuple[str, int]) -> list[tuple[Candidate, Scored]]:
 
 def _init_worker() -> None:
     torch.set_num_threads(1)
+    # the CLI turns SIGTERM into a clean stop; a pool worker must just die when the pool terminates it
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def default_workers(threads: int) -> int:
