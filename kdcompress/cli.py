@@ -412,7 +412,14 @@ RESUME_LINE = "stopped: finished stages and epochs are kept; run the same comman
 
 def main() -> None:
     debug = "--debug" in sys.argv[1:]
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        _main(debug)
+    finally:  # main() may be called in-process (tests, notebooks): leave the caller's handler as it was
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(debug: bool) -> None:
     if not debug:
         # torch and the exporters warn about their own internals; users cannot act on those.
         warnings.filterwarnings("ignore", category=FutureWarning)
