@@ -193,7 +193,12 @@ def test_save_check_exit_codes_junit_and_markdown(cli_cmd, onnx_pair, tiny_npz, 
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     summary.write_text("earlier step\n")
-    proc = run(cli_cmd, "check", small, "--baseline", base, "--repetitions", "12", "--junit", tmp_path / "ok.xml")
+    # This test checks exit codes and outputs; how often the gate false-alarms is measured by
+    # benchmarks/check_power.py, not by a timed test. On a noisy host, 12 repetitions of an unchanged model have been
+    # judged +12 to +46 % (README, CI gate: not yet explained), so the unchanged checks here allow a 100 % slowdown.
+    loose = ["--max-slowdown", "1.0"]
+    proc = run(cli_cmd, "check", small, "--baseline", base, "--repetitions", "12", "--junit", tmp_path / "ok.xml",
+               *loose)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.startswith("PASS small.onnx: latency")
     text = summary.read_text()
@@ -216,7 +221,7 @@ def test_save_check_exit_codes_junit_and_markdown(cli_cmd, onnx_pair, tiny_npz, 
     hist = tmp_path / "hist"
     for _ in range(2):
         proc = run(cli_cmd, "check", small, "--baseline", base, "--repetitions", "6", "--history", hist, "--json",
-                   "--junit", tmp_path / "trend.xml")
+                   "--junit", tmp_path / "trend.xml", *loose)
         assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["trend"]["runs"] == 2 and out["trend"]["creep"] is False
