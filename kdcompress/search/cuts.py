@@ -19,6 +19,11 @@ from kdcompress.search.context import Scored, SearchContext, evaluate
 from kdcompress.search.space import Candidate, get_space
 
 
+def candidate_identity(space: str, genes: dict) -> str:
+    """The key that says two candidates are the same student (as ``exclude`` holds them)."""
+    return json.dumps([space, genes], sort_keys=True)
+
+
 def sweep_genes() -> list[dict]:
     """Every structural cut of the pruned-teacher space, channels by L2 magnitude per layer."""
     choices = get_space(PRUNED_FAMILY).choices
@@ -29,8 +34,8 @@ def sweep_genes() -> list[dict]:
 def largest_cuts(
     ctx: SearchContext, top_k: int, exclude: set[str], log: Path, progress: Progress | None = None,
 ) -> list[Scored]:
-    """The ``top_k`` cuts with the most parameters that fit ``ctx``'s budget and are not in ``exclude`` (keys as
-    ``json.dumps([space, genes], sort_keys=True)``); every measured cut is logged to ``log`` (JSON lines)."""
+    """The ``top_k`` cuts with the most parameters that fit ``ctx``'s budget and are not in ``exclude`` (keys of
+    :func:`candidate_identity`); every measured cut is logged to ``log`` (JSON lines)."""
     assert ctx.pruning is not None, "the pruned-teacher space needs the teacher as a pruning source"
     progress = progress or Progress()
     sized = []
@@ -46,7 +51,7 @@ def largest_cuts(
     with atomic_path(log) as tmp, tmp.open("w") as f:
         for _, genes in sized:
             progress.advance(note=f"{len(found)}/{top_k} fit")
-            if json.dumps([PRUNED_FAMILY, genes], sort_keys=True) in exclude:
+            if candidate_identity(PRUNED_FAMILY, genes) in exclude:
                 continue
             s = evaluate(Candidate.of(PRUNED_FAMILY, genes), ctx)
             f.write(json.dumps(s.to_json()) + "\n")

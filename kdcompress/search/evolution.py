@@ -30,7 +30,7 @@ from kdcompress.models.pruning import PRUNED_FAMILY
 from kdcompress.profiles import Profile
 from kdcompress.run import Progress, atomic_path, write_json
 from kdcompress.search.context import FLOPS_SLACK, Scored, SearchContext, evaluate, prepare_context
-from kdcompress.search.cuts import largest_cuts
+from kdcompress.search.cuts import candidate_identity, largest_cuts
 from kdcompress.search.space import Candidate, get_space
 
 # The context a forked worker inherits (set before the pool starts; never pickled).
@@ -145,7 +145,7 @@ def aging_evolution(
 
 
 def _identity(s: Scored) -> str:
-    return json.dumps([s.space, s.genes], sort_keys=True)
+    return candidate_identity(s.space, s.genes)
 
 
 def origin_groups(spaces: list[str], pick: str) -> list[list[str]]:
