@@ -17,6 +17,7 @@ import argparse
 import copy
 import json
 import re
+import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -139,7 +140,7 @@ def main() -> None:
     out = args.out or ROOT / "benchmarks" / "results" / (
         "backends.json" if gpu is None else f"backends_{re.sub(r'[^a-z0-9]+', '_', gpu.lower()).strip('_')}.json")
     figures = {
-        "benchmark": "backends", "command": f"python benchmarks/backends.py --run {args.run}",
+        "benchmark": "backends", "command": " ".join(["python", *sys.argv]),
         "student": sid, "batch": 1, "cpu_threads": 1, "test_samples": len(y_test),
         "int8_scheme_here": choose_scheme("cpu").to_json(), "backends": status, "rows": rows, **environment(),
     }

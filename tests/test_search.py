@@ -164,3 +164,29 @@ def test_flops_ratio_bounds_what_a_student_costs_to_distil(teacher_files, tiny_n
     over = [c for c in log if c["flops"] > bound]
     assert over and not any(c["feasible"] for c in over)
     assert any("distillation cost" in c["reason"] for c in over)
+
+
+def test_spawned_workers_search_as_forked_ones_do(teacher_files, tiny_npz, tiny_profile, tmp_path, monkeypatch):
+    """On a machine with a CUDA GPU the search's workers are spawned (a forked child's backward fails there), so the
+    context travels pickled, the teacher's cut source included: the same search gives the same candidates."""
+    from kdcompress.search import evolution
+
+    logs = {}
+    for method in ("fork", "spawn"):
+        monkeypatch.setattr(evolution, "start_method", lambda m=method: m)
+        _, _, log = _search(teacher_files, tiny_npz, tiny_profile, tmp_path / method, seed=1,
+                            **{"search.workers": 2, "search.space": ["resnet", "pruned-teacher"],
+                               "search.pick": "per-origin"})
+        logs[method] = [(c["genes"], c["feasible"], c["scores"]) for c in log]
+    assert logs["fork"] == logs["spawn"] and len(logs["fork"]) > 4
+    # a context that has timed a candidate holds an inference session, which does not pickle: a spawned worker gets
+    # the context without it and makes its own
+    import pickle
+
+    from kdcompress.export.onnx import onnx_bytes
+    from kdcompress.search.context import SearchContext
+
+    reference = onnx_bytes(torch.nn.Conv2d(1, 2, 3).eval(), torch.zeros(1, 1, 12, 12))
+    ctx = SearchContext([], 1, 4, None, None, None, "onnxruntime-cpu", 1, 1, "synflow", 0, reference, 1.0)
+    ctx.reference_runner()
+    assert pickle.loads(pickle.dumps(ctx))._reference is None

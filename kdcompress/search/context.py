@@ -90,6 +90,10 @@ class SearchContext:
     def x(self) -> torch.Tensor:
         return self.batches[0].x
 
+    def __getstate__(self) -> dict:
+        """For a spawned worker: everything but the reference's inference session, which each process makes anew."""
+        return {**self.__dict__, "_reference": None}
+
     def reference_runner(self) -> Runner:
         """The reference's runner in this process (worker processes make their own: sessions do not fork)."""
         if self._reference is None or self._reference[0] != os.getpid():

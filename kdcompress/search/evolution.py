@@ -33,7 +33,7 @@ from kdcompress.search.context import FLOPS_SLACK, Scored, SearchContext, evalua
 from kdcompress.search.cuts import candidate_identity, largest_cuts
 from kdcompress.search.space import Candidate, get_space
 
-# The context a forked worker inherits (set before the pool starts; never pickled).
+# The context a worker evaluates in: inherited by a forked worker, handed (pickled) to a spawned one.
 _WORKER_CTX: SearchContext | None = None
 
 
@@ -57,7 +57,10 @@ def _sample_in_worker(job: tuple[str, int]) -> list[tuple[Candidate, Scored]]:
     return tried
 
 
-def _init_worker() -> None:
+def _init_worker(ctx: SearchContext | None = None) -> None:
+    global _WORKER_CTX
+    if ctx is not None:
+        _WORKER_CTX = ctx
     torch.set_num_threads(1)
     # the CLI turns SIGTERM into a clean stop; a pool worker must just die when the pool terminates it
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -68,16 +71,29 @@ def default_workers(threads: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, threads))
 
 
+def start_method() -> str | None:
+    """How to start search workers: fork where it is safe (cheap: the context is inherited, not pickled), spawn on a
+    machine with a CUDA GPU. There PyTorch's autograd engine starts device threads at the parent's first backward
+    pass, and a forked child's own backward then fails ("Unable to handle autograd's threading in combination with
+    fork-based multiprocessing"; seen on an H200)."""
+    methods = mp.get_all_start_methods()
+    if "fork" in methods and not torch.cuda.is_available():
+        return "fork"
+    return "spawn" if "spawn" in methods else None
+
+
 @contextmanager
 def worker_map(ctx: SearchContext, workers: int) -> Iterator[Callable]:
-    """``map(fn, items)`` over ``workers`` forked processes that share ``ctx`` (in-process when ``workers`` is 1)."""
+    """``map(fn, items)`` over ``workers`` processes that share ``ctx`` (in-process when ``workers`` is 1)."""
     global _WORKER_CTX
     _WORKER_CTX = ctx
+    method = start_method()
     try:
-        if workers <= 1 or "fork" not in mp.get_all_start_methods():
+        if workers <= 1 or method is None:
             yield lambda fn, items: [fn(i) for i in items]
         else:
-            with mp.get_context("fork").Pool(workers, _init_worker) as pool:
+            initargs = () if method == "fork" else (ctx,)
+            with mp.get_context(method).Pool(workers, _init_worker, initargs) as pool:
                 yield lambda fn, items: pool.map(fn, items, chunksize=1)
     finally:
         _WORKER_CTX = None
