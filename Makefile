@@ -9,7 +9,7 @@ FMNIST_DIR := /usr/share/datasets/fashion-mnist
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: install data demo test test-all bench bench-baselines bench-backends bench-harness bench-check bench-proxies bench-search bench-search-speed teacher clean
+.PHONY: install data demo test test-all dist bench bench-baselines bench-backends bench-harness bench-check bench-proxies bench-search bench-search-speed teacher clean
 
 # Debian's Fashion-MNIST (idx files); installed only when missing, so a second run is a no-op.
 data:
@@ -40,6 +40,11 @@ test: install
 
 test-all: install
 	$(PY) -m pytest -q -m ''
+
+# An sdist and a wheel in dist/ (profiles and combo weights are package data); built with the setuptools installed
+# here, so no download. `pip install dist/kdcompress-*.whl` installs it like any package.
+dist: install
+	$(PY) -m build --no-isolation --outdir dist
 
 bench: install
 	$(PY) benchmarks/shrink_tradeoff.py

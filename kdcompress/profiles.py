@@ -1,19 +1,23 @@
-"""Profiles: the typed, validated description of a target and how to reach it (``profiles/*.yaml``).
+"""Profiles: the typed, validated description of a target and how to reach it (the shipped
+``kdcompress/builtin_profiles/*.yaml``, also at ``profiles/``, or a user's YAML file).
 
 Unknown keys are errors that name the key and suggest the closest valid one.
 """
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kdcompress.errors import KDCompressError, did_you_mean
 
-PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
 SCHEMA_VERSION = 1
 
 
@@ -224,8 +228,11 @@ class Profile(_Strict):
     data: DataCfg = DataCfg()
 
 
-def available_profiles() -> dict[str, Path]:
-    return {p.stem: p for p in sorted(PROFILE_DIR.glob("*.yaml"))}
+def available_profiles() -> dict[str, Traversable]:
+    """The shipped profiles by name: package data (``kdcompress/builtin_profiles/*.yaml``, also ``profiles/``)."""
+    folder = resources.files("kdcompress") / "builtin_profiles"
+    return {p.name.removesuffix(".yaml"): p for p in sorted(folder.iterdir(), key=lambda p: p.name)
+            if p.name.endswith(".yaml")}
 
 
 def _field_names(model: type[BaseModel], loc: tuple) -> list[str]:
@@ -262,16 +269,18 @@ def validate_profile(raw: Any, source: str, overridden: frozenset[str] = frozens
 
 def load_profile(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Profile:
     """Load a shipped profile by name or a YAML file by path, apply dotted ``overrides``, validate."""
-    path = Path(name_or_path)
     profiles = available_profiles()
+    path: Path | Traversable = Path(name_or_path)
+    source = str(name_or_path)
     if str(name_or_path) in profiles:
         path = profiles[str(name_or_path)]
-    elif not path.suffix or not path.exists():
+        source = path.name
+    elif not Path(name_or_path).suffix or not Path(name_or_path).exists():
         raise KDCompressError(f"unknown profile {str(name_or_path)!r}", did_you_mean(str(name_or_path), profiles))
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise KDCompressError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+        raise KDCompressError(f"{source}: invalid YAML ({str(e).splitlines()[0]})") from None
     raw = raw if raw is not None else {}
     for dotted, value in (overrides or {}).items():
         node = raw
@@ -281,4 +290,4 @@ def load_profile(name_or_path: str | Path, overrides: dict[str, Any] | None = No
         if not isinstance(node, dict):
             raise KDCompressError(f"--set {dotted}: {'.'.join(parents)} is not a section of the profile")
         node[leaf] = value
-    return validate_profile(raw, str(path.name if path.parent == PROFILE_DIR else path), frozenset(overrides or ()))
+    return validate_profile(raw, source, frozenset(overrides or ()))

@@ -16,6 +16,7 @@ import json
 import math
 from collections.abc import Callable
 from functools import cache
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,7 @@ TRANSFORMS: dict[str, Callable[[float], float]] = {
     "params": _log, "flops": _log, "grad_norm": _log, "snip": _log,
     "diswot_relation": _neg_log_distance, "diswot_semantic": _neg_log_distance,
 }
-WEIGHTS_FILE = Path(__file__).with_name("combo_weights.json")
+WEIGHTS_FILE = Path(__file__).with_name("combo_weights.json")  # where the benchmark writes them (source tree)
 
 
 def combo_features(scores: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -71,7 +72,7 @@ def fit_combo(feats: np.ndarray, accuracy: np.ndarray, ridge: float = 1.0) -> np
 
 @cache
 def shipped_weights() -> dict[str, float]:
-    return json.loads(WEIGHTS_FILE.read_text())["weights"]
+    return json.loads(resources.files(__package__).joinpath(WEIGHTS_FILE.name).read_text())["weights"]
 
 
 def combo(teacher: Signals | None, student: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
