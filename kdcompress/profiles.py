@@ -250,7 +250,9 @@ def _first_error(source: str, exc: ValidationError, overridden: frozenset[str] =
     err = exc.errors()[0]
     loc = tuple(err["loc"])
     key = ".".join(str(p) for p in loc)
-    where = f"--set {key}" if key in overridden or key.rsplit(".", 1)[0] in overridden else f"{source}: {key}"
+    # the value came from --set when that key, a section above it or a key below it was set there
+    from_set = any(key == o or key.startswith(o + ".") or o.startswith(key + ".") for o in overridden)
+    where = f"--set {key}" if from_set else f"{source}: {key}"
     if err["type"] == "extra_forbidden":
         return KDCompressError(f"{where}: unknown key", did_you_mean(str(loc[-1]), _field_names(Profile, loc)))
     if err["type"] == "value_error":  # our validators' messages already name the value and the fix

@@ -231,7 +231,8 @@ def load_data(spec: str, val_fraction: float = 0.1, seed: int = 0) -> DataSplits
     if len(x_train) != len(y_train) or len(x_test) != len(y_test):
         raise KDCompressError(f"{spec}: images and labels differ in length", "check x_*/y_* pairs")
     if x_train.shape[1:] != x_test.shape[1:]:
-        raise KDCompressError(f"{spec}: train images {tuple(x_train.shape[1:])} vs test {tuple(x_test.shape[1:])}")
+        raise KDCompressError(f"{spec}: train images {tuple(x_train.shape[1:])} vs test {tuple(x_test.shape[1:])}",
+                              "give train and test images the same shape")
     if len(arrays) == 6:
         x_val, y_val = torch.from_numpy(arrays[4]), torch.from_numpy(np.asarray(arrays[5])).long().flatten()
     else:
@@ -241,6 +242,10 @@ def load_data(spec: str, val_fraction: float = 0.1, seed: int = 0) -> DataSplits
         val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
         x_val, y_val = x_train[val_idx], y_train[val_idx]
         x_train, y_train = x_train[train_idx], y_train[train_idx]
+    empty = [n for n, y in (("train", y_train), ("validation", y_val), ("test", y_test)) if len(y) == 0]
+    if empty:
+        raise KDCompressError(f"{spec}: the {empty[0]} split holds no images",
+                              "a run needs test images and at least 2 training images (one is kept for validation)")
     n_classes = int(max(y_train.max(), y_test.max())) + 1
     if int(min(y_train.min(), y_test.min())) < 0:
         raise KDCompressError(f"{spec}: labels must be 0..K-1, found a negative label")
