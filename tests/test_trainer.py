@@ -53,3 +53,32 @@ def test_early_stopped_student_is_not_trained_again(teacher_files, tiny_npz, tmp
     assert first.epochs_run == 2
     again = distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "s", tmp_path / "cache.pt", seed=0)
     assert again.epochs_run == 2
+
+
+def test_same_seed_same_search_and_weights_in_separate_processes(teacher_files, tiny_npz, tiny_profile, tmp_path):
+    """Determinism on CPU, as a user meets it: two processes (each with its own hash seed) with the same seed pick the
+    same students and train them to the same weights, bit for bit; another seed changes the weights."""
+    import json
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom kdcompress.pipeline import Inputs, run_until\nfrom kdcompress.profiles import "
+              "load_profile\nprofile = load_profile(sys.argv[2], {'search.iterations': 4, 'distill.epochs': 2, "
+              "'search.workers': 2})\nrun_until(Inputs(sys.argv[1], sys.argv[3], profile, seed=int(sys.argv[5])), "
+              "sys.argv[4], 'distill')\n")
+    runs = {}
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        proc = subprocess.run([sys.executable, "-c", script, str(teacher_files["pt2"]), str(tiny_profile),
+                               str(tiny_npz), str(tmp_path / name), str(seed)], capture_output=True, text=True,
+                              timeout=600, check=False)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        top = json.loads((tmp_path / name / "search" / "top.json").read_text())["top"]
+        top = [(t["space"], t["genes"], t["scores"]) for t in top]  # latencies are measured: they vary
+        runs[name] = (top, {sid.name: torch.load(sid / "model.pt", weights_only=True)
+                            for sid in sorted((tmp_path / name / "students").iterdir())})
+    (top_a, weights_a), (top_b, weights_b), (_, weights_c) = runs["a"], runs["b"], runs["c"]
+    assert top_a == top_b and weights_a.keys() == weights_b.keys()
+    for sid in weights_a:
+        assert all(torch.equal(weights_a[sid][k], weights_b[sid][k]) for k in weights_a[sid])
+    assert any(not torch.equal(weights_a[s][k], weights_c[s][k]) for s in weights_a.keys() & weights_c.keys()
+               for k in weights_a[s]) or weights_a.keys() != weights_c.keys()
