@@ -122,6 +122,8 @@ CORPUS = [
          lambda f: shrink(f, "--set", "distill.epochz=3"), "--set distill.epochz: unknown key"),
     Case("out-of-range-set", "an out-of-range value from `--set`",
          lambda f: shrink(f, "--set", "distill.epochs=-3"), "--set distill.epochs"),
+    Case("path-in-a-name", "a name that would make a file outside the run (`search.space: [../../x]`)",
+         lambda f: shrink(f, "--set", "search.space=[../../x]"), "unknown space '../../x'"),
     Case("set-syntax", "a `--set` without `=`",
          lambda f: shrink(f, "--set", "distill.epochs"), "expected KEY=VALUE"),
     Case("out-is-file", "an output folder where a file stands",

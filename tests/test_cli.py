@@ -6,6 +6,7 @@ import base64
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from kdcompress.run import RunDir
 
 
 def run(cmd: list[str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*cmd, *map(str, args)], capture_output=True, text=True, timeout=600)
+    return subprocess.run([*cmd, *map(str, args)], check=False, capture_output=True, text=True, timeout=600)
 
 
 def assert_user_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
@@ -30,11 +31,37 @@ def assert_user_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
         assert n in lines[0], lines[0]
 
 
-def test_shrink_end_to_end(cli_cmd, teacher_files, tiny_npz, tiny_profile, tmp_path):
-    out = tmp_path / "run"
-    proc = run(cli_cmd, "shrink", teacher_files["pt2"], "--profile", tiny_profile, "--data", tiny_npz,
+# The CLI with the network cut off: every attempt to resolve a name or open an internet socket fails, and is written
+# down in the file named by $ATTEMPTS (a caught failure would otherwise go unseen).
+OFFLINE = """
+import socket, sys, os
+def attempted(what):
+    with open(os.environ["ATTEMPTS"], "a") as f:
+        f.write(what + "\\n")
+    raise OSError("network access attempted: " + what)
+def getaddrinfo(host, *a, **k):
+    attempted(f"getaddrinfo {host}")
+connect = socket.socket.connect
+def guarded_connect(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        attempted(f"connect {address}")
+    return connect(self, address)
+socket.getaddrinfo, socket.socket.connect = getaddrinfo, guarded_connect
+sys.argv = ["kdcompress", *sys.argv[1:]]
+from kdcompress.cli import main
+main()
+"""
+
+
+def test_shrink_end_to_end(cli_cmd, teacher_files, tiny_npz, tiny_profile, tmp_path, monkeypatch):
+    """The whole job, with the network cut off (no run-time downloads, DESIGN's ground rule)."""
+    out, attempts = tmp_path / "run", tmp_path / "network_attempts.txt"
+    monkeypatch.setenv("ATTEMPTS", str(attempts))
+    offline = [sys.executable, "-c", OFFLINE]
+    proc = run(offline, "shrink", teacher_files["pt2"], "--profile", tiny_profile, "--data", tiny_npz,
                "--out", out, "--json")
     assert proc.returncode == 0, proc.stderr
+    assert not attempts.exists(), attempts.read_text()
     result = json.loads(proc.stdout)  # --json: stdout is only JSON
     assert result == json.loads((out / "result.json").read_text())
     assert {"profile", "backend", "teacher", "students"} <= set(result)
