@@ -125,7 +125,13 @@ class Session:
 
 def _stage(session: Session, name: str, fn, force: bool = False) -> None:
     if session.run.done(name) and not force:
-        return
+        changed = session.run.changed_outputs(name)
+        if not changed:
+            return
+        more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+        session.progress.note(f"{changed[0]}{more} changed or went missing since stage {name} wrote it: "
+                              f"running {name} and the stages after it again")
+        session.run.invalidate_from(name)
     t0 = time.time()
     info = fn(session) or {}
     session.run.mark_done(name, time.time() - t0, **info)

@@ -8,6 +8,7 @@ leaves a half-written file looking finished.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -34,6 +35,17 @@ STAGE_OUTPUTS = {
     "bench": ("bench.json",),
     "report": ("result.json", "report.md", "report.html"),
 }
+
+# Outputs that later stages keep writing to (the teacher-logit cache, TensorRT's caches): not hashed
+UNHASHED = ("cache", "artifacts/ort_trt_cache")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 @contextlib.contextmanager
@@ -141,9 +153,32 @@ class RunDir:
     def done(self, stage: str) -> bool:
         return self.manifest["stages"].get(stage, {}).get("status") == "done"
 
+    def output_files(self, stage: str) -> dict[str, str]:
+        """{path relative to the run: sha256} of every file ``stage`` wrote (its :data:`STAGE_OUTPUTS`)."""
+        files = {}
+        for pattern in STAGE_OUTPUTS[stage]:
+            for p in sorted(self.path.glob(pattern)):
+                for f in sorted(p.rglob("*")) if p.is_dir() else [p]:
+                    rel = f.relative_to(self.path).as_posix()
+                    if f.is_file() and not f.name.endswith(".tmp") and not rel.startswith(UNHASHED):
+                        files[rel] = sha256_file(f)
+        return files
+
     def mark_done(self, stage: str, seconds: float, **info: Any) -> None:
-        self.manifest["stages"][stage] = {"status": "done", "seconds": round(seconds, 2), **info}
+        """Record ``stage`` as finished, with the hash of every file it wrote (see :meth:`changed_outputs`)."""
+        self.manifest["stages"][stage] = {"status": "done", "seconds": round(seconds, 2), **info,
+                                          "files": self.output_files(stage)}
         self.save()
+
+    def changed_outputs(self, stage: str) -> list[str]:
+        """The files a finished ``stage`` wrote that are gone or changed since (or that appeared among its outputs):
+        a file changed behind the tool's back is rebuilt, never trusted. A manifest without hashes (an older run)
+        has nothing to compare."""
+        recorded = self.manifest["stages"].get(stage, {}).get("files")
+        if recorded is None:
+            return []
+        now = self.output_files(stage)
+        return sorted(f for f in recorded.keys() | now.keys() if recorded.get(f) != now.get(f))
 
     def invalidate_from(self, stage: str) -> None:
         """Mark ``stage`` and every later stage as not done and delete their outputs (their inputs changed)."""

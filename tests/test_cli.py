@@ -15,7 +15,7 @@ import onnxruntime as ort
 import pytest
 
 from kdcompress.data import Preprocess, load_data
-from kdcompress.run import RunDir
+from kdcompress.run import RunDir, sha256_file
 
 
 def run(cmd: list[str], *args: str) -> subprocess.CompletedProcess:
@@ -115,7 +115,18 @@ def test_shrink_end_to_end(cli_cmd, teacher_files, tiny_npz, tiny_profile, tmp_p
     # --resume on a finished run does no work and returns the same result; without it, the run is protected.
     again = run(cli_cmd, "shrink", teacher_files["pt2"], "--profile", tiny_profile, "--data", tiny_npz,
                 "--out", out, "--json", "--resume")
-    assert again.returncode == 0 and json.loads(again.stdout) == result
+    assert again.returncode == 0 and json.loads(again.stdout) == result and "changed" not in again.stderr
+    # a file changed behind the tool's back is rebuilt, not trusted: the manifest holds every output's hash
+    int8_path = Path(int8["artifact"])
+    int8_path.write_bytes(int8_path.read_bytes() + b"tampered")
+    rebuilt = run(cli_cmd, "shrink", teacher_files["pt2"], "--profile", tiny_profile, "--data", tiny_npz,
+                  "--out", out, "--json", "--resume")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert f"artifacts/{int8_path.name} changed or went missing since stage export wrote it" in rebuilt.stderr
+    assert not int8_path.read_bytes().endswith(b"tampered") and "distill" not in rebuilt.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["stages"]["export"]["files"][f"artifacts/{int8_path.name}"] == sha256_file(int8_path)
+    result = json.loads(rebuilt.stdout)
     assert_user_error(run(cli_cmd, "shrink", teacher_files["pt2"], "--profile", tiny_profile, "--data", tiny_npz,
                           "--out", out), "--resume")
     # --resume with other arguments is refused, naming what differs
