@@ -40,7 +40,7 @@ STAGE_OUTPUTS = {
 UNHASHED = ("cache", "artifacts/ort_trt_cache")
 
 
-def sha256_file(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -161,7 +161,7 @@ class RunDir:
                 for f in sorted(p.rglob("*")) if p.is_dir() else [p]:
                     rel = f.relative_to(self.path).as_posix()
                     if f.is_file() and not f.name.endswith(".tmp") and not rel.startswith(UNHASHED):
-                        files[rel] = sha256_file(f)
+                        files[rel] = file_sha256(f)
         return files
 
     def mark_done(self, stage: str, seconds: float, **info: Any) -> None:

@@ -15,7 +15,7 @@ import onnxruntime as ort
 import pytest
 
 from kdcompress.data import Preprocess, load_data
-from kdcompress.run import RunDir, sha256_file
+from kdcompress.run import RunDir, file_sha256
 
 
 def run(cmd: list[str], *args: str) -> subprocess.CompletedProcess:
@@ -125,7 +125,7 @@ def test_shrink_end_to_end(cli_cmd, teacher_files, tiny_npz, tiny_profile, tmp_p
     assert f"artifacts/{int8_path.name} changed or went missing since stage export wrote it" in rebuilt.stderr
     assert not int8_path.read_bytes().endswith(b"tampered") and "distill" not in rebuilt.stderr
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["stages"]["export"]["files"][f"artifacts/{int8_path.name}"] == sha256_file(int8_path)
+    assert manifest["stages"]["export"]["files"][f"artifacts/{int8_path.name}"] == file_sha256(int8_path)
     result = json.loads(rebuilt.stdout)
     assert_user_error(run(cli_cmd, "shrink", teacher_files["pt2"], "--profile", tiny_profile, "--data", tiny_npz,
                           "--out", out), "--resume")

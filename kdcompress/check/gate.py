@@ -29,9 +29,8 @@ from kdcompress.check.control import CONTROL_VERSION, control_model_bytes
 from kdcompress.check.paired import PairedSamples, measure_paired
 from kdcompress.check.stats import Shift, shift
 from kdcompress.errors import KDCompressError
-from kdcompress.models.load import file_sha256
 from kdcompress.profiles import Check
-from kdcompress.run import read_json, write_json
+from kdcompress.run import file_sha256, read_json, write_json
 
 BASELINE_KIND = "kdcompress-baseline"
 BASELINE_VERSION = 1

@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kdcompress.errors import KDCompressError
-from kdcompress.models.load import file_sha256
-from kdcompress.run import atomic_write
+from kdcompress.run import atomic_write, file_sha256
 
 TRT_HINT = "install TensorRT for your CUDA version (NVIDIA's pip index or container), then `kdcompress doctor`"
 WORKSPACE_BYTES = 1 << 30

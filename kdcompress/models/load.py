@@ -23,6 +23,7 @@ from torch import nn
 
 from kdcompress.errors import KDCompressError
 from kdcompress.models.pruning import PruningSource, check_prunable
+from kdcompress.run import file_sha256
 
 PICKLE_HINT = (
     "loading it would execute code from the file: pass --trust-pickle if you trust its source, or save the model as "
@@ -86,14 +87,6 @@ def eager_from_recipe(path: Path, graph: nn.Module) -> nn.Module | None:
     except Exception:  # noqa: BLE001 — a recipe that does not describe this network is ignored, never trusted
         return None
     return model if same else None
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class OnnxTeacher(nn.Module):
