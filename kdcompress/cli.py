@@ -399,8 +399,10 @@ cli.add_command(baseline)
 cli.add_command(check)
 
 
-class Terminated(Exception):
-    """SIGTERM, turned into an exception so that every ``finally`` (temp files, progress bars) runs."""
+class Terminated(BaseException):
+    """SIGTERM, turned into an exception so that every ``finally`` (temp files, progress bars) runs. A
+    BaseException, like KeyboardInterrupt, so that no ``except Exception`` (an exporter's fallback, a tracer's
+    one-line error) can swallow it: a SIGTERM during export once ended the run with exit code 0."""
 
 
 def _on_sigterm(signum: int, frame: object) -> None:

@@ -37,7 +37,7 @@ from kdcompress.models.pruning import PRUNED_FAMILY, PruningSource
 from kdcompress.profiles import Profile
 from kdcompress.report.environment import environment
 from kdcompress.report.result import build_result, write_report
-from kdcompress.run import Progress, RunDir, atomic_write, differences, read_json, write_json
+from kdcompress.run import Progress, RunDir, atomic_write, differences, file_sha256, read_json, write_json
 from kdcompress.search import search
 from kdcompress.search.proxies import count_flops
 
@@ -309,11 +309,34 @@ def _export_student(s: Session, sid: str, precisions: list[str], plan: ArtifactP
     return {"exporter": exporter, "artifacts": records}
 
 
+# A killed export resumes per student: each finished student's record and the hashes of its artifacts
+EXPORTED_SO_FAR = "artifacts/export.partial.json"
+
+
+def _exported_student(s: Session, sid: str, precisions: list[str]) -> dict:
+    """:func:`_export_student`, or its record from an export that was killed later on, if every artifact it wrote
+    is still there, unchanged."""
+    partial_path = s.run.path / EXPORTED_SO_FAR
+    partial = read_json(partial_path) if partial_path.exists() else {}
+
+    def files() -> dict[str, str]:
+        return {p.name: file_sha256(p) for p in sorted(s.run.path.glob(f"artifacts/{sid}.*"))
+                if p.is_file() and p.suffix != ".tmp"}
+
+    kept = partial.get(sid)
+    if kept and kept["precisions"] == precisions and kept["files"] == files():
+        s.progress.note(f"export of {sid} kept from the interrupted run (its artifacts are unchanged)")
+        return kept["record"]
+    record = _export_student(s, sid, precisions)
+    write_json(partial_path, {**partial, sid: {"precisions": precisions, "files": files(), "record": record}})
+    return record
+
+
 def stage_export(s: Session) -> dict:
     """Every student in every precision of the plan (and the teacher in the backend's format), each checked; with
     ``--baselines``, the recipes' artifacts too."""
     plan = s.plan
-    out = {sid: _export_student(s, sid, plan.precisions) for sid, _ in student_ids(s)}
+    out = {sid: _exported_student(s, sid, plan.precisions) for sid, _ in student_ids(s)}
     teacher_onnx = Path(s.run.manifest["teacher"]["artifact"])
     if plan.backend == "onnxruntime-cpu":  # the teacher's ONNX is the artifact, checked by the load stage
         teacher = {"fp32": {"precision": "fp32", "backend": plan.backend, "format": "onnx", "path": str(teacher_onnx),
@@ -326,6 +349,7 @@ def stage_export(s: Session) -> dict:
         baselines = _export_baselines(s, teacher_onnx)
     write_json(s.run.path / "artifacts" / "export.json", {"plan": plan.to_json(), "teacher": teacher, "students": out,
                                                           "baselines": baselines})
+    (s.run.path / EXPORTED_SO_FAR).unlink(missing_ok=True)
     return {"artifacts": {sid: {p: r["path"] for p, r in v["artifacts"].items()} for sid, v in out.items()}}
 
 

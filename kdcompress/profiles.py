@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from kdcompress.errors import KDCompressError, did_you_mean
+from kdcompress.errors import KDCompressError, did_you_mean, first_line
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -282,7 +282,7 @@ def load_profile(name_or_path: str | Path, overrides: dict[str, Any] | None = No
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise KDCompressError(f"{source}: invalid YAML ({str(e).splitlines()[0]})") from None
+        raise KDCompressError(f"{source}: invalid YAML ({first_line(e, 10**6)})") from None
     raw = raw if raw is not None else {}
     for dotted, value in (overrides or {}).items():
         node = raw

@@ -31,7 +31,7 @@ STAGE_OUTPUTS = {
     "distill": ("students",),
     # TensorRT timing caches (artifacts/timing.*.cache) are kept: they only make the next engine build faster
     "export": ("artifacts/s*", "artifacts/b-*", "artifacts/teacher.fp*", "artifacts/teacher.int8*",
-               "artifacts/export.json", "artifacts/ort_trt_cache"),
+               "artifacts/export.json", "artifacts/export.partial.json", "artifacts/ort_trt_cache"),
     "bench": ("bench.json",),
     "report": ("result.json", "report.md", "report.html"),
 }

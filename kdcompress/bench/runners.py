@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from kdcompress.errors import KDCompressError
+from kdcompress.errors import KDCompressError, first_line
 
 
 class Runner(Protocol):
@@ -140,7 +140,7 @@ def aoti_runner(artifact: Path, device: str) -> TorchRunner:
     try:
         fn = torch._inductor.aoti_load_package(str(artifact))
     except Exception as e:  # noqa: BLE001 — the loader raises RuntimeError/zipfile errors for foreign files
-        raise KDCompressError(f"{artifact}: not a loadable AOTInductor package ({str(e).splitlines()[0][:160]})",
+        raise KDCompressError(f"{artifact}: not a loadable AOTInductor package ({first_line(e)})",
                               "build it with `kdcompress export` or torch._inductor.aoti_compile_and_package") from None
     return TorchRunner(fn, device, f"aoti-{device}")
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from kdcompress.errors import KDCompressError
+from kdcompress.errors import KDCompressError, first_line
 from kdcompress.run import atomic_path
 
 # Tolerances on max |logit difference| per precision, relative to the logits' scale (see check_parity).
@@ -78,7 +78,7 @@ def to_onnx(
                 onnx.checker.check_model(str(tmp))
             return name
         except Exception as e:  # noqa: BLE001 — each exporter fails in its own way; we try the next
-            errors.append(f"{name}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}")
+            errors.append(f"{name}: {first_line(e, 10**6)}")
     raise KDCompressError(f"ONNX export failed ({'; '.join(errors)[:400]})", "run with --debug for details")
 
 

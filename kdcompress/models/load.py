@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from kdcompress.errors import KDCompressError
+from kdcompress.errors import KDCompressError, first_line
 from kdcompress.models.pruning import PruningSource, check_prunable
 from kdcompress.run import file_sha256
 
@@ -176,8 +176,7 @@ def import_arch(spec: str) -> type[nn.Module]:
 
 
 def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0][:160]}" if text else type(e).__name__
+    return type(e).__name__ + (f": {first_line(e)}" if str(e).strip() else "")
 
 
 def build_arch(spec: str) -> nn.Module:
@@ -274,7 +273,7 @@ def load_teacher(path: Path | str, arch: str | None = None, trust_pickle: bool =
     except KDCompressError:
         raise
     except (RuntimeError, zipfile.BadZipFile, EOFError, pickle.UnpicklingError, ValueError, KeyError, OSError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = first_line(e, 10**6)
         raise KDCompressError(f"{path}: corrupt or unreadable {kind} file ({msg[:200]})", "re-save the model") from None
     return Teacher(module=module, kind=kind, path=path, sha256=file_sha256(path), eager=eager)
 
@@ -295,7 +294,7 @@ def infer_io(teacher: Teacher, input_shape: tuple[int, ...]) -> int:
         with torch.no_grad():
             out = teacher.module(torch.zeros(2, *input_shape))
     except Exception as e:  # noqa: BLE001 — any failure here means the data does not fit the model
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = first_line(e, 10**6)
         if teacher.kind == "exported" and _accepts(teacher, (1, *input_shape)):
             raise KDCompressError(
                 f"{teacher.path.name} was exported with a fixed batch size of 1",

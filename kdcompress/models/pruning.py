@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from kdcompress.errors import KDCompressError
+from kdcompress.errors import KDCompressError, first_line
 
 Genes = dict
 
@@ -150,7 +150,7 @@ def prune_teacher(
             pruner.step()
         except Exception as e:  # noqa: BLE001 — DepGraph's failures are many; the user-facing fact is one
             raise KDCompressError(
-                f"DepGraph cannot prune this teacher ({type(e).__name__}: {str(e).splitlines()[0][:120]})",
+                f"DepGraph cannot prune this teacher ({type(e).__name__}: {first_line(e, 120)})",
                 USE_FAMILIES,
             ) from None
     if sum(p.numel() for p in net.parameters()) >= before:

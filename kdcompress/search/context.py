@@ -83,7 +83,10 @@ class SearchContext:
     spaces: list[str] = field(default_factory=list)
     pruning: PruningSource | None = None  # the teacher, when the pruned-teacher space is searched
     max_train_flops: float | None = None  # budget.flops_ratio: the bound on distillation cost
-    latency_cache: dict[str, tuple[float, float]] = field(default_factory=dict)
+    latency_cache: dict[str, tuple[float, float]] = field(default_factory=dict)  # candidate key -> (p50, ratio)
+    score_cache: dict[str, dict[str, float]] = field(default_factory=dict)  # candidate key -> proxy -> score
+    journal: Path | None = None  # where the parent records each measurement (kdcompress.search.journal)
+    journaled: dict[str, str] = field(default_factory=dict, repr=False)  # key -> its entry in the journal
     _reference: tuple[int, Runner] | None = field(default=None, repr=False)
 
     @property
@@ -134,10 +137,13 @@ def evaluate(cand: Candidate, ctx: SearchContext) -> Scored:
     if ctx.max_latency_ratio is not None and ratio > ctx.max_latency_ratio:
         return Scored(cand.family, genes, n_params, n_flops, latency, ratio, False,
                       f"latency ratio {ratio:.3f} > {ctx.max_latency_ratio}")
+    known = ctx.score_cache.get(cand.key, {})
     scores = {  # every proxy sees the same students, at the init it asks for
-        name: score_batches(name, ctx.batches, cand.family, genes, ctx.in_channels, ctx.num_classes, ctx.pruning)
+        name: known[name] if name in known else
+        score_batches(name, ctx.batches, cand.family, genes, ctx.in_channels, ctx.num_classes, ctx.pruning)
         for name in [ctx.proxy, *ctx.also_score]
     }
+    ctx.score_cache[cand.key] = {**known, **scores}
     return Scored(cand.family, genes, n_params, n_flops, latency, ratio, True, scores=scores)
 
 

@@ -16,6 +16,7 @@ from kdcompress.errors import KDCompressError
 from kdcompress.models.pruning import PRUNED_FAMILY
 from kdcompress.run import Progress, atomic_path
 from kdcompress.search.context import Scored, SearchContext, evaluate
+from kdcompress.search.journal import remember
 from kdcompress.search.space import Candidate, get_space
 
 
@@ -53,7 +54,9 @@ def largest_cuts(
             progress.advance(note=f"{len(found)}/{top_k} fit")
             if candidate_identity(PRUNED_FAMILY, genes) in exclude:
                 continue
-            s = evaluate(Candidate.of(PRUNED_FAMILY, genes), ctx)
+            cand = Candidate.of(PRUNED_FAMILY, genes)
+            s = evaluate(cand, ctx)
+            remember(ctx, cand.key, s)
             f.write(json.dumps(s.to_json()) + "\n")
             if s.feasible:
                 found.append(s)

@@ -31,6 +31,7 @@ from kdcompress.profiles import Profile
 from kdcompress.run import Progress, atomic_path, write_json
 from kdcompress.search.context import FLOPS_SLACK, Scored, SearchContext, evaluate, prepare_context
 from kdcompress.search.cuts import candidate_identity, largest_cuts
+from kdcompress.search.journal import JOURNAL, open_journal, remember
 from kdcompress.search.space import Candidate, get_space
 
 # The context a worker evaluates in: inherited by a forked worker, handed (pickled) to a spawned one.
@@ -119,6 +120,7 @@ def aging_evolution(
             if cand.key not in seen:
                 seen[cand.key] = s
                 f.write(json.dumps(s.to_json()) + "\n")
+                remember(ctx, cand.key, s)
 
         attempts = 0
         while len(pop) < population and attempts < 20 * population:
@@ -202,6 +204,7 @@ def search(
     ctx = prepare_context(
         teacher, data, prep, profile, backend, teacher_artifact, teacher_params, teacher_flops, seed, progress
     )
+    ctx = open_journal(ctx, out_dir / JOURNAL, progress)
     workers = cfg.workers or default_workers(profile.target.threads)
     targets = profile.budget.targets
     picks: list[tuple[float | None, Scored]] = []

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from kdcompress.errors import KDCompressError
+from kdcompress.errors import KDCompressError, first_line
 from kdcompress.models.load import Teacher
 
 aten = torch.ops.aten
@@ -106,7 +106,7 @@ class TeacherProbe:
             gm = _graph_module(teacher, example)
         except Exception as e:  # noqa: BLE001 — tracing failures are many; the user-facing fact is one
             raise KDCompressError(
-                f"cannot trace the teacher for the DisWOT proxy ({str(e).splitlines()[0][:160]})",
+                f"cannot trace the teacher for the DisWOT proxy ({first_line(e)})",
                 "save it with torch.export (.pt2) or use another proxy: --set search.proxy=params",
             ) from None
         self.gm = gm
