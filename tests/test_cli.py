@@ -237,23 +237,26 @@ def test_an_out_folder_that_cannot_be_written_is_one_line(cli_cmd, teacher_files
     blocker.write_text("")
     assert_user_error(run(cli_cmd, "shrink", teacher_files["pt2"], "--profile", tiny_profile, "--data", tiny_npz,
                           "--out", blocker / "run"), "a file stands where a folder is needed")
-    # a full disk (simulated: the first write of the run fails with ENOSPC) is the user's to fix too
+    # a full disk, a folder it may not write, a read-only file system (simulated: the first write of the run fails
+    # so; the tests run as root, whom permissions do not stop) are the user's to fix too
     import errno
-    import sys
+    import os
 
     from kdcompress import cli
     from kdcompress.run import RunDir
 
-    def full(self):
-        raise OSError(errno.ENOSPC, "No space left on device", str(self.path / "manifest.json"))
+    for code, said in ((errno.ENOSPC, "no space left on the disk"), (errno.EACCES, "permission denied"),
+                       (errno.EROFS, "read-only file system")):
+        def refuse(self, code=code):
+            raise OSError(code, os.strerror(code), str(self.path / "manifest.json"))
 
-    monkeypatch.setattr(RunDir, "save", full)
-    monkeypatch.setattr(sys, "argv", ["kdcompress", "shrink", str(teacher_files["pt2"]), "--profile",
-                                      str(tiny_profile), "--data", str(tiny_npz), "--out", str(tmp_path / "r")])
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    err = capsys.readouterr().err.strip()
-    assert exit_info.value.code == 2 and "no space left on the disk" in err and len(err.splitlines()) == 1
+        monkeypatch.setattr(RunDir, "save", refuse)
+        monkeypatch.setattr(sys, "argv", ["kdcompress", "shrink", str(teacher_files["pt2"]), "--profile",
+                                          str(tiny_profile), "--data", str(tiny_npz), "--out", str(tmp_path / "r")])
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main()
+        err = capsys.readouterr().err.strip()
+        assert exit_info.value.code == 2 and said in err and len(err.splitlines()) == 1, err
 
 
 def test_sigterm_stops_cleanly_and_resume_finishes_without_leftovers(cli_cmd, teacher_files, tiny_npz, tiny_profile,
