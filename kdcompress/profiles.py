@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kdcompress.errors import KDCompressError, did_you_mean, first_line
 
@@ -130,8 +130,29 @@ class KDLoss(_Strict):
     alpha: float = Field(0.9, ge=0, le=1, description="weight of the KD term; 1 - alpha weights cross-entropy")
 
 
+class DKDLoss(_Strict):
+    """Decoupled KD (Zhao et al., CVPR 2022); the defaults are their CIFAR recipe."""
+
+    T: float = Field(4.0, gt=0, description="softmax temperature")
+    alpha: float = Field(1.0, ge=0, description="weight of TCKD (target vs non-target mass)")
+    beta: float = Field(8.0, ge=0, description="weight of NCKD (the distribution among non-target classes)")
+    ce: float = Field(1.0, ge=0, description="weight of the cross-entropy with the labels")
+    warmup: float = Field(1 / 12, ge=0, le=1, description="share of the epochs over which the distillation term "
+                                                            "ramps up linearly (their recipe: 20 of 240)")
+
+
 class Losses(_Strict):
-    kd: KDLoss = KDLoss()
+    """The distillation loss: the sum of the losses named here (Hinton KD alone when none is)."""
+
+    kd: KDLoss | None = None
+    dkd: DKDLoss | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kd_by_default(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kd") is None and data.get("dkd") is None:
+            return {**data, "kd": {}}
+        return data
 
 
 class Distill(_Strict):

@@ -1,4 +1,4 @@
-"""Hinton KD loss against hand-computed values."""
+"""Distillation losses against the papers' own equations and hand-computed values."""
 
 from __future__ import annotations
 
@@ -33,3 +33,66 @@ def test_golden_value():
 
 def test_registry():
     assert LOSSES["kd"] is kd_loss
+
+
+def _dkd_with_masks(s, t, y, T, alpha, beta):
+    """DKD as the authors' code computes it (probabilities summed under masks, the target logit pushed down by
+    1000 for the non-target part), written from their formulas independently of ours; the mean over the batch."""
+    gt = torch.zeros_like(s).scatter_(1, y[:, None], 1).bool()
+    p_s, p_t = F.softmax(s / T, dim=1), F.softmax(t / T, dim=1)
+    b_s = torch.cat([(p_s * gt).sum(1, keepdim=True), (p_s * ~gt).sum(1, keepdim=True)], 1)
+    b_t = torch.cat([(p_t * gt).sum(1, keepdim=True), (p_t * ~gt).sum(1, keepdim=True)], 1)
+    tckd = (b_t * (b_t.log() - b_s.log())).sum() * T**2 / len(y)
+    q_t = F.softmax(t / T - 1000.0 * gt, dim=1)
+    log_q_s = F.log_softmax(s / T - 1000.0 * gt, dim=1)
+    nckd = F.kl_div(log_q_s, q_t, reduction="sum") * T**2 / len(y)
+    return alpha * tckd + beta * nckd
+
+
+def test_dkd_matches_the_authors_formulation():
+    from kdcompress.distill.losses import dkd_loss
+
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(16, 10, generator=g) * 3, torch.randn(16, 10, generator=g) * 3
+    y = torch.randint(0, 10, (16,), generator=g)
+    for T, alpha, beta in ((4.0, 1.0, 8.0), (1.0, 0.5, 2.0), (2.0, 0.0, 1.0)):
+        ours = dkd_loss(s, t, y, T=T, alpha=alpha, beta=beta, ce=0.0)
+        torch.testing.assert_close(ours, _dkd_with_masks(s, t, y, T, alpha, beta), rtol=1e-5, atol=1e-6)
+    with_ce = dkd_loss(s, t, y, ce=1.0, ramp=0.25)
+    torch.testing.assert_close(with_ce, 0.25 * _dkd_with_masks(s, t, y, 4.0, 1.0, 8.0) + F.cross_entropy(s, y))
+
+
+def test_kd_decomposes_into_tckd_and_weighted_nckd():
+    """The paper's Eq. 1: KD = TCKD + (1 − p_gt of the teacher) · NCKD, sample by sample."""
+    from kdcompress.distill.losses import dkd_parts
+
+    g = torch.Generator().manual_seed(1)
+    s, t, y = torch.randn(8, 7, generator=g), torch.randn(8, 7, generator=g), torch.randint(0, 7, (8,), generator=g)
+    T = 3.0
+    tckd, nckd = dkd_parts(s, t, y, T)
+    p_t = F.softmax(t / T, dim=1)
+    kd = (p_t * (F.log_softmax(t / T, dim=1) - F.log_softmax(s / T, dim=1))).sum(1) * T * T
+    torch.testing.assert_close(kd, tckd + (1 - p_t[torch.arange(8), y]) * nckd)
+    # and it vanishes when the student equals the teacher; its gradient reaches the student only
+    same_t, same_n = dkd_parts(t.clone(), t, y, T)
+    assert float(same_t.abs().max()) < 1e-6 and float(same_n.abs().max()) < 1e-6
+    s_req, t_req = s.clone().requires_grad_(), t.clone().requires_grad_()
+    sum(dkd_parts(s_req, t_req.detach(), y, T)).sum().backward()
+    assert s_req.grad is not None and float(s_req.grad.abs().sum()) > 0 and t_req.grad is None
+
+
+def test_the_profile_names_the_losses_that_are_summed():
+    from kdcompress.distill.losses import dkd_loss
+    from kdcompress.distill.trainer import distillation_loss
+    from kdcompress.profiles import Losses
+
+    s, t, y = torch.randn(6, 5), torch.randn(6, 5), torch.tensor([0, 1, 2, 3, 4, 0])
+    assert Losses().kd is not None and Losses().dkd is None  # Hinton KD when nothing is named
+    only_dkd = Losses.model_validate({"dkd": {"warmup": 0.5}})
+    assert only_dkd.kd is None
+    # epoch 0 of 4 with a warm-up over half of them: the distillation term at half weight, the CE in full
+    torch.testing.assert_close(distillation_loss(only_dkd, 0, 4)(s, t, y), dkd_loss(s, t, y, ramp=0.5))
+    torch.testing.assert_close(distillation_loss(only_dkd, 3, 4)(s, t, y), dkd_loss(s, t, y, ramp=1.0))
+    both = Losses.model_validate({"kd": {"T": 2.0, "alpha": 0.5}, "dkd": {"beta": 2.0, "ce": 0.0, "warmup": 0}})
+    torch.testing.assert_close(distillation_loss(both, 0, 4)(s, t, y),
+                               kd_loss(s, t, y, T=2.0, alpha=0.5) + dkd_loss(s, t, y, beta=2.0, ce=0.0))

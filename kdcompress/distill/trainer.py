@@ -7,10 +7,12 @@ Outputs under the student's folder: ``model.pt`` (best-on-validation state_dict,
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from kdcompress.distill.losses import LOSSES
 from kdcompress.models.load import Teacher
 from kdcompress.models.pruning import PRUNED_FAMILY, PruningSource
 from kdcompress.models.students import build_student
-from kdcompress.profiles import Distill
+from kdcompress.profiles import Distill, Losses
 from kdcompress.run import Progress, atomic_write, write_json
 
 
@@ -60,6 +62,20 @@ def teacher_logits_cached(teacher: Teacher, x: torch.Tensor, prep: Preprocess, c
     return logits
 
 
+def distillation_loss(cfg: Losses, epoch: int, epochs: int) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor],
+                                                                        torch.Tensor]:
+    """``loss(student_logits, teacher_logits, labels)`` for 0-based ``epoch`` of ``epochs``: the sum of the
+    profile's losses (``distill.loss``), DKD's term ramped up over its warm-up share of the epochs."""
+    terms = []
+    if cfg.kd is not None:
+        terms.append(functools.partial(LOSSES["kd"], T=cfg.kd.T, alpha=cfg.kd.alpha))
+    if cfg.dkd is not None:
+        d = cfg.dkd
+        ramp = min((epoch + 1) / (d.warmup * epochs), 1.0) if d.warmup > 0 else 1.0
+        terms.append(functools.partial(LOSSES["dkd"], T=d.T, alpha=d.alpha, beta=d.beta, ce=d.ce, ramp=ramp))
+    return lambda s, t, y: sum(term(s, t, y) for term in terms)  # type: ignore[return-value]
+
+
 def load_student(student_dir: Path, pruning: PruningSource | None = None) -> nn.Module:
     """Rebuild a trained student from ``spec.json`` + ``model.pt`` (no pickle executed); a pruned-teacher student
     is re-cut from its teacher (``pruning``) first."""
@@ -86,7 +102,6 @@ def distill(
     x, y = data.x_train, data.y_train
     if cfg.train_samples is not None:
         x, y = x[: cfg.train_samples], y[: cfg.train_samples]
-    kd = cfg.loss.kd
     use_cache = cfg.cache_teacher_logits and cfg.aug == "none"
     cached = teacher_logits_cached(teacher, x, prep, logit_cache) if use_cache else None
 
@@ -125,6 +140,7 @@ def distill(
         t0 = time.time()
         model.train()
         total, n = 0.0, 0
+        loss_fn = distillation_loss(cfg.loss, epoch, cfg.epochs)
         for idx, xb, yb in batches(x, y, cfg.batch, shuffle=True, generator=gen):
             if cfg.aug == "crop_flip":
                 xb = random_crop_flip(xb, generator=gen)
@@ -134,7 +150,7 @@ def distill(
             else:
                 with torch.no_grad():
                     t_logits = teacher.module(inp)
-            loss = LOSSES["kd"](model(inp), t_logits, yb, T=kd.T, alpha=kd.alpha)
+            loss = loss_fn(model(inp), t_logits, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
