@@ -34,7 +34,7 @@ from kdcompress.export.artifacts import ArtifactPlan, build_model_artifacts, cal
 from kdcompress.export.int8 import resolve_scheme
 from kdcompress.models.load import OnnxTeacher, Teacher, infer_io, load_teacher
 from kdcompress.models.pruning import PRUNED_FAMILY, PruningSource
-from kdcompress.profiles import Profile
+from kdcompress.profiles import KDLoss, Losses, Profile
 from kdcompress.report.environment import environment
 from kdcompress.report.result import build_result, write_report
 from kdcompress.run import Progress, RunDir, atomic_write, differences, file_sha256, read_json, write_json
@@ -246,10 +246,11 @@ def stage_distill(s: Session) -> dict:
                    "num_classes": s.data.num_classes, "scores": cand["scores"]}, s.profile.distill)
             for sid, cand in student_ids(s)]
     for b in trained_baselines(s):
-        cfg = s.profile.distill
-        if not b.kd:  # plain fine-tuning: cross-entropy only
-            cfg = cfg.model_copy(update={"loss": cfg.loss.model_copy(update={
-                "kd": cfg.loss.kd.model_copy(update={"alpha": 0.0})})})
+        # the recipes train as their users would: Hinton KD (the profile's settings, if it has them) or, for plain
+        # fine-tuning, cross-entropy alone — whatever loss our own students use
+        kd = s.profile.distill.loss.kd or KDLoss()
+        kd = kd if b.kd else kd.model_copy(update={"alpha": 0.0})
+        cfg = s.profile.distill.model_copy(update={"loss": Losses(kd=kd)})
         jobs.append((b.model, b.spec(s.data.input_shape[0], s.data.num_classes), cfg))
     for sid, spec, cfg in jobs:
         r = distill(s.teacher, spec, s.data, s.prep, cfg, s.run.folder("students", sid),

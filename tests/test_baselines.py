@@ -33,7 +33,8 @@ def test_beaten_by_needs_both_as_fast_and_as_accurate():
 def test_shrink_with_baselines(cli_cmd, teacher_files, tiny_npz, tiny_profile, tmp_path):
     out = tmp_path / "run"
     proc = run(cli_cmd, "shrink", teacher_files["sd"], "--arch", f"{teacher_files['arch']}:TinyNet", "--profile",
-               tiny_profile, "--data", tiny_npz, "--out", out, "--baselines", "--json")
+               tiny_profile, "--data", tiny_npz, "--out", out, "--baselines", "--json",
+               "--set", "distill.loss={dkd: {}}")  # ours with DKD; the recipes keep Hinton KD / cross-entropy
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     recipes = {r["name"]: r for r in result["baselines"]}
