@@ -26,7 +26,13 @@ def shrink_args(files: dict, out: Path, *extra: str) -> list[str]:
 
 def stop_when(args: list[str], ready: Callable[[], bool], sig: int, timeout: float = 240) -> subprocess.CompletedProcess:
     """Start ``args``, send ``sig`` once ``ready()`` holds, wait for the process to end."""
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell's background job (`make test &`) starts with SIGINT ignored, and an ignored signal stays ignored in
+    # a child: handle it here while the child starts, so that it starts with the default, as from a terminal
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None and not ready():
         time.sleep(0.05)

@@ -1,0 +1,82 @@
+"""Distillation methods side by side: one fixed student distilled from the shipped teacher with each method, the
+same schedule, several seeds; mean ± spread of test accuracy (issue 12's benchmark, first part).
+
+    python benchmarks/distill_methods.py [--methods ce kd dkd] [--seeds 0 1 2] [--profile ci]
+
+The student is the `ci` demo's first pick, a cut of the teacher (first stride doubled, the two deepest blocks
+dropped: 308 k parameters), trained from the teacher's weights. Every run is resumable (one folder per method and
+seed under ``runs/distill_methods``). Saves ``benchmarks/results/distill_methods.json`` with machine, versions and
+date: ``accuracy`` maps method → mean test accuracy, ``runs`` holds every seed's figures and epoch seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from kdcompress.data import Preprocess, load_data
+from kdcompress.distill import distill, load_student
+from kdcompress.distill.trainer import evaluate
+from kdcompress.models.load import load_teacher
+from kdcompress.profiles import load_profile
+from kdcompress.report.environment import environment
+from kdcompress.run import read_json, write_json
+
+ROOT = Path(__file__).resolve().parent.parent
+STUDENT = {"space": "pruned-teacher", "genes": {"downsample": 1, "drop_blocks": 2, "global": 0, "importance": "l2",
+                                                "ratio": 0.0}, "in_channels": 1, "num_classes": 10}
+# distill.loss of each method (the profile's other distill settings stay as they are)
+METHODS = {
+    "ce": {"kd": {"alpha": 0.0}},  # the labels alone (cross-entropy; from the teacher's weights, so not "scratch")
+    "kd": {"kd": {}},  # Hinton KD, the profile's default settings
+    "dkd": {"dkd": {}},  # Decoupled KD with its authors' CIFAR recipe
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--profile", default="ci")
+    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "distill_methods")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "distill_methods.json")
+    args = ap.parse_args()
+    teacher = load_teacher(ROOT / "teachers" / "fmnist_resnet.pt2")
+    data, prep = load_data("fashion-mnist", 0.1, 0), Preprocess()
+    pruning = teacher.pruning_source(prep(data.x_train[:2]))
+    runs: dict[str, list[dict]] = {}
+    for method in args.methods:
+        cfg = load_profile(args.profile, {"distill.loss": METHODS[method]}).distill
+        for seed in args.seeds:
+            folder = args.work / f"{method}-seed{seed}"
+            r = distill(teacher, STUDENT, data, prep, cfg, folder, args.work / "teacher_logits_train.pt", seed)
+            acc = evaluate(load_student(folder, pruning), data.x_test, data.y_test, prep)
+            history = [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
+            runs.setdefault(method, []).append({
+                "seed": seed, "test_accuracy": acc, "best_val_accuracy": r.best_val_accuracy, "epochs": r.epochs_run,
+                "epoch_seconds": statistics.median(h["seconds"] for h in history)})
+            print(f"{method:8s} seed {seed}: test {acc:.2f} %  (val {r.best_val_accuracy:.2f})", flush=True)
+    previous = read_json(args.out) if args.out.exists() else {}
+    summary = {m: {"mean": statistics.mean(r["test_accuracy"] for r in rs),
+                   "stdev": statistics.stdev(r["test_accuracy"] for r in rs) if len(rs) > 1 else None,
+                   "min": min(r["test_accuracy"] for r in rs), "max": max(r["test_accuracy"] for r in rs),
+                   "seeds": len(rs)} for m, rs in runs.items()}
+    figures = {
+        "benchmark": "distill_methods", "command": " ".join(["python", *sys.argv]), "profile": args.profile,
+        "student": STUDENT, "test_samples": len(data.y_test),
+        "accuracy": {**previous.get("accuracy", {}), **{m: s["mean"] for m, s in summary.items()}},
+        "summary": {**previous.get("summary", {}), **summary}, "runs": {**previous.get("runs", {}), **runs},
+        **environment(),
+    }
+    write_json(args.out, figures)
+    for m, s in summary.items():
+        spread = f" ± {s['stdev']:.2f}" if s["stdev"] is not None else ""
+        print(f"{m:8s} {s['mean']:.2f}{spread} (min {s['min']:.2f}, max {s['max']:.2f}, {s['seeds']} seeds)")
+    print(f"saved {args.out}")
+
+
+if __name__ == "__main__":
+    main()
