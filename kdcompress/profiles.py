@@ -165,6 +165,8 @@ class Distill(_Strict):
     batch: int = Field(128, ge=1)
     train_samples: int | None = Field(None, ge=1, description="use only the first N training samples")
     patience: int | None = Field(None, ge=1, description="early stop after N epochs without val improvement")
+    ema: float | None = Field(None, gt=0, lt=1, description="keep an exponential moving average of the weights "
+                              "with this decay per step (e.g. 0.999): validation and the saved student use it")
     cache_teacher_logits: bool = Field(True, description="compute teacher logits once (only without augmentation)")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -82,3 +84,32 @@ def test_same_seed_same_search_and_weights_in_separate_processes(teacher_files, 
         assert all(torch.equal(weights_a[sid][k], weights_b[sid][k]) for k in weights_a[sid])
     assert any(not torch.equal(weights_a[s][k], weights_c[s][k]) for s in weights_a.keys() & weights_c.keys()
                for k in weights_a[s]) or weights_a.keys() != weights_c.keys()
+
+
+def test_weight_averaging_resumes_exactly_and_is_what_is_saved(teacher_files, tiny_npz, tmp_path):
+    """distill.ema: an exponential moving average of the weights (torch.optim.swa_utils) is checkpointed with the
+    rest, so a killed run resumes to the same average; the saved student is the average, not the last weights."""
+    teacher = load_teacher(teacher_files["pt2"])
+    data = load_data(str(tiny_npz))
+    cfg = Distill(epochs=3, batch=32, lr=0.05, ema=0.9)
+    distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "a", tmp_path / "cache.pt", seed=2)
+
+    class Killer(Progress):
+        steps = 0
+
+        def advance(self, n: int = 1, note: str | None = None) -> None:
+            self.steps += n
+            if self.steps > 15:  # in the middle of epoch 2
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "b", tmp_path / "cache.pt", seed=2,
+                progress=Killer())
+    distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "b", tmp_path / "cache.pt", seed=2)
+    a, b = (torch.load(tmp_path / d / "ckpt.pt", weights_only=True) for d in "ab")
+    assert all(torch.equal(a["ema"][k], b["ema"][k]) for k in a["ema"])
+    saved = torch.load(tmp_path / "a" / "model.pt", weights_only=True)
+    val = [json.loads(line)["val_accuracy"] for line in (tmp_path / "a" / "history.jsonl").read_text().splitlines()]
+    assert val[-1] == max(val)  # here the last epoch validates best, so the saved student is the final average
+    assert all(torch.equal(saved[k], a["ema"][f"module.{k}"]) for k in saved)
+    assert any(not torch.equal(a["ema"][f"module.{k}"], a["model"][k]) for k in a["model"] if k.endswith("weight"))

@@ -117,6 +117,9 @@ def distill(
         opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, cfg.epochs * steps_per_epoch) /
                                               (cfg.epochs * steps_per_epoch)))
     )
+    # weight averaging (distill.ema): validation, the saved student and so the export use the average
+    ema = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema),
+                                               use_buffers=True) if cfg.ema else None)
     gen = torch.Generator().manual_seed(seed)
     start_epoch, best_acc, stale, seconds_before = 0, -1.0, 0, 0.0
     history: list[dict] = []
@@ -126,6 +129,8 @@ def distill(
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(ck["ema"])
         gen.set_state(ck["generator"])
         torch.set_rng_state(ck["torch_rng"])
         start_epoch, best_acc, stale = ck["epoch"], ck["best_acc"], ck["stale"]
@@ -155,14 +160,17 @@ def distill(
             loss.backward()
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update_parameters(model)
             total += float(loss.detach()) * len(yb)
             n += len(yb)
             progress.advance(note=f"epoch {epoch + 1}/{cfg.epochs} loss {total / n:.3f}")
-        val_acc = evaluate(model, data.x_val, data.y_val, prep)
+        kept = model if ema is None else ema.module
+        val_acc = evaluate(kept, data.x_val, data.y_val, prep)
         improved = val_acc > best_acc
         if improved:
             best_acc, stale = val_acc, 0
-            _save_torch(student_dir / "model.pt", model.state_dict())
+            _save_torch(student_dir / "model.pt", kept.state_dict())
         else:
             stale += 1
         early_stop = cfg.patience is not None and stale >= cfg.patience
@@ -174,6 +182,7 @@ def distill(
             "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch + 1,
             "best_acc": best_acc, "stale": stale, "seconds": seconds_before + time.time() - t_start,
             "finished": epoch + 1 == cfg.epochs or early_stop,
+            **({"ema": ema.state_dict()} if ema is not None else {}),
         })
         if early_stop:
             break
