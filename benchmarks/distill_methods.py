@@ -67,7 +67,9 @@ def main() -> None:
                    "min": min(r["test_accuracy"] for r in rs), "max": max(r["test_accuracy"] for r in rs),
                    "seeds": len(rs)} for m, rs in runs.items()}
     figures = {
-        "benchmark": "distill_methods", "command": " ".join(["python", *sys.argv]), "profile": args.profile,
+        "benchmark": "distill_methods", "profile": args.profile,
+        # the runs are merged into the saved figures: every command that contributed
+        "commands": [*previous.get("commands", []), " ".join(["python", *sys.argv])],
         "student": STUDENT, "test_samples": len(data.y_test),
         "accuracy": {**previous.get("accuracy", {}), **{m: s["mean"] for m, s in summary.items()}},
         "summary": {**previous.get("summary", {}), **summary}, "runs": {**previous.get("runs", {}), **runs},
