@@ -37,7 +37,7 @@ from kdcompress.models.pruning import PRUNED_FAMILY, PruningSource
 from kdcompress.profiles import KDLoss, Losses, Profile
 from kdcompress.report.environment import environment
 from kdcompress.report.result import build_result, write_report
-from kdcompress.run import Progress, RunDir, atomic_write, differences, file_sha256, read_json, write_json
+from kdcompress.run import Progress, RunDir, atomic_write, differences, read_json, write_json
 from kdcompress.search import search
 from kdcompress.search.proxies import count_flops
 
@@ -320,16 +320,13 @@ def _exported_student(s: Session, sid: str, precisions: list[str]) -> dict:
     partial_path = s.run.path / EXPORTED_SO_FAR
     partial = read_json(partial_path) if partial_path.exists() else {}
 
-    def files() -> dict[str, str]:
-        return {p.name: file_sha256(p) for p in sorted(s.run.path.glob(f"artifacts/{sid}.*"))
-                if p.is_file() and p.suffix != ".tmp"}
-
     kept = partial.get(sid)
-    if kept and kept["precisions"] == precisions and kept["files"] == files():
+    if kept and kept["precisions"] == precisions and kept["files"] == s.run.hashes(f"artifacts/{sid}.*"):
         s.progress.note(f"export of {sid} kept from the interrupted run (its artifacts are unchanged)")
         return kept["record"]
     record = _export_student(s, sid, precisions)
-    write_json(partial_path, {**partial, sid: {"precisions": precisions, "files": files(), "record": record}})
+    write_json(partial_path, {**partial, sid: {"precisions": precisions, "files": s.run.hashes(f"artifacts/{sid}.*"),
+                                               "record": record}})
     return record
 
 

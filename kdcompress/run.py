@@ -155,8 +155,13 @@ class RunDir:
 
     def output_files(self, stage: str) -> dict[str, str]:
         """{path relative to the run: sha256} of every file ``stage`` wrote (its :data:`STAGE_OUTPUTS`)."""
+        return self.hashes(*STAGE_OUTPUTS[stage])
+
+    def hashes(self, *patterns: str) -> dict[str, str]:
+        """{path relative to the run: sha256} of the files under ``patterns`` (globs; folders whole), leaving out
+        temp files and the :data:`UNHASHED` caches."""
         files = {}
-        for pattern in STAGE_OUTPUTS[stage]:
+        for pattern in patterns:
             for p in sorted(self.path.glob(pattern)):
                 for f in sorted(p.rglob("*")) if p.is_dir() else [p]:
                     rel = f.relative_to(self.path).as_posix()
