@@ -19,9 +19,9 @@ class KDCompressError(Exception):
         super().__init__(f"{message} — {hint}" if hint else message)
 
 
-def first_line(e: BaseException, limit: int = 160) -> str:
-    """The first line of ``e``'s message (cut at ``limit``), or its type's name when it has none, for one-line
-    errors that wrap another library's exception."""
+def first_line(e: BaseException, limit: int | None = 160) -> str:
+    """The first line of ``e``'s message (cut at ``limit``; None: whole), or its type's name when it has none, for
+    one-line errors that wrap another library's exception."""
     text = str(e).strip()
     return text.splitlines()[0][:limit] if text else type(e).__name__
 

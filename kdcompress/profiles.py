@@ -305,7 +305,7 @@ def load_profile(name_or_path: str | Path, overrides: dict[str, Any] | None = No
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise KDCompressError(f"{source}: invalid YAML ({first_line(e, 10**6)})") from None
+        raise KDCompressError(f"{source}: invalid YAML ({first_line(e, None)})") from None
     raw = raw if raw is not None else {}
     for dotted, value in (overrides or {}).items():
         node = raw

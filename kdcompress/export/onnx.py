@@ -78,7 +78,7 @@ def to_onnx(
                 onnx.checker.check_model(str(tmp))
             return name
         except Exception as e:  # noqa: BLE001 — each exporter fails in its own way; we try the next
-            errors.append(f"{name}: {first_line(e, 10**6)}")
+            errors.append(f"{name}: {first_line(e, None)}")
     raise KDCompressError(f"ONNX export failed ({'; '.join(errors)[:400]})", "run with --debug for details")
 
 

@@ -273,7 +273,7 @@ def load_teacher(path: Path | str, arch: str | None = None, trust_pickle: bool =
     except KDCompressError:
         raise
     except (RuntimeError, zipfile.BadZipFile, EOFError, pickle.UnpicklingError, ValueError, KeyError, OSError) as e:
-        msg = first_line(e, 10**6)
+        msg = first_line(e, None)
         raise KDCompressError(f"{path}: corrupt or unreadable {kind} file ({msg[:200]})", "re-save the model") from None
     return Teacher(module=module, kind=kind, path=path, sha256=file_sha256(path), eager=eager)
 
@@ -294,7 +294,7 @@ def infer_io(teacher: Teacher, input_shape: tuple[int, ...]) -> int:
         with torch.no_grad():
             out = teacher.module(torch.zeros(2, *input_shape))
     except Exception as e:  # noqa: BLE001 — any failure here means the data does not fit the model
-        msg = first_line(e, 10**6)
+        msg = first_line(e, None)
         if teacher.kind == "exported" and _accepts(teacher, (1, *input_shape)):
             raise KDCompressError(
                 f"{teacher.path.name} was exported with a fixed batch size of 1",
