@@ -166,7 +166,7 @@ def make_inputs(teacher: Path, profile: str, data: str, arch: str | None, trust_
 @click.option("--json", "as_json", is_flag=True, help="Print only the result JSON on stdout.")
 @click.option("--require-budget", is_flag=True, help="Exit with code 1 when no artifact meets the profile's budget.")
 @click.option("--baselines", is_flag=True, help="Also run, in the same run, what users would do instead: int8 PTQ of "
-                                                "the teacher, Torch-Pruning 50%% + fine-tune (and + int8), 75%% + KD.")
+                                                "the teacher, Torch-Pruning 50 % + fine-tune (and + int8), 75 % + KD.")
 def shrink(teacher: Path, out: Path, resume: bool, as_json: bool, require_budget: bool, baselines: bool,
            **job) -> None:
     """Search, distil, export, benchmark and report: TEACHER in, verified deployable students out (every precision

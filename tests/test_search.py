@@ -55,7 +55,7 @@ def test_evolution_respects_budget_and_is_deterministic(teacher_files, tiny_npz,
     assert all(c["latency_ratio"] <= 5.0 for c in log1 if c["feasible"])  # the tiny profile's latency budget
     assert any(not c["feasible"] for c in log1)  # the budget did bite
     assert [c.genes for c in top1] == [c.genes for c in top2]
-    strip = lambda log: [(c["genes"], c["feasible"], c["scores"]) for c in log]  # noqa: E731 — latency is measured
+    strip = lambda log: [(c["genes"], c["feasible"], c["scores"]) for c in log]
     assert strip(log1) == strip(log2)
     assert top1[0].scores["diswot"] == max(c["scores"]["diswot"] for c in log1 if c["feasible"])
 
@@ -190,3 +190,19 @@ def test_spawned_workers_search_as_forked_ones_do(teacher_files, tiny_npz, tiny_
     ctx = SearchContext([], 1, 4, None, None, None, "onnxruntime-cpu", 1, 1, "synflow", 0, reference, 1.0)
     ctx.reference_runner()
     assert pickle.loads(pickle.dumps(ctx))._reference is None
+
+
+def test_when_no_student_meets_the_budget_the_error_names_the_nearest_miss(teacher_files, tiny_npz, tiny_profile,
+                                                                             tmp_path):
+    """A teacher already near the backend's latency floor: one line saying how close any student came, and how to
+    relax the budget (tried as a new user would, with a small fast model of their own)."""
+    import pytest
+
+    profile = load_profile(tiny_profile, {"search.iterations": 0, "search.population": 2, "budget.latency_ratio": 1e-4})
+    t = load_teacher(teacher_files["pt2"])
+    onnx_path = tmp_path / "teacher.onnx"
+    to_onnx(t.module, torch.zeros(1, 1, 12, 12), onnx_path)
+    with pytest.raises(KDCompressError, match=r"no student meets latency ratio 0.0001 here: the fastest of the \d+ "
+                                              r"candidates measured ran at [\d.]+× the teacher .* relax the budget"):
+        search(t, load_data(str(tiny_npz)), Preprocess(), profile, tmp_path / "s", "onnxruntime-cpu", onnx_path,
+               sum(p.numel() for p in t.module.parameters()), 0)  # FLOPs unknown: every candidate gets timed

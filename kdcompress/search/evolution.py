@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import math
 import multiprocessing as mp
 import os
 import random
@@ -187,6 +188,21 @@ def ranked_by(ctx: SearchContext, group: list[str], profile: Profile) -> SearchC
     return dataclasses.replace(ctx, proxy="params", also_score=[p for p in [cfg.proxy, *ctx.also_score] if p != "params"])
 
 
+def _nearest_miss(ctx: SearchContext, targets: list[float | None]) -> KDCompressError | None:
+    """When no target is met by any kind of student: the fastest candidate measured, which says how close the
+    machine lets a student come (a teacher that is already fast sits near the backend's latency floor)."""
+    ratios = [t for t in targets if t is not None]
+    if not ctx.latency_cache or not ratios:
+        return None
+    ratio, loosest = min(r for _, r in ctx.latency_cache.values()), max(ratios)
+    return KDCompressError(
+        f"no student meets latency ratio {loosest if len(targets) == 1 else targets} here: the fastest of the "
+        f"{len(ctx.latency_cache)} candidates measured ran at {ratio:.2f}× the teacher",
+        f"relax the budget (e.g. --set budget.latency_ratio={math.ceil(ratio * 1.2 * 100) / 100}); a teacher this "
+        "fast may already be near this backend's latency floor",
+    )
+
+
 def search(
     teacher: Teacher, data: DataSplits, prep: Preprocess, profile: Profile, out_dir: Path, backend: str,
     teacher_artifact: Path, teacher_params: int, teacher_flops: int, seed: int = 0,
@@ -245,7 +261,7 @@ def search(
                 missed.append(errors[0])
             picks += [(target, s) for s in chosen]
     if len(missed) == len(targets):
-        raise missed[0]
+        raise _nearest_miss(ctx, targets) or missed[0]
     for e in missed:
         (progress or Progress()).note(f"a latency target was skipped: {e.message}")
     write_json(out_dir / "top.json", {
