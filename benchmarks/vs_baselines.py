@@ -1,9 +1,10 @@
 """Our front against what users would do instead, on the shipped teacher, measured in one run.
 
-    python benchmarks/vs_baselines.py [--profile ci] [--run runs/vs_baselines]     (= make bench-baselines)
+    python benchmarks/vs_baselines.py [--profile ci] [--set KEY=VALUE ...] [--run runs/vs_baselines]
+                                                                                    (= make bench-baselines)
 
-Runs (or resumes) ``kdcompress shrink teachers/fmnist_resnet.pt2 --baselines`` — our students for every latency
-target in fp32 and int8, and the recipes (int8 PTQ of the teacher; Torch-Pruning 50 % + fine-tune, and + int8;
+Runs (or resumes) ``kdcompress shrink teachers/fmnist_resnet.pt2 --baselines`` with the profile and ``FRONT``'s
+settings (unless ``--set`` replaces them) — our students for every latency target in fp32 and int8, and the recipes (int8 PTQ of the teacher; Torch-Pruning 50 % + fine-tune, and + int8;
 75 % + KD) with the same data, epochs and harness, all latencies interleaved in one process — then measures this
 machine's per-call floor (p50 of a one-layer model on the same input, interleaved with the teacher) and saves
 ``benchmarks/results/frontier.json``: ``ours`` and ``baselines`` rows (``name``, ``precision``, ``speedup_b1``,
@@ -28,11 +29,17 @@ from kdcompress.bench.measure import predictions
 from kdcompress.data import DataSplits, Preprocess, load_data
 from kdcompress.export import to_onnx
 from kdcompress.pipeline import Inputs, shrink
-from kdcompress.profiles import load_profile
+from kdcompress.profiles import load_profile, parse_overrides
 from kdcompress.report.environment import environment
 from kdcompress.run import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The ci profile's front (0.2x, 0.1x) is sized for a 15-minute demo; the recipes it is judged against sit at
+# 0.28x-0.33x of the teacher's latency, so the front gets a milder target too. budget.flops_ratio bounds what one
+# training step of a student may cost: the ci profile's 0.25 shuts out even tp50's own network (0.251 of the
+# teacher's FLOPs) which the recipes train for the same epochs, so here a student may cost up to 0.3.
+FRONT = ("budget.latency_ratio=[0.3, 0.2, 0.1]", "budget.flops_ratio=0.3")
 
 
 def row(r: dict) -> dict:
@@ -80,11 +87,14 @@ def closest_contender(baseline: dict, ours: list[dict], data: DataSplits, prep: 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="ci")
+    ap.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
+                    help=f"override a profile field (default: {' '.join(FRONT)})")
     ap.add_argument("--run", type=Path, default=ROOT / "runs" / "vs_baselines")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "frontier.json")
     args = ap.parse_args()
     t0 = time.time()
-    profile = load_profile(args.profile)
+    sets = tuple(args.overrides or FRONT)
+    profile = load_profile(args.profile, parse_overrides(sets))
     inputs = Inputs(str(ROOT / "teachers" / "fmnist_resnet.pt2"), "fashion-mnist", profile, baselines=True)
     result = shrink(inputs, args.run, resume=True)
     ratio, floor_ms = floor_ratio(Path(result["teacher"]["artifact"]), profile.target.threads)
@@ -107,7 +117,8 @@ def main() -> None:
                                   "not_beaten": [n for n, b in baselines.items() if not b["beaten_by"]]},
     }
     figures = {
-        "benchmark": "vs_baselines", "command": f"python benchmarks/vs_baselines.py --profile {args.profile}",
+        "benchmark": "vs_baselines", "command": f"python benchmarks/vs_baselines.py --profile {args.profile} "
+                   + " ".join(f"--set '{o}'" for o in sets), "overrides": list(sets),
         "profile": args.profile, "backend": result["backend"], "threads": result["threads"],
         "throughput_batch": (result["teacher"].get("throughput") or {}).get("batch"),
         "test_samples": result["test_samples"], "teacher_accuracy": result["teacher"]["accuracy"],

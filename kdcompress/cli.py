@@ -58,18 +58,6 @@ PROXY_HELP = ("synflow (default), zen, params, flops, grad_norm, snip, nwot, com
               "diswot_semantic, diswot_relation, diswot_log")
 
 
-def _parse_overrides(pairs: tuple[str, ...]) -> dict:
-    import yaml
-
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise KDCompressError(f"--set {pair!r}: expected KEY=VALUE", "e.g. --set distill.epochs=5")
-        out[key] = yaml.safe_load(value)
-    return out
-
-
 def print_result(result: dict, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -150,9 +138,9 @@ def make_inputs(teacher: Path, profile: str, data: str, arch: str | None, trust_
                 mean: tuple[float, ...], std: tuple[float, ...], overrides: tuple[str, ...] | dict,
                 strict_target: bool, baselines: bool = False):
     from kdcompress.pipeline import Inputs
-    from kdcompress.profiles import load_profile
+    from kdcompress.profiles import load_profile, parse_overrides
 
-    sets = overrides if isinstance(overrides, dict) else _parse_overrides(overrides)
+    sets = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
     if mean:
         sets["data.mean"] = list(mean)
     if std:
@@ -199,10 +187,11 @@ def search(target: Path, out: Path, resume: bool, proxy: str | None, iterations:
     if target.is_dir():
         return _rerun_stage(target, "search", as_json)
     from kdcompress.pipeline import search_candidates
+    from kdcompress.profiles import parse_overrides
     from kdcompress.search import PROXIES
     from kdcompress.search.space import get_space
 
-    sets = _parse_overrides(job.pop("overrides"))
+    sets = parse_overrides(job.pop("overrides"))
     if proxy == "all":
         sets["search.also_score"] = sorted(PROXIES)
     elif proxy:

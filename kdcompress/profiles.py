@@ -292,6 +292,17 @@ def validate_profile(raw: Any, source: str, overridden: frozenset[str] = frozens
         raise _first_error(source, e, overridden) from None
 
 
+def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` pairs as ``{dotted key: YAML value}``, the form ``load_profile`` takes."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise KDCompressError(f"--set {pair!r}: expected KEY=VALUE", "e.g. --set distill.epochs=5")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
 def load_profile(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Profile:
     """Load a shipped profile by name or a YAML file by path, apply dotted ``overrides``, validate."""
     profiles = available_profiles()

@@ -173,3 +173,18 @@ def test_pruned_space_shrink_cuts_more():
         except KDCompressError:  # e.g. drop_blocks 4 on a net with 3 droppable blocks: not a candidate
             continue
         assert count_flops(small, x) <= count_flops(big, x)
+
+
+def test_round_to_keeps_every_pruned_width_a_multiple_and_old_genes_build_as_before():
+    from kdcompress.search.cuts import channel_multiple
+
+    source = PruningSource(_resnet_teacher(), torch.rand(2, 1, 16, 16))
+    widths = lambda net: [m.out_channels for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    genes = {"ratio": 0.3, "importance": "l2", "global": 0, "downsample": 0, "drop_blocks": 0}
+    free, old = source.build({**genes, "round_to": 1}), source.build(genes)
+    assert widths(free) == widths(old) and any(w % 8 for w in widths(free))  # DepGraph's own counts
+    rounded = source.build({**genes, "round_to": 8})
+    assert all(w % 8 == 0 for w in widths(rounded)) and widths(rounded) != widths(free)
+    # the sweep rounds to what the target computes in one block
+    assert channel_multiple("cpu", {"avx2", "avx512f"}) == 16
+    assert channel_multiple("cpu", {"avx2"}) == channel_multiple("cuda", {"avx512f"}) == 8

@@ -64,9 +64,86 @@ def dkd_loss(
     return loss + ce * F.cross_entropy(student_logits, targets) if ce else loss
 
 
+# Feature losses. Each takes the last feature map before pooling (N, C, H, W) of student and teacher, or the pooled
+# embedding (N, D); where the paper passes the student through a learned adapter first (FitNets' regressor, ICKD's
+# embedding), the caller applies it — these functions hold no parameters.
+
+
+def fitnet_loss(student_hint: torch.Tensor, teacher_hint: torch.Tensor) -> torch.Tensor:
+    """FitNets hint loss (Romero et al., ICLR 2015, Eq. 3): the squared distance between the teacher's hint and the
+    student's guided layer mapped by the regressor (here a learned 1x1 convolution), as a mean over elements (as
+    torchdistill's and CRD's ``HintLoss``: ``MSELoss``)."""
+    return F.mse_loss(student_hint, teacher_hint)
+
+
+def sp_loss(student_features: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:
+    """Similarity-Preserving KD (Tung & Mori, ICCV 2019, Eq. 2-4): the batch's b x b similarity matrices
+    ``G = Q Q^T`` (Q: each sample's activations flattened), each row L2-normalised, compared as
+    ``||G_t - G_s||_F^2 / b^2``. Invariant to the feature maps' channel count and size, so none is adapted."""
+    b = student_features.shape[0]
+
+    def similarity(f: torch.Tensor) -> torch.Tensor:
+        q = f.reshape(b, -1)
+        return F.normalize(q @ q.T, dim=1)
+
+    return (similarity(teacher_features) - similarity(student_features)).pow(2).sum() / (b * b)
+
+
+def ickd_loss(student_features: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:
+    """Inter-Channel Correlation KD (Liu et al., ICCV 2021, Eq. 2-4): per sample, the C x C Gram matrix of the
+    channels over the spatial positions, each row L2-normalised; ``sum ||G_s - G_t||^2 / (C · b)``. The student's
+    map must already have the teacher's channel count (their learned 1x1 embedding); spatial sizes may differ.
+    As the DisWOT authors' ``distiller_zoo/ICKD.py`` computes it."""
+    b, c = teacher_features.shape[:2]
+
+    def gram(f: torch.Tensor) -> torch.Tensor:
+        v = f.reshape(b, c, -1)
+        return F.normalize(v @ v.transpose(1, 2), dim=2)
+
+    return (gram(student_features) - gram(teacher_features)).pow(2).sum() / (c * b)
+
+
+def _pairwise_distances(e: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    sq = e.pow(2).sum(1)
+    d = (sq[:, None] + sq[None, :] - 2 * e @ e.T).clamp(min=eps).sqrt()
+    return d * (1 - torch.eye(len(e), dtype=e.dtype, device=e.device))  # exact zeros on the diagonal
+
+
+def rkd_loss(student_embedding: torch.Tensor, teacher_embedding: torch.Tensor, distance: float = 25.0,
+             angle: float = 50.0) -> torch.Tensor:
+    """Relational KD (Park et al., CVPR 2019, Eq. 4-7): the Huber (smooth L1) loss between the students' and the
+    teacher's pairwise distances, each normalised by its mean over distinct pairs (``distance`` weight), plus that
+    between the cosines of the angles every triplet forms (``angle`` weight); the paper's weights 25 and 50.
+    Invariant to scaling either embedding; the teacher's side carries no gradient."""
+    s = student_embedding.reshape(len(student_embedding), -1)
+    t = teacher_embedding.reshape(len(teacher_embedding), -1).detach()
+
+    def distances(e: torch.Tensor) -> torch.Tensor:
+        d = _pairwise_distances(e)
+        return d / d[d > 0].mean()
+
+    def angles(e: torch.Tensor) -> torch.Tensor:
+        u = F.normalize(e[None, :, :] - e[:, None, :], p=2, dim=2)
+        return (u @ u.transpose(1, 2)).reshape(-1)
+
+    loss = torch.zeros((), dtype=s.dtype, device=s.device)
+    if distance:
+        loss = loss + distance * F.smooth_l1_loss(distances(s), distances(t))
+    if angle:
+        loss = loss + angle * F.smooth_l1_loss(angles(s), angles(t))
+    return loss
+
+
 Loss = Callable[..., torch.Tensor]
 
 LOSSES: dict[str, Loss] = {
     "kd": kd_loss,
     "dkd": dkd_loss,
+    "fitnet": fitnet_loss,
+    "sp": sp_loss,
+    "ickd": ickd_loss,
+    "rkd": rkd_loss,
 }
+
+# The losses that compare feature maps or embeddings rather than logits (the trainer taps the networks for them).
+FEATURE_LOSSES = frozenset({"fitnet", "sp", "ickd", "rkd"})

@@ -125,7 +125,7 @@ def prune_teacher(
     teacher_module: nn.Module, genes: Genes, example: torch.Tensor,
 ) -> nn.Module:
     """A copy of ``teacher_module`` cut as ``genes`` say (see the module docstring); old genes without
-    ``downsample``/``drop_blocks`` mean neither."""
+    ``downsample``/``drop_blocks``/``round_to`` mean none of these."""
     import torch_pruning as tp
 
     net = copy.deepcopy(teacher_module).eval()
@@ -146,6 +146,7 @@ def prune_teacher(
                 net, example, importance=_importances()[genes["importance"]](),
                 pruning_ratio=ratio, global_pruning=bool(genes.get("global", 0)),
                 max_pruning_ratio=0.95, ignored_layers=_classifier(net),
+                round_to=int(genes.get("round_to", 1)) if int(genes.get("round_to", 1)) > 1 else None,
             )
             pruner.step()
         except Exception as e:  # noqa: BLE001 — DepGraph's failures are many; the user-facing fact is one

@@ -3,7 +3,8 @@ then measured largest first until enough fit the budget — no evolution, so the
 not the largest one a random walk happened to visit.
 
 The sweep covers the structural genes (``downsample``, ``drop_blocks``, ``ratio``) with channels cut uniformly by
-L2 magnitude (DepGraph's usual criterion); the other criteria and global pruning change which channels go rather
+L2 magnitude (DepGraph's usual criterion) and rounded to the multiple the target computes in one block
+(:func:`channel_multiple`); genes that build the same network are measured once; the other criteria and global pruning change which channels go rather
 than how many, and are left to the evolution (``cut_rank: proxy``).
 """
 
@@ -12,8 +13,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from kdcompress.bench.backends import BACKENDS
 from kdcompress.errors import KDCompressError
-from kdcompress.models.pruning import PRUNED_FAMILY
+from kdcompress.export.int8 import cpu_flags
+from kdcompress.models.pruning import PRUNED_FAMILY, PruningSource
 from kdcompress.run import Progress, atomic_path
 from kdcompress.search.context import Scored, SearchContext, evaluate
 from kdcompress.search.journal import remember
@@ -25,11 +28,37 @@ def candidate_identity(space: str, genes: dict) -> str:
     return json.dumps([space, genes], sort_keys=True)
 
 
-def sweep_genes() -> list[dict]:
-    """Every structural cut of the pruned-teacher space, channels by L2 magnitude per layer."""
+def channel_multiple(device: str, flags: set[str] | None = None) -> int:
+    """The number of channels the target computes in one block: 16 on x86 CPUs with AVX-512 (onnxruntime's NCHWc
+    convolution blocks), else 8 (its AVX2 blocks; GPU tensor cores). Widths that are not a multiple run the rest in
+    a padded block: see :mod:`kdcompress.models.pruning`."""
+    return 16 if device == "cpu" and "avx512f" in (cpu_flags() if flags is None else flags) else 8
+
+
+def sweep_genes(multiple: int = 8) -> list[dict]:
+    """Every structural cut of the pruned-teacher space, channels by L2 magnitude per layer, each layer's count
+    rounded to ``multiple``."""
     choices = get_space(PRUNED_FAMILY).choices
-    return [{"ratio": r, "importance": "l2", "global": 0, "downsample": d, "drop_blocks": k}
+    return [{"ratio": r, "importance": "l2", "global": 0, "downsample": d, "drop_blocks": k,
+             "round_to": multiple if r else 1}
             for d in choices["downsample"] for k in choices["drop_blocks"] for r in choices["ratio"]]
+
+
+def sized_cuts(pruning: PruningSource, multiple: int) -> list[tuple[int, dict]]:
+    """(parameters, genes) of every distinct network of the sweep that this teacher admits, largest first; genes
+    that build the same network as earlier genes of the sweep are left out."""
+    sized, shapes = [], set()
+    for genes in sweep_genes(multiple):
+        try:
+            net = pruning.build(genes)
+        except KDCompressError:  # e.g. more blocks to drop than the teacher has: not a cut of this teacher
+            continue
+        shape = (genes["downsample"], tuple(tuple(p.shape) for p in net.parameters()))
+        if shape not in shapes:
+            shapes.add(shape)
+            sized.append((sum(p.numel() for p in net.parameters()), genes))
+    sized.sort(key=lambda pg: -pg[0])  # stable: equal sizes keep the sweep's order
+    return sized
 
 
 def largest_cuts(
@@ -39,14 +68,7 @@ def largest_cuts(
     :func:`candidate_identity`); every measured cut is logged to ``log`` (JSON lines)."""
     assert ctx.pruning is not None, "the pruned-teacher space needs the teacher as a pruning source"
     progress = progress or Progress()
-    sized = []
-    for genes in sweep_genes():
-        try:
-            net = ctx.pruning.build(genes)
-        except KDCompressError:  # e.g. more blocks to drop than the teacher has: not a cut of this teacher
-            continue
-        sized.append((sum(p.numel() for p in net.parameters()), genes))
-    sized.sort(key=lambda pg: -pg[0])  # stable: equal sizes keep the sweep's order
+    sized = sized_cuts(ctx.pruning, channel_multiple(BACKENDS[ctx.backend].device))
     progress.start("search cuts", len(sized))
     found: list[Scored] = []
     with atomic_path(log) as tmp, tmp.open("w") as f:

@@ -70,7 +70,7 @@ class GeneSpace:
         """Change exactly one gene to another of its values."""
         flat = self._to_flat(cand.as_dict())
         gene = rng.choice(sorted(self.choices))
-        flat[gene] = rng.choice([v for v in self.choices[gene] if v != flat[gene]])
+        flat[gene] = rng.choice([v for v in self.choices[gene] if v != flat.get(gene)])
         return Candidate.of(self.family, self._to_genes(flat))
 
     def shrink(self, cand: Candidate, rng: random.Random) -> Candidate | None:
@@ -149,20 +149,23 @@ class VGGSpace(GeneSpace):
 
 class PrunedTeacherSpace(GeneSpace):
     """Genes of :mod:`kdcompress.models.pruning`: whether the teacher's first stride doubles, how many of its
-    deepest blocks go, how much of its channels to cut, by which criterion, and whether the ratio holds per layer or
-    over the whole network."""
+    deepest blocks go, how much of its channels to cut, by which criterion, whether the ratio holds per layer or
+    over the whole network, and the multiple each layer's channel count is rounded to."""
 
     family = PRUNED_FAMILY
     choices: ClassVar[dict[str, list]] = {
-        "ratio": [0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9],
+        "ratio": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9],
         "importance": IMPORTANCE_NAMES,
         "global": [0, 1],
         "downsample": [0, 1],
         "drop_blocks": [0, 1, 2, 3],
+        "round_to": [1, 8, 16],
     }
 
     def describe(self, genes: Genes) -> str:
         cuts = [f"ratio {genes['ratio']} {genes['importance']}{' global' if genes.get('global') else ''}"]
+        if genes.get("round_to", 1) > 1:
+            cuts.append(f"channels in {genes['round_to']}s")
         if genes.get("downsample"):
             cuts.append("stride x2")
         if genes.get("drop_blocks"):
