@@ -141,11 +141,47 @@ class DKDLoss(_Strict):
                                                             "ramps up linearly (their recipe: 20 of 240)")
 
 
+class FitNetLoss(_Strict):
+    """FitNets hint (Romero et al., ICLR 2015) on the last feature map, through a learned 1x1 regressor."""
+
+    weight: float = Field(100.0, ge=0, description="weight of the hint loss (CRD's benchmark uses 100)")
+
+
+class SPLoss(_Strict):
+    """Similarity-Preserving KD (Tung & Mori, ICCV 2019) on the last feature map."""
+
+    weight: float = Field(3000.0, ge=0, description="weight of the SP loss (the paper's 3000)")
+
+
+class ICKDLoss(_Strict):
+    """Inter-Channel Correlation KD (Liu et al., ICCV 2021) on the last feature map (a learned 1x1 embedding where
+    the channel counts differ)."""
+
+    weight: float = Field(1.0, ge=0, description="weight of the ICKD loss (ours: not tuned)")
+
+
+class RKDLoss(_Strict):
+    """Relational KD (Park et al., CVPR 2019) on the pooled embedding."""
+
+    distance: float = Field(25.0, ge=0, description="weight of the distance term (the paper's 25)")
+    angle: float = Field(50.0, ge=0, description="weight of the angle term (the paper's 50)")
+
+
 class Losses(_Strict):
-    """The distillation loss: the sum of the losses named here (Hinton KD alone when none is)."""
+    """The distillation loss: the sum of the losses named here. Hinton KD is added unless a logit loss (kd or dkd)
+    is named; the feature losses (fitnet, sp, ickd, rkd) come on top of it."""
 
     kd: KDLoss | None = None
     dkd: DKDLoss | None = None
+    fitnet: FitNetLoss | None = None
+    sp: SPLoss | None = None
+    ickd: ICKDLoss | None = None
+    rkd: RKDLoss | None = None
+
+    @property
+    def features(self) -> bool:
+        """Whether a loss needs the networks' feature maps (not only their logits)."""
+        return any(getattr(self, name) is not None for name in ("fitnet", "sp", "ickd", "rkd"))
 
     @model_validator(mode="before")
     @classmethod

@@ -96,3 +96,100 @@ def test_the_profile_names_the_losses_that_are_summed():
     both = Losses.model_validate({"kd": {"T": 2.0, "alpha": 0.5}, "dkd": {"beta": 2.0, "ce": 0.0, "warmup": 0}})
     torch.testing.assert_close(distillation_loss(both, 0, 4)(s, t, y),
                                kd_loss(s, t, y, T=2.0, alpha=0.5) + dkd_loss(s, t, y, beta=2.0, ce=0.0))
+
+
+# --- feature losses: golden values from each paper's reference code, written here from its formulas as loops and
+# elementwise sums (not the matrix forms of kdcompress.distill.losses), then the invariances the papers state.
+
+def _sp_reference(fs, ft):
+    """SP as CRD/torchdistill compute it: G = Q Q^T row-normalised, sum of squared differences / b^2."""
+    b = fs.shape[0]
+    total = 0.0
+    rows = []
+    for f in (fs, ft):
+        q = f.reshape(b, -1)
+        g = torch.tensor([[float((q[i] * q[j]).sum()) for j in range(b)] for i in range(b)], dtype=torch.float64)
+        rows.append(g / g.norm(dim=1, keepdim=True))
+    for i in range(b):
+        for j in range(b):
+            total += float(rows[0][i, j] - rows[1][i, j]) ** 2
+    return total / b**2
+
+
+def _ickd_reference(fs, ft):
+    """ICKD as the DisWOT authors' distiller_zoo/ICKD.py computes it, one sample and one channel row at a time."""
+    b, c = ft.shape[:2]
+    total = 0.0
+    for n in range(b):
+        grams = []
+        for f in (fs[n].reshape(c, -1).double(), ft[n].reshape(c, -1).double()):
+            g = torch.stack([torch.stack([(f[i] * f[j]).sum() for j in range(c)]) for i in range(c)])
+            grams.append(g / g.norm(dim=1, keepdim=True))
+        total += float(((grams[0] - grams[1]) ** 2).sum())
+    return total / (c * b)
+
+
+def _rkd_reference(es, et, wd=25.0, wa=50.0):
+    """RKD (Park et al.): Huber on mean-normalised distances over ordered pairs (diagonal included as 0, as their
+    code does) and on the cosines of every (i, j, k) triplet's angle at j."""
+    n = len(es)
+
+    def dist(e):
+        d = torch.tensor([[float((e[i] - e[j]).norm()) for j in range(n)] for i in range(n)], dtype=torch.float64)
+        return d / d[d > 0].mean()
+
+    def cosines(e):
+        out = []
+        for i in range(n):
+            for j in range(n):
+                for k in range(n):
+                    u, v = e[i] - e[j], e[k] - e[j]
+                    nu, nv = max(float(u.norm()), 1e-12), max(float(v.norm()), 1e-12)
+                    out.append(float((u * v).sum()) / (nu * nv))
+        return torch.tensor(out, dtype=torch.float64)
+
+    def huber(a, b):
+        d = (a - b).abs()
+        return float(torch.where(d < 1, 0.5 * d**2, d - 0.5).mean())
+
+    return wd * huber(dist(es), dist(et)) + wa * huber(cosines(es), cosines(et))
+
+
+def test_sp_ickd_rkd_match_the_reference_formulas():
+    from kdcompress.distill.losses import ickd_loss, rkd_loss, sp_loss
+
+    g = torch.Generator().manual_seed(0)
+    fs, ft = torch.randn(5, 3, 4, 4, generator=g), torch.randn(5, 6, 2, 2, generator=g)
+    assert float(sp_loss(fs, ft)) == pytest.approx(_sp_reference(fs, ft), rel=1e-5)
+    fs6 = torch.randn(5, 6, 3, 3, generator=g)
+    assert float(ickd_loss(fs6, ft)) == pytest.approx(_ickd_reference(fs6, ft), rel=1e-5)
+    es, et = torch.randn(6, 4, generator=g), torch.randn(6, 8, generator=g)
+    assert float(rkd_loss(es, et)) == pytest.approx(_rkd_reference(es, et), rel=1e-4)
+
+
+def test_feature_losses_vanish_where_the_papers_say_they_should():
+    from kdcompress.distill.losses import fitnet_loss, ickd_loss, rkd_loss, sp_loss
+
+    g = torch.Generator().manual_seed(1)
+    f = torch.randn(4, 6, 3, 3, generator=g)
+    for loss in (fitnet_loss, sp_loss, ickd_loss, rkd_loss):
+        assert float(loss(f, f.clone())) == pytest.approx(0, abs=1e-6), loss.__name__
+    # SP compares samples with samples: the channel count and a scale do not matter (twice the channels, same rows)
+    assert float(sp_loss(torch.cat([f, f], 1) * 3, f)) == pytest.approx(0, abs=1e-6)
+    # ICKD compares channels over positions: the spatial size does not matter (each pixel repeated 2 x 2)
+    assert float(ickd_loss(F.interpolate(f, scale_factor=2.0, mode="nearest"), f)) == pytest.approx(0, abs=1e-6)
+    # RKD's relations survive scaling, rotating and shifting the embedding
+    e = torch.randn(6, 4, generator=g, dtype=torch.float64)
+    q, _ = torch.linalg.qr(torch.randn(4, 4, generator=g, dtype=torch.float64))
+    assert float(rkd_loss(2.5 * e @ q + 1.0, e)) == pytest.approx(0, abs=1e-9)
+    # and none is blind: a different student costs something
+    other = torch.randn(4, 6, 3, 3, generator=g)
+    assert min(float(loss(other, f)) for loss in (fitnet_loss, sp_loss, ickd_loss, rkd_loss)) > 1e-3
+
+
+def test_rkd_sends_gradients_to_the_student_only():
+    from kdcompress.distill.losses import rkd_loss
+
+    s, t = torch.randn(5, 4, requires_grad=True), torch.randn(5, 4, requires_grad=True)
+    rkd_loss(s, t).backward()
+    assert s.grad is not None and s.grad.abs().sum() > 0 and t.grad is None

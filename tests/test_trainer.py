@@ -18,6 +18,17 @@ SPEC = {"space": "resnet", "genes": {"stem": 8, "widths": [8, 16, 16], "depths":
         "in_channels": 1, "num_classes": 4}
 
 
+class Killer(Progress):
+    """Interrupts training in the middle of epoch 2 (360 training samples / batch 32 = 12 steps an epoch)."""
+
+    steps = 0
+
+    def advance(self, n: int = 1, note: str | None = None) -> None:
+        self.steps += n
+        if self.steps > 15:
+            raise KeyboardInterrupt
+
+
 def test_distill_learns_and_resume_is_exact(teacher_files, tiny_npz, tmp_path):
     teacher = load_teacher(teacher_files["pt2"])
     data = load_data(str(tiny_npz))
@@ -29,14 +40,6 @@ def test_distill_learns_and_resume_is_exact(teacher_files, tiny_npz, tmp_path):
     assert evaluate(model, data.x_test, data.y_test, prep) > 50.0  # 4 classes: chance is 25 %
 
     # Killed in the middle of epoch 2, then resumed: the same weights as the straight run, bit for bit.
-    class Killer(Progress):
-        steps = 0
-
-        def advance(self, n: int = 1, note: str | None = None) -> None:
-            self.steps += n
-            if self.steps > 15:  # 360 training samples / 32 = 12 steps per epoch
-                raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
         distill(teacher, SPEC, data, prep, cfg, tmp_path / "b", tmp_path / "cache.pt", seed=1, progress=Killer())
     assert torch.load(tmp_path / "b" / "ckpt.pt", weights_only=True)["epoch"] == 1
@@ -94,14 +97,6 @@ def test_weight_averaging_resumes_exactly_and_is_what_is_saved(teacher_files, ti
     cfg = Distill(epochs=3, batch=32, lr=0.05, ema=0.9)
     distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "a", tmp_path / "cache.pt", seed=2)
 
-    class Killer(Progress):
-        steps = 0
-
-        def advance(self, n: int = 1, note: str | None = None) -> None:
-            self.steps += n
-            if self.steps > 15:  # in the middle of epoch 2
-                raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
         distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "b", tmp_path / "cache.pt", seed=2,
                 progress=Killer())
@@ -113,3 +108,31 @@ def test_weight_averaging_resumes_exactly_and_is_what_is_saved(teacher_files, ti
     assert val[-1] == max(val)  # here the last epoch validates best, so the saved student is the final average
     assert all(torch.equal(saved[k], a["ema"][f"module.{k}"]) for k in saved)
     assert any(not torch.equal(a["ema"][f"module.{k}"], a["model"][k]) for k in a["model"] if k.endswith("weight"))
+
+
+@pytest.mark.parametrize("fmt", ["pt2", "ts"])
+def test_feature_losses_train_through_any_teacher_format_and_resume_exactly(fmt, teacher_files, tiny_npz, tmp_path):
+    """FitNets + SP + ICKD + RKD on top of KD: the teacher's last feature map comes from its rewired graph (an
+    exported program or TorchScript) — cached beside its logits, or live on every batch —, the learned adapters are
+    checkpointed, a killed run resumes bit for bit, and the teacher is never trained."""
+    teacher = load_teacher(teacher_files[fmt])
+    before = {k: v.clone() for k, v in teacher.module.state_dict().items()}
+    data = load_data(str(tiny_npz))
+    loss = {"kd": {}, "fitnet": {"weight": 1.0}, "sp": {"weight": 100.0}, "ickd": {}, "rkd": {}}
+    cfg = Distill(epochs=3, batch=32, lr=0.05, loss=loss, cache_teacher_logits=fmt == "pt2")
+    distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "a", tmp_path / "cache.pt", seed=3)
+    assert evaluate(load_student(tmp_path / "a"), data.x_test, data.y_test, Preprocess()) > 50.0
+    maps = tmp_path / "teacher_features_train.pt"
+    assert maps.exists() == (fmt == "pt2") and not (tmp_path / "cache.pt").exists()
+    if maps.exists():
+        kept = torch.load(maps, weights_only=True)
+        assert kept["features"].shape[:2] == (360, 32) and kept["features"].dtype == torch.float16
+    with pytest.raises(KeyboardInterrupt):
+        distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "b", tmp_path / "cache.pt", seed=3,
+                progress=Killer())
+    distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "b", tmp_path / "cache.pt", seed=3)
+    a, b = (torch.load(tmp_path / d / "ckpt.pt", weights_only=True) for d in "ab")
+    assert set(a["adapters"]) == {"fitnet", "ickd"}  # the student's 16 channels, the teacher's 32: both adapted
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert all(torch.equal(a["adapters"][n][k], b["adapters"][n][k]) for n in a["adapters"] for k in a["adapters"][n])
+    assert all(torch.equal(before[k], v) for k, v in teacher.module.state_dict().items())

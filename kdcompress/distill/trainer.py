@@ -22,6 +22,7 @@ from torch import nn
 from kdcompress.data import DataSplits, Preprocess
 from kdcompress.data.augment import random_crop_flip
 from kdcompress.data.splits import batches
+from kdcompress.distill.features import FeatureDistiller, student_taps
 from kdcompress.distill.losses import LOSSES
 from kdcompress.models.load import Teacher
 from kdcompress.models.pruning import PRUNED_FAMILY, PruningSource
@@ -102,10 +103,17 @@ def distill(
     x, y = data.x_train, data.y_train
     if cfg.train_samples is not None:
         x, y = x[: cfg.train_samples], y[: cfg.train_samples]
+    # feature losses need the teacher's last map too: cached beside its logits, or the teacher runs on every batch
+    features = FeatureDistiller(cfg.loss, teacher, model, prep(x[:2])) if cfg.loss.features else None
     use_cache = cfg.cache_teacher_logits and cfg.aug == "none"
-    cached = teacher_logits_cached(teacher, x, prep, logit_cache) if use_cache else None
+    cached, cached_maps = None, None
+    if use_cache and features is not None:
+        cached, cached_maps = features.teacher_cached(x, prep, logit_cache.with_name("teacher_features_train.pt"))
+    elif use_cache:
+        cached = teacher_logits_cached(teacher, x, prep, logit_cache)
 
     params = [p for p in model.parameters() if p.requires_grad]
+    params += features.adapter_parameters() if features is not None else []
     if cfg.optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(
             params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay
@@ -131,6 +139,8 @@ def distill(
         sched.load_state_dict(ck["scheduler"])
         if ema is not None:
             ema.load_state_dict(ck["ema"])
+        if features is not None:
+            features.load_adapter_state(ck["adapters"])
         gen.set_state(ck["generator"])
         torch.set_rng_state(ck["torch_rng"])
         start_epoch, best_acc, stale = ck["epoch"], ck["best_acc"], ck["stale"]
@@ -144,18 +154,26 @@ def distill(
     for epoch in range(start_epoch, cfg.epochs if not finished else start_epoch):
         t0 = time.time()
         model.train()
+        if features is not None:
+            features.train()
         total, n = 0.0, 0
         loss_fn = distillation_loss(cfg.loss, epoch, cfg.epochs)
         for idx, xb, yb in batches(x, y, cfg.batch, shuffle=True, generator=gen):
             if cfg.aug == "crop_flip":
                 xb = random_crop_flip(xb, generator=gen)
             inp = prep(xb)
-            if cached is not None:
-                t_logits = cached[idx]
+            if features is not None:
+                s_logits, s_feats = student_taps(model, inp)
+                t_logits, t_feats = ((cached[idx], cached_maps[idx].float()) if cached_maps is not None
+                                     else features.teacher(inp))
+                loss = loss_fn(s_logits, t_logits, yb) + features.loss(s_feats, t_feats)
             else:
-                with torch.no_grad():
-                    t_logits = teacher.module(inp)
-            loss = loss_fn(model(inp), t_logits, yb)
+                if cached is not None:
+                    t_logits = cached[idx]
+                else:
+                    with torch.no_grad():
+                        t_logits = teacher.module(inp)
+                loss = loss_fn(model(inp), t_logits, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -183,6 +201,7 @@ def distill(
             "best_acc": best_acc, "stale": stale, "seconds": seconds_before + time.time() - t_start,
             "finished": epoch + 1 == cfg.epochs or early_stop,
             **({"ema": ema.state_dict()} if ema is not None else {}),
+            **({"adapters": features.adapter_state()} if features is not None else {}),
         })
         if early_stop:
             break

@@ -1,0 +1,120 @@
+"""Feature distillation: the last feature map before pooling of student and teacher, and the losses over it.
+
+The teacher may be any format kdcompress loads (TorchScript, a ``torch.export`` program, an ``nn.Module``): its map
+comes from the same rewired graph the DisWOT proxy uses (:class:`kdcompress.search.probe.TeacherProbe`), which
+returns ``(logits, features)``. The student is one of our networks (a family or a cut of a family teacher), which
+expose ``forward_features`` and ``head``. Where student and teacher maps differ in size, the larger one is
+average-pooled to the smaller for FitNets (the one loss that compares positions one to one); SP and ICKD are
+defined for any sizes and RKD works on the pooled embeddings.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kdcompress.distill.losses import LOSSES
+from kdcompress.errors import KDCompressError
+from kdcompress.models.load import Teacher
+from kdcompress.profiles import Losses
+from kdcompress.run import atomic_write
+from kdcompress.search.probe import TeacherProbe
+
+
+def student_taps(student: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logits, last feature map)`` of one of our students, in one forward pass."""
+    feats = student.forward_features(x)
+    return student.head(torch.flatten(F.adaptive_avg_pool2d(feats, 1), 1)), feats
+
+
+def _adapter(c_in: int, c_out: int) -> nn.Module:
+    """A learned 1x1 convolution + batch norm from the student's channels to the teacher's (FitNets' regressor,
+    ICKD's embedding)."""
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
+
+
+def _same_size(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both maps at the smaller of their two spatial sizes (average pooling)."""
+    size = (min(a.shape[2], b.shape[2]), min(a.shape[3], b.shape[3]))
+    return F.adaptive_avg_pool2d(a, size), F.adaptive_avg_pool2d(b, size)
+
+
+class FeatureDistiller(nn.Module):
+    """The feature losses of ``cfg`` with their learned adapters (trained with the student, kept in its checkpoint,
+    never exported) and the teacher's tap."""
+
+    def __init__(self, cfg: Losses, teacher: Teacher, student: nn.Module, example: torch.Tensor) -> None:
+        super().__init__()
+        if not hasattr(student, "forward_features"):
+            raise KDCompressError(
+                "the feature losses (fitnet, sp, ickd, rkd) need a student with forward_features — kdcompress's "
+                "families, or cuts of a teacher built from them",
+                "use kd or dkd alone for this student: --set distill.loss={kd: {}}",
+            )
+        self.cfg = cfg
+        self.probe = TeacherProbe(teacher, example[:2])  # a private copy of the teacher's graph, eval statistics
+        for p in self.probe.gm.parameters():
+            p.requires_grad_(False)
+        student.eval()
+        with torch.no_grad():
+            c_s = student.forward_features(example[:2]).shape[1]
+            c_t = self.probe.gm(example[:2])[1].shape[1]
+        self.fitnet = _adapter(c_s, c_t) if cfg.fitnet else None
+        self.ickd = (_adapter(c_s, c_t) if c_s != c_t else nn.Identity()) if cfg.ickd else None
+
+    def adapter_parameters(self) -> list[nn.Parameter]:
+        return [p for m in (self.fitnet, self.ickd) if m is not None for p in m.parameters()]
+
+    def adapter_state(self) -> dict:
+        return {name: m.state_dict() for name, m in (("fitnet", self.fitnet), ("ickd", self.ickd)) if m is not None}
+
+    def load_adapter_state(self, state: dict) -> None:
+        for name, m in (("fitnet", self.fitnet), ("ickd", self.ickd)):
+            if m is not None:
+                m.load_state_dict(state[name])
+
+    @torch.no_grad()
+    def teacher(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The teacher's ``(logits, last feature map)``."""
+        logits, feats = self.probe.gm(x)
+        return logits, feats
+
+    @torch.no_grad()
+    def teacher_cached(self, x: torch.Tensor, prep: Callable[[torch.Tensor], torch.Tensor],
+                       cache: Path) -> tuple[torch.Tensor, torch.Tensor]:
+        """The teacher's logits and maps on un-augmented ``x``, computed once and kept in ``cache``. The maps are
+        kept in half precision (a 128 x 7 x 7 map for 54,000 images is 0.7 GB so); the losses read them as float."""
+        if cache.exists():
+            kept = torch.load(cache, weights_only=True)
+            if kept["logits"].shape[0] == len(x):
+                return kept["logits"], kept["features"]
+        logits, feats = [], []
+        for i in range(0, len(x), 500):
+            lg, ft = self.teacher(prep(x[i:i + 500]))
+            logits.append(lg)
+            feats.append(ft.half())
+        kept = {"logits": torch.cat(logits), "features": torch.cat(feats)}
+        buf = io.BytesIO()
+        torch.save(kept, buf)
+        atomic_write(cache, buf.getvalue())
+        return kept["logits"], kept["features"]
+
+    def loss(self, s_feats: torch.Tensor, t_feats: torch.Tensor) -> torch.Tensor:
+        """The weighted sum of the feature losses; gradients reach the student and the adapters only."""
+        cfg, t_feats = self.cfg, t_feats.detach()
+        total = s_feats.new_zeros(())
+        if cfg.fitnet and self.fitnet is not None:
+            total = total + cfg.fitnet.weight * LOSSES["fitnet"](*_same_size(self.fitnet(s_feats), t_feats))
+        if cfg.sp:
+            total = total + cfg.sp.weight * LOSSES["sp"](s_feats, t_feats)
+        if cfg.ickd and self.ickd is not None:
+            total = total + cfg.ickd.weight * LOSSES["ickd"](self.ickd(s_feats), t_feats)
+        if cfg.rkd:
+            pool = lambda f: torch.flatten(F.adaptive_avg_pool2d(f, 1), 1)
+            total = total + LOSSES["rkd"](pool(s_feats), pool(t_feats), cfg.rkd.distance, cfg.rkd.angle)
+        return total
