@@ -1,7 +1,7 @@
 """Distillation methods side by side: one fixed student distilled from the shipped teacher with each method, the
 same schedule, several seeds; mean ± spread of test accuracy (issue 12's benchmark, first part).
 
-    python benchmarks/distill_methods.py [--methods ce kd dkd kd-ema] [--seeds 0 1 2] [--profile ci]
+    python benchmarks/distill_methods.py [--methods ce kd dkd ...] [--seeds 0 1 2] [--profile ci]
 
 The student is the `ci` demo's first pick, a cut of the teacher (first stride doubled, the two deepest blocks
 dropped: 308 k parameters), trained from the teacher's weights. Every run is resumable (one folder per method and
@@ -35,6 +35,12 @@ METHODS = {
     "kd": {"distill.loss": {"kd": {}}},  # Hinton KD, the profile's default settings
     "dkd": {"distill.loss": {"dkd": {}}},  # Decoupled KD with its authors' CIFAR recipe
     "kd-ema": {"distill.loss": {"kd": {}}, "distill.ema": 0.999},  # KD, weights averaged (about 2 epochs' horizon)
+    # feature losses on the last map before pooling, each on top of KD with its paper's weight
+    "kd+fitnet": {"distill.loss": {"kd": {}, "fitnet": {}}},
+    "kd+sp": {"distill.loss": {"kd": {}, "sp": {}}},
+    "kd+ickd": {"distill.loss": {"kd": {}, "ickd": {}}},
+    "kd+rkd": {"distill.loss": {"kd": {}, "rkd": {}}},
+    "kd+sp+ickd": {"distill.loss": {"kd": {}, "sp": {}, "ickd": {}}},  # DisWOT's distiller (relation + semantic)
 }
 
 

@@ -195,6 +195,10 @@ class Distill(_Strict):
     epochs: int = Field(30, ge=1)
     loss: Losses = Losses()
     aug: Literal["none", "crop_flip"] = Field("none", description="train-time augmentation")
+    mix: Literal["none", "mixup", "cutmix", "cutmix_pick"] = Field(
+        "none", description="mix pairs of training images (after aug): mixup, CutMix, or CutMixPick (of two CutMix "
+        "mixes of each image, the half the teacher is least sure of)")
+    mix_alpha: float = Field(1.0, gt=0, description="the mixing weight's Beta(alpha, alpha) parameter")
     optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(0.05, gt=0)
     weight_decay: float = Field(5e-4, ge=0)
@@ -203,7 +207,7 @@ class Distill(_Strict):
     patience: int | None = Field(None, ge=1, description="early stop after N epochs without val improvement")
     ema: float | None = Field(None, gt=0, lt=1, description="keep an exponential moving average of the weights "
                               "with this decay per step (e.g. 0.999): validation and the saved student use it")
-    cache_teacher_logits: bool = Field(True, description="compute teacher logits once (only without augmentation)")
+    cache_teacher_logits: bool = Field(True, description="compute teacher logits once (only without aug or mix)")
 
 
 class Export(_Strict):

@@ -106,3 +106,47 @@ def test_float_images_become_pixels_or_are_refused_never_rounded_into_garbage(tm
     nan[3, 0, 2, 2] = np.nan
     with pytest.raises(KDCompressError, match="1 image\\(s\\) hold NaN"):
         load_data(str(_save(tmp_path / "nan.npz", nan)))
+
+
+def test_mixup_and_cutmix_mix_what_they_say_with_the_weight_they_report():
+    from kdcompress.data.augment import cutmix, mixup
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(8, 1, 10, 10), torch.arange(8)
+    m = mixup(x, y, 0.4, g)
+    partner = m.y_b  # labels are the sample indices here, so y_b names each image's partner
+    torch.testing.assert_close(m.x, m.lam * x + (1 - m.lam) * x[partner])
+    assert 0 < m.lam < 1 and torch.equal(m.y_a, y)
+    c = cutmix(x, y, 1.0, g)
+    pasted = (c.x != x).any(1)  # pixels that came from the partner (random images: every pasted pixel differs)
+    assert torch.equal(c.x[pasted[:, None]], x[c.y_b][pasted[:, None]])
+    inside = pasted[c.y_b != y]
+    assert float(inside.float().mean(dim=(1, 2)).max()) == pytest.approx(1 - c.lam)  # lam: the share left
+    assert bool((inside.sum(dim=(1, 2)) == inside[0].sum()).all())  # one box for the whole batch
+    # the same generator state draws the same mix: a resumed run sees the batches the straight run saw
+    a, b = (cutmix(x, y, 0.2, torch.Generator().manual_seed(5)) for _ in range(2))
+    assert torch.equal(a.x, b.x) and a.lam == b.lam
+
+
+def test_beta_draws_have_the_beta_mean_and_spread():
+    from kdcompress.data.augment import _beta
+
+    g = torch.Generator().manual_seed(0)
+    for alpha in (0.2, 1.0, 2.0):
+        draws = torch.tensor([_beta(alpha, g) for _ in range(4000)])
+        assert float(draws.mean()) == pytest.approx(0.5, abs=0.02)
+        assert float(draws.var()) == pytest.approx(1 / (4 * (2 * alpha + 1)), rel=0.1)  # Var of Beta(a, a)
+
+
+def test_cutmix_pick_keeps_the_mixes_the_teacher_is_least_sure_of():
+    from kdcompress.data.augment import cutmix, cutmix_pick
+
+    x, y = torch.rand(6, 1, 8, 8), torch.arange(6)
+    teacher = lambda batch: torch.stack([batch.mean(dim=(1, 2, 3)) * 20, torch.zeros(len(batch))], 1)
+    m = cutmix_pick(x, y, 1.0, torch.Generator().manual_seed(0), teacher, pool=3)
+    assert len(m.x) == 6 and torch.equal(m.teacher_logits, teacher(m.x))
+    entropy = lambda lg: -(lg.softmax(1) * lg.log_softmax(1)).sum(1)
+    # the pool is the CutMix the same generator draws with three partners: the kept six are its most uncertain
+    pool = cutmix(x, y, 1.0, torch.Generator().manual_seed(0), partners=3)
+    dropped = entropy(teacher(pool.x)).sort().values[: len(pool.x) - 6]
+    assert float(entropy(m.teacher_logits).min()) >= float(dropped.max())

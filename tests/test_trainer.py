@@ -136,3 +136,20 @@ def test_feature_losses_train_through_any_teacher_format_and_resume_exactly(fmt,
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert all(torch.equal(a["adapters"][n][k], b["adapters"][n][k]) for n in a["adapters"] for k in a["adapters"][n])
     assert all(torch.equal(before[k], v) for k, v in teacher.module.state_dict().items())
+
+
+def test_mixed_batches_learn_and_resume_exactly(teacher_files, tiny_npz, tmp_path):
+    """CutMixPick draws its boxes, partners and mixing weights from the run's generator, so a killed run resumes to
+    the same weights; the teacher runs live (its logits on mixed images cannot come from the cache)."""
+    teacher = load_teacher(teacher_files["pt2"])
+    data = load_data(str(tiny_npz))
+    cfg = Distill(epochs=3, batch=32, lr=0.05, mix="cutmix_pick")
+    distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "a", tmp_path / "cache.pt", seed=4)
+    assert evaluate(load_student(tmp_path / "a"), data.x_test, data.y_test, Preprocess()) > 50.0
+    assert not (tmp_path / "cache.pt").exists()
+    with pytest.raises(KeyboardInterrupt):
+        distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "b", tmp_path / "cache.pt", seed=4,
+                progress=Killer())
+    distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "b", tmp_path / "cache.pt", seed=4)
+    a, b = (torch.load(tmp_path / d / "ckpt.pt", weights_only=True)["model"] for d in "ab")
+    assert all(torch.equal(a[k], b[k]) for k in a)

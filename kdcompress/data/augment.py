@@ -1,6 +1,11 @@
-"""Batch augmentations on uint8 NCHW tensors (cheap, seeded through a ``torch.Generator``)."""
+"""Batch augmentations (cheap, seeded through a ``torch.Generator``): crop and flip on uint8 NCHW images; mixup,
+CutMix and CutMixPick on the normalised float batch, with both labels and the mixing weight for the loss."""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -19,3 +24,76 @@ def random_crop_flip(x: torch.Tensor, pad: int = 2, generator: torch.Generator |
     flip = torch.rand(n, generator=generator) < 0.5
     out[flip] = out[flip].flip(3)
     return out
+
+
+@dataclass
+class Mixed:
+    """A mixed batch: sample ``i`` is ``lam`` of ``y_a[i]``'s image and ``1 - lam`` of ``y_b[i]``'s; the loss is
+    ``lam · L(y_a) + (1 - lam) · L(y_b)``. ``teacher_logits``: the teacher's on ``x``, where picking needed them."""
+
+    x: torch.Tensor
+    y_a: torch.Tensor
+    y_b: torch.Tensor
+    lam: float
+    teacher_logits: torch.Tensor | None = None
+
+
+def _beta(alpha: float, generator: torch.Generator) -> float:
+    """A Beta(alpha, alpha) draw from ``generator`` (so a resumed run draws the same): uniform for alpha = 1, the
+    usual CutMix setting; else Joehnk's method, exact for any alpha > 0, by rejection on two uniforms."""
+    if alpha == 1.0:
+        return float(torch.rand((), generator=generator))
+    while True:
+        u, v = torch.rand(2, generator=generator, dtype=torch.float64).tolist()
+        a, b = u ** (1 / alpha), v ** (1 / alpha)
+        if 0 < a + b <= 1:
+            return a / (a + b)
+
+
+def _box(h: int, w: int, lam: float, generator: torch.Generator) -> tuple[int, int, int, int]:
+    """CutMix's box (Yun et al., ICCV 2019, Eq. 2): area ``(1 - lam)`` of the image, centre uniform, clipped."""
+    rh, rw = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
+    cy, cx = (int(v) for v in torch.randint(0, h, (1,), generator=generator).tolist()
+              + torch.randint(0, w, (1,), generator=generator).tolist())
+    return max(cy - rh // 2, 0), min(cy + rh // 2, h), max(cx - rw // 2, 0), min(cx + rw // 2, w)
+
+
+def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, generator: torch.Generator) -> Mixed:
+    """mixup (Zhang et al., ICLR 2018): each image blended with a random partner, ``lam ~ Beta(alpha, alpha)``."""
+    lam, perm = _beta(alpha, generator), torch.randperm(len(x), generator=generator)
+    return Mixed(lam * x + (1 - lam) * x[perm], y, y[perm], lam)
+
+
+def cutmix(x: torch.Tensor, y: torch.Tensor, alpha: float, generator: torch.Generator,
+           partners: int = 1) -> Mixed:
+    """CutMix (Yun et al., ICCV 2019): a box of a random partner pasted into each image; ``lam`` is the share of the
+    image left, recomputed from the clipped box. ``partners`` > 1 gives that many mixes of every image (one box,
+    other partners), as CutMixPick draws its pool."""
+    lam = _beta(alpha, generator)
+    y0, y1, x0, x1 = _box(x.shape[2], x.shape[3], lam, generator)
+    outs, ys_b = [], []
+    for _ in range(partners):
+        perm = torch.randperm(len(x), generator=generator)
+        out = x.clone()
+        out[:, :, y0:y1, x0:x1] = x[perm][:, :, y0:y1, x0:x1]
+        outs.append(out)
+        ys_b.append(y[perm])
+    lam = 1 - (y1 - y0) * (x1 - x0) / (x.shape[2] * x.shape[3])
+    return Mixed(torch.cat(outs), y.repeat(partners), torch.cat(ys_b), lam)
+
+
+def cutmix_pick(x: torch.Tensor, y: torch.Tensor, alpha: float, generator: torch.Generator,
+                teacher: Callable[[torch.Tensor], torch.Tensor], pool: int = 2) -> Mixed:
+    """CutMixPick (Wang et al., "What Makes a 'Good' Data Augmentation in Knowledge Distillation", NeurIPS 2022):
+    from ``pool`` CutMix mixes of every image, keep the ``len(x)`` the teacher is least sure of (highest entropy of
+    its softmax) — the samples that carry the most of its knowledge."""
+    many = cutmix(x, y, alpha, generator, partners=pool)
+    with torch.no_grad():
+        logits = teacher(many.x)
+    p = F.softmax(logits, dim=1)
+    entropy = -(p * F.log_softmax(logits, dim=1)).sum(1)
+    keep = entropy.topk(len(x)).indices.sort().values
+    return Mixed(many.x[keep], many.y_a[keep], many.y_b[keep], many.lam, logits[keep])
+
+
+MIXES = {"mixup": mixup, "cutmix": cutmix, "cutmix_pick": cutmix_pick}

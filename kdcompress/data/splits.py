@@ -66,7 +66,7 @@ class DataSplits:
 
     def subset(self, train: int | None = None, test: int | None = None, val: int | None = None) -> DataSplits:
         """The first ``n`` samples of each split (used by the ``ci`` profile and tests to stay fast)."""
-        cut = lambda x, n: x if n is None else x[:n]  # noqa: E731
+        cut = lambda x, n: x if n is None else x[:n]
         return DataSplits(
             self.name, cut(self.x_train, train), cut(self.y_train, train), cut(self.x_val, val),
             cut(self.y_val, val), cut(self.x_test, test), cut(self.y_test, test), self.classes,
@@ -238,7 +238,7 @@ def load_data(spec: str, val_fraction: float = 0.1, seed: int = 0) -> DataSplits
     else:
         g = torch.Generator().manual_seed(seed)
         perm = torch.randperm(len(y_train), generator=g)
-        n_val = max(1, int(round(len(y_train) * val_fraction)))
+        n_val = max(1, round(len(y_train) * val_fraction))
         val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
         x_val, y_val = x_train[val_idx], y_train[val_idx]
         x_train, y_train = x_train[train_idx], y_train[train_idx]

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from kdcompress.data import DataSplits, Preprocess
-from kdcompress.data.augment import random_crop_flip
+from kdcompress.data.augment import MIXES, Mixed, cutmix_pick, random_crop_flip
 from kdcompress.data.splits import batches
 from kdcompress.distill.features import FeatureDistiller, student_taps
 from kdcompress.distill.losses import LOSSES
@@ -77,6 +77,35 @@ def distillation_loss(cfg: Losses, epoch: int, epochs: int) -> Callable[[torch.T
     return lambda s, t, y: sum(term(s, t, y) for term in terms)  # type: ignore[return-value]
 
 
+@dataclass
+class TeacherOutputs:
+    """Where a batch's teacher logits (and last feature map, for the feature losses) come from: the caches, made
+    once on the un-augmented training set, or the teacher itself."""
+
+    teacher: Teacher
+    features: FeatureDistiller | None
+    logits: torch.Tensor | None = None
+    maps: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def __call__(self, idx: torch.Tensor, x: torch.Tensor, mixed: Mixed | None) -> tuple[torch.Tensor,
+                                                                                        torch.Tensor | None]:
+        if self.logits is not None:
+            return self.logits[idx], None if self.maps is None else self.maps[idx].float()
+        if self.features is not None:
+            return self.features.teacher(x)
+        if mixed is not None and mixed.teacher_logits is not None:  # CutMixPick ran the teacher already
+            return mixed.teacher_logits, None
+        return self.teacher.module(x), None
+
+
+def mix_batch(cfg: Distill, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, teacher: Teacher) -> Mixed:
+    """``distill.mix`` applied to a normalised batch (CutMixPick asks the teacher which mixes to keep)."""
+    if cfg.mix == "cutmix_pick":
+        return cutmix_pick(x, y, cfg.mix_alpha, generator, teacher.module)
+    return MIXES[cfg.mix](x, y, cfg.mix_alpha, generator)
+
+
 def load_student(student_dir: Path, pruning: PruningSource | None = None) -> nn.Module:
     """Rebuild a trained student from ``spec.json`` + ``model.pt`` (no pickle executed); a pruned-teacher student
     is re-cut from its teacher (``pruning``) first."""
@@ -105,12 +134,13 @@ def distill(
         x, y = x[: cfg.train_samples], y[: cfg.train_samples]
     # feature losses need the teacher's last map too: cached beside its logits, or the teacher runs on every batch
     features = FeatureDistiller(cfg.loss, teacher, model, prep(x[:2])) if cfg.loss.features else None
-    use_cache = cfg.cache_teacher_logits and cfg.aug == "none"
-    cached, cached_maps = None, None
-    if use_cache and features is not None:
-        cached, cached_maps = features.teacher_cached(x, prep, logit_cache.with_name("teacher_features_train.pt"))
-    elif use_cache:
-        cached = teacher_logits_cached(teacher, x, prep, logit_cache)
+    outputs = TeacherOutputs(teacher, features)
+    if cfg.cache_teacher_logits and cfg.aug == "none" and cfg.mix == "none":
+        if features is not None:
+            outputs.logits, outputs.maps = features.teacher_cached(
+                x, prep, logit_cache.with_name("teacher_features_train.pt"))
+        else:
+            outputs.logits = teacher_logits_cached(teacher, x, prep, logit_cache)
 
     params = [p for p in model.parameters() if p.requires_grad]
     params += features.adapter_parameters() if features is not None else []
@@ -121,10 +151,8 @@ def distill(
     else:
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(y) / cfg.batch)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, cfg.epochs * steps_per_epoch) /
-                                              (cfg.epochs * steps_per_epoch)))
-    )
+    # cosine annealing to zero over every step of the schedule, stepped once a batch
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch)
     # weight averaging (distill.ema): validation, the saved student and so the export use the average
     ema = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema),
                                                use_buffers=True) if cfg.ema else None)
@@ -162,18 +190,20 @@ def distill(
             if cfg.aug == "crop_flip":
                 xb = random_crop_flip(xb, generator=gen)
             inp = prep(xb)
+            mixed = mix_batch(cfg, inp, yb, gen, teacher) if cfg.mix != "none" else None
+            if mixed is not None:
+                inp = mixed.x
+            t_logits, t_maps = outputs(idx, inp, mixed)
             if features is not None:
-                s_logits, s_feats = student_taps(model, inp)
-                t_logits, t_feats = ((cached[idx], cached_maps[idx].float()) if cached_maps is not None
-                                     else features.teacher(inp))
-                loss = loss_fn(s_logits, t_logits, yb) + features.loss(s_feats, t_feats)
+                s_logits, s_maps = student_taps(model, inp)
+                loss = features.loss(s_maps, t_maps)
             else:
-                if cached is not None:
-                    t_logits = cached[idx]
-                else:
-                    with torch.no_grad():
-                        t_logits = teacher.module(inp)
-                loss = loss_fn(model(inp), t_logits, yb)
+                s_logits, loss = model(inp), torch.zeros(())
+            if mixed is None:
+                loss = loss + loss_fn(s_logits, t_logits, yb)
+            else:
+                loss = (loss + mixed.lam * loss_fn(s_logits, t_logits, mixed.y_a)
+                        + (1 - mixed.lam) * loss_fn(s_logits, t_logits, mixed.y_b))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -16,7 +16,7 @@ from kdcompress.run import atomic_path
 FP32_OPS = ["ReduceMean", "ReduceSum", "ReduceL2", "Softmax", "LogSoftmax"]
 
 
-def _sort_nodes(graph) -> None:  # noqa: ANN001 — an onnx GraphProto
+def _sort_nodes(graph) -> None:
     """Topologically sort ``graph``'s nodes in place: the converter appends the input Casts at the end of the
     node list, which onnxruntime tolerates but the ONNX checker (rightly) does not."""
     known = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}

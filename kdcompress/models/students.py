@@ -19,7 +19,7 @@ Genes = dict[str, Any]
 
 
 def _round8(c: int) -> int:
-    return max(8, int(round(c / 8)) * 8)
+    return max(8, round(c / 8) * 8)
 
 
 class BasicBlock(nn.Module):

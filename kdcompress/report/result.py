@@ -212,9 +212,9 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"# kdcompress report — profile `{result['profile']}`",
         "",
-        f"Backend **{result['backend']}** (batch {result['batch']}, {result['threads']} thread(s)); artifacts in "
+        (f"Backend **{result['backend']}** (batch {result['batch']}, {result['threads']} thread(s)); artifacts in "
         f"{', '.join(result['precisions'])}; accuracy of each artifact itself on {result['test_samples']} test "
-        f"images of {result['data']}; machine: {_machine(result['environment'])}.",
+        f"images of {result['data']}; machine: {_machine(result['environment'])}."),
     ]
     if result.get("int8"):
         q = result["int8"]
