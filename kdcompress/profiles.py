@@ -207,7 +207,8 @@ class Distill(_Strict):
     patience: int | None = Field(None, ge=1, description="early stop after N epochs without val improvement")
     ema: float | None = Field(None, gt=0, lt=1, description="keep an exponential moving average of the weights "
                               "with this decay per step (e.g. 0.999): validation and the saved student use it")
-    cache_teacher_logits: bool = Field(True, description="compute teacher logits once (only without aug or mix)")
+    cache_teacher_logits: bool = Field(True, description="keep the teacher's outputs: on the un-augmented set, computed once; on augmented or mixed batches, "
+        "each batch's (every student of a run sees the same batches, so only the first pays)")
 
 
 class Export(_Strict):

@@ -153,3 +153,26 @@ def test_mixed_batches_learn_and_resume_exactly(teacher_files, tiny_npz, tmp_pat
     distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "b", tmp_path / "cache.pt", seed=4)
     a, b = (torch.load(tmp_path / d / "ckpt.pt", weights_only=True)["model"] for d in "ab")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_teacher_outputs_on_augmented_batches_are_replayed_for_the_next_student(teacher_files, tiny_npz, tmp_path):
+    """With crop+flip and CutMix, the first student of a run pays for the teacher; a second student on the same
+    seed replays every batch's teacher outputs (here its teacher cannot even run) and ends with the weights a run
+    with the teacher live ends with."""
+    import dataclasses
+
+    class Unusable(torch.nn.Module):
+        def forward(self, x):
+            raise AssertionError("the teacher ran although every batch was cached")
+
+    teacher = load_teacher(teacher_files["pt2"])
+    data = load_data(str(tiny_npz))
+    cfg = Distill(epochs=2, batch=32, lr=0.05, aug="crop_flip", mix="cutmix")
+    distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "a", tmp_path / "cache.pt", seed=5)
+    assert len(list((tmp_path / "teacher_views").rglob("epoch*.pt"))) == 2
+    replay = dataclasses.replace(teacher, module=Unusable())
+    distill(replay, SPEC, data, Preprocess(), cfg, tmp_path / "b", tmp_path / "cache.pt", seed=5)
+    live = cfg.model_copy(update={"cache_teacher_logits": False})
+    distill(teacher, SPEC, data, Preprocess(), live, tmp_path / "c", tmp_path / "other.pt", seed=5)
+    a, b, c = (torch.load(tmp_path / d / "ckpt.pt", weights_only=True)["model"] for d in "abc")
+    assert all(torch.equal(a[k], b[k]) and torch.equal(a[k], c[k]) for k in a)

@@ -10,7 +10,6 @@ defined for any sizes and RKD works on the pooled embeddings.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,10 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdcompress.distill.losses import LOSSES
+from kdcompress.distill.teacher_cache import save_torch
 from kdcompress.errors import KDCompressError
 from kdcompress.models.load import Teacher
 from kdcompress.profiles import Losses
-from kdcompress.run import atomic_write
 from kdcompress.search.probe import TeacherProbe
 
 
@@ -99,9 +98,7 @@ class FeatureDistiller(nn.Module):
             logits.append(lg)
             feats.append(ft.half())
         kept = {"logits": torch.cat(logits), "features": torch.cat(feats)}
-        buf = io.BytesIO()
-        torch.save(kept, buf)
-        atomic_write(cache, buf.getvalue())
+        save_torch(cache, kept)
         return kept["logits"], kept["features"]
 
     def loss(self, s_feats: torch.Tensor, t_feats: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,6 @@ Outputs under the student's folder: ``model.pt`` (best-on-validation state_dict,
 from __future__ import annotations
 
 import functools
-import io
 import json
 import math
 import time
@@ -24,6 +23,7 @@ from kdcompress.data.augment import MIXES, Mixed, cutmix_pick, random_crop_flip
 from kdcompress.data.splits import batches
 from kdcompress.distill.features import FeatureDistiller, student_taps
 from kdcompress.distill.losses import LOSSES
+from kdcompress.distill.teacher_cache import ViewCache, save_torch, teacher_logits_cached
 from kdcompress.models.load import Teacher
 from kdcompress.models.pruning import PRUNED_FAMILY, PruningSource
 from kdcompress.models.students import build_student
@@ -39,28 +39,11 @@ class DistillResult:
     seconds: float
 
 
-def _save_torch(path: Path, obj: object) -> None:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write(path, buf.getvalue())
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, prep: Preprocess, batch: int = 1000) -> float:
     model.eval()
     correct = sum(int((model(prep(xb)).argmax(1) == yb).sum()) for _, xb, yb in batches(x, y, batch))
     return 100.0 * correct / max(1, len(y))
-
-
-def teacher_logits_cached(teacher: Teacher, x: torch.Tensor, prep: Preprocess, cache: Path) -> torch.Tensor:
-    """Teacher logits on un-augmented ``x``, computed once and kept on disk (teacher inference dominates)."""
-    if cache.exists():
-        logits = torch.load(cache, weights_only=True)
-        if logits.shape[0] == len(x):
-            return logits
-    logits = torch.cat([teacher.logits(prep(xb)) for _, xb, _ in batches(x, torch.zeros(len(x)), 1000)])
-    _save_torch(cache, logits)
-    return logits
 
 
 def distillation_loss(cfg: Losses, epoch: int, epochs: int) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor],
@@ -86,6 +69,10 @@ class TeacherOutputs:
     features: FeatureDistiller | None
     logits: torch.Tensor | None = None
     maps: torch.Tensor | None = None
+    views: ViewCache | None = None  # the teacher's logits on augmented batches, replayed where seen before
+
+    def live(self, x: torch.Tensor) -> torch.Tensor:
+        return self.views(x) if self.views is not None else self.teacher.module(x)
 
     @torch.no_grad()
     def __call__(self, idx: torch.Tensor, x: torch.Tensor, mixed: Mixed | None) -> tuple[torch.Tensor,
@@ -96,13 +83,14 @@ class TeacherOutputs:
             return self.features.teacher(x)
         if mixed is not None and mixed.teacher_logits is not None:  # CutMixPick ran the teacher already
             return mixed.teacher_logits, None
-        return self.teacher.module(x), None
+        return self.live(x), None
 
 
-def mix_batch(cfg: Distill, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, teacher: Teacher) -> Mixed:
-    """``distill.mix`` applied to a normalised batch (CutMixPick asks the teacher which mixes to keep)."""
+def mix_batch(cfg: Distill, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator,
+              teacher: Callable[[torch.Tensor], torch.Tensor]) -> Mixed:
+    """``distill.mix`` applied to a normalised batch (CutMixPick asks ``teacher`` which mixes to keep)."""
     if cfg.mix == "cutmix_pick":
-        return cutmix_pick(x, y, cfg.mix_alpha, generator, teacher.module)
+        return cutmix_pick(x, y, cfg.mix_alpha, generator, teacher)
     return MIXES[cfg.mix](x, y, cfg.mix_alpha, generator)
 
 
@@ -141,6 +129,8 @@ def distill(
                 x, prep, logit_cache.with_name("teacher_features_train.pt"))
         else:
             outputs.logits = teacher_logits_cached(teacher, x, prep, logit_cache)
+    elif cfg.cache_teacher_logits and features is None:
+        outputs.views = ViewCache(logit_cache.with_name("teacher_views"), teacher)
 
     params = [p for p in model.parameters() if p.requires_grad]
     params += features.adapter_parameters() if features is not None else []
@@ -186,11 +176,13 @@ def distill(
             features.train()
         total, n = 0.0, 0
         loss_fn = distillation_loss(cfg.loss, epoch, cfg.epochs)
+        if outputs.views is not None:
+            outputs.views.start_epoch(epoch)
         for idx, xb, yb in batches(x, y, cfg.batch, shuffle=True, generator=gen):
             if cfg.aug == "crop_flip":
                 xb = random_crop_flip(xb, generator=gen)
             inp = prep(xb)
-            mixed = mix_batch(cfg, inp, yb, gen, teacher) if cfg.mix != "none" else None
+            mixed = mix_batch(cfg, inp, yb, gen, outputs.live) if cfg.mix != "none" else None
             if mixed is not None:
                 inp = mixed.x
             t_logits, t_maps = outputs(idx, inp, mixed)
@@ -213,19 +205,21 @@ def distill(
             total += float(loss.detach()) * len(yb)
             n += len(yb)
             progress.advance(note=f"epoch {epoch + 1}/{cfg.epochs} loss {total / n:.3f}")
+        if outputs.views is not None:
+            outputs.views.save()
         kept = model if ema is None else ema.module
         val_acc = evaluate(kept, data.x_val, data.y_val, prep)
         improved = val_acc > best_acc
         if improved:
             best_acc, stale = val_acc, 0
-            _save_torch(student_dir / "model.pt", kept.state_dict())
+            save_torch(student_dir / "model.pt", kept.state_dict())
         else:
             stale += 1
         early_stop = cfg.patience is not None and stale >= cfg.patience
         history.append({"epoch": epoch + 1, "loss": total / max(1, n), "val_accuracy": val_acc,
                         "lr": sched.get_last_lr()[0], "seconds": round(time.time() - t0, 2)})
         atomic_write(history_path, "".join(json.dumps(h) + "\n" for h in history))
-        _save_torch(ckpt_path, {
+        save_torch(ckpt_path, {
             "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
             "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch + 1,
             "best_acc": best_acc, "stale": stale, "seconds": seconds_before + time.time() - t_start,
