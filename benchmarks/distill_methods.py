@@ -40,6 +40,8 @@ METHODS = {
     "kd+sp": {"distill.loss": {"kd": {}, "sp": {}}},
     "kd+ickd": {"distill.loss": {"kd": {}, "ickd": {}}},
     "kd+rkd": {"distill.loss": {"kd": {}, "rkd": {}}},
+    "kd+nd": {"distill.loss": {"kd": {}, "nd": {}}},
+    "kd+cat": {"distill.loss": {"kd": {}, "cat": {}}},
     "kd+sp+ickd": {"distill.loss": {"kd": {}, "sp": {}, "ickd": {}}},  # DisWOT's distiller (relation + semantic)
 }
 

@@ -167,9 +167,26 @@ class RKDLoss(_Strict):
     angle: float = Field(50.0, ge=0, description="weight of the angle term (the paper's 50)")
 
 
+class NDLoss(_Strict):
+    """ND loss (Wang et al., NeurIPS 2023) on the pooled embedding (a learned linear map where the widths differ)."""
+
+    weight: float = Field(1.0, ge=0, description="weight of the ND loss (the authors' CIFAR default, 1)")
+
+
+class CATLoss(_Strict):
+    """Class Attention Transfer (Guo et al., CVPR 2023): the networks' class activation maps."""
+
+    weight: float = Field(400.0, ge=0, description="weight of the CAT loss (400: their CIFAR config)")
+    resolution: int = Field(2, ge=1, description="side the maps are pooled to before comparing")
+    normalize: bool = Field(True, description="L2-normalise each map over its positions")
+
+
+FEATURE_LOSSES = ("fitnet", "sp", "ickd", "rkd", "nd", "cat")  # those that need feature maps, not only logits
+
+
 class Losses(_Strict):
     """The distillation loss: the sum of the losses named here. Hinton KD is added unless a logit loss (kd or dkd)
-    is named; the feature losses (fitnet, sp, ickd, rkd) come on top of it."""
+    is named; the feature losses (fitnet, sp, ickd, rkd, nd, cat) come on top of it."""
 
     kd: KDLoss | None = None
     dkd: DKDLoss | None = None
@@ -177,11 +194,13 @@ class Losses(_Strict):
     sp: SPLoss | None = None
     ickd: ICKDLoss | None = None
     rkd: RKDLoss | None = None
+    nd: NDLoss | None = None
+    cat: CATLoss | None = None
 
     @property
     def features(self) -> bool:
         """Whether a loss needs the networks' feature maps (not only their logits)."""
-        return any(getattr(self, name) is not None for name in ("fitnet", "sp", "ickd", "rkd"))
+        return any(getattr(self, name) is not None for name in FEATURE_LOSSES)
 
     @model_validator(mode="before")
     @classmethod

@@ -193,3 +193,47 @@ def test_rkd_sends_gradients_to_the_student_only():
     s, t = torch.randn(5, 4, requires_grad=True), torch.randn(5, 4, requires_grad=True)
     rkd_loss(s, t).backward()
     assert s.grad is not None and s.grad.abs().sum() > 0 and t.grad is None
+
+
+def test_nd_and_cat_kd_match_the_authors_code_written_as_loops():
+    from kdcompress.distill.losses import cat_kd_loss, nd_loss
+
+    g = torch.Generator().manual_seed(2)
+    s, t, means, y = torch.randn(5, 4, generator=g), torch.randn(5, 4, generator=g), torch.randn(3, 4, generator=g), \
+        torch.tensor([0, 2, 1, 2, 0])
+    expected = sum(1 - float(s[i] @ (means[y[i]] / means[y[i]].norm())) / max(float(s[i].norm()), float(t[i].norm()))
+                   for i in range(5)) / 5  # DirectNormLoss.project_center, divided by the batch size
+    assert float(nd_loss(s, t, means, y)) == pytest.approx(expected, rel=1e-5)
+    cs, ct = torch.randn(2, 3, 4, 4, generator=g), torch.randn(2, 3, 6, 6, generator=g)
+
+    def pool2(c):  # average over each quadrant, the 2 x 2 adaptive pooling of an even-sided map
+        h, w = c.shape[2] // 2, c.shape[3] // 2
+        out = torch.zeros(c.shape[0], c.shape[1], 2, 2)
+        for i in range(2):
+            for j in range(2):
+                out[:, :, i, j] = c[:, :, i * h:(i + 1) * h, j * w:(j + 1) * w].mean(dim=(2, 3))
+        return out
+
+    pooled = [pool2(cs), pool2(ct)]
+    normed = [p / p.pow(2).sum(dim=(2, 3), keepdim=True).sqrt() for p in pooled]
+    assert float(cat_kd_loss(cs, ct)) == pytest.approx(float((normed[0] - normed[1]).pow(2).mean()), rel=1e-5)
+    assert float(cat_kd_loss(cs, ct, normalize=False)) == pytest.approx(float((pooled[0] - pooled[1]).pow(2).mean()),
+                                                                        rel=1e-5)
+
+
+def test_nd_is_zero_for_a_long_student_along_the_class_centre_and_cams_average_to_the_logits():
+    from kdcompress.distill.losses import cat_kd_loss, class_activation_maps, nd_loss
+    from kdcompress.models.students import build_student
+
+    means, y = torch.randn(3, 4), torch.tensor([1, 0])
+    t = torch.randn(2, 4)
+    s = F.normalize(means[y], dim=1) * (t.norm(dim=1, keepdim=True) * 2)  # the centre's direction, longer than t
+    assert float(nd_loss(s, t, means, y)) == pytest.approx(0, abs=1e-6)
+    assert float(nd_loss(s / 4, t, means, y)) > 0.4  # shorter than the teacher's: penalised
+    net = build_student("resnet", {"stem": 8, "widths": [8, 16, 16], "depths": [1, 1, 1], "stem_stride": 1}, 1, 5)
+    x = torch.randn(3, 1, 12, 12)
+    net.eval()
+    with torch.no_grad():
+        cams = class_activation_maps(net.forward_features(x), net.head.weight)
+        torch.testing.assert_close(cams.mean(dim=(2, 3)) + net.head.bias, net(x))
+    assert float(cat_kd_loss(cams * 5, cams)) == pytest.approx(0, abs=1e-6)  # normalised: a scale does not matter

@@ -112,13 +112,14 @@ def test_weight_averaging_resumes_exactly_and_is_what_is_saved(teacher_files, ti
 
 @pytest.mark.parametrize("fmt", ["pt2", "ts"])
 def test_feature_losses_train_through_any_teacher_format_and_resume_exactly(fmt, teacher_files, tiny_npz, tmp_path):
-    """FitNets + SP + ICKD + RKD on top of KD: the teacher's last feature map comes from its rewired graph (an
+    """FitNets + SP + ICKD + RKD + ND + CAT-KD on top of KD: the teacher's last feature map comes from its rewired graph (an
     exported program or TorchScript) — cached beside its logits, or live on every batch —, the learned adapters are
     checkpointed, a killed run resumes bit for bit, and the teacher is never trained."""
     teacher = load_teacher(teacher_files[fmt])
     before = {k: v.clone() for k, v in teacher.module.state_dict().items()}
     data = load_data(str(tiny_npz))
-    loss = {"kd": {}, "fitnet": {"weight": 1.0}, "sp": {"weight": 100.0}, "ickd": {}, "rkd": {}}
+    loss = {"kd": {}, "fitnet": {"weight": 1.0}, "sp": {"weight": 100.0}, "ickd": {}, "rkd": {}, "nd": {},
+            "cat": {"weight": 10.0}}
     cfg = Distill(epochs=3, batch=32, lr=0.05, loss=loss, cache_teacher_logits=fmt == "pt2")
     distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "a", tmp_path / "cache.pt", seed=3)
     assert evaluate(load_student(tmp_path / "a"), data.x_test, data.y_test, Preprocess()) > 50.0
@@ -132,7 +133,7 @@ def test_feature_losses_train_through_any_teacher_format_and_resume_exactly(fmt,
                 progress=Killer())
     distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "b", tmp_path / "cache.pt", seed=3)
     a, b = (torch.load(tmp_path / d / "ckpt.pt", weights_only=True) for d in "ab")
-    assert set(a["adapters"]) == {"fitnet", "ickd"}  # the student's 16 channels, the teacher's 32: both adapted
+    assert set(a["adapters"]) == {"fitnet", "ickd", "nd"}  # the student's 16 channels, the teacher's 32: adapted
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert all(torch.equal(a["adapters"][n][k], b["adapters"][n][k]) for n in a["adapters"] for k in a["adapters"][n])
     assert all(torch.equal(before[k], v) for k, v in teacher.module.state_dict().items())

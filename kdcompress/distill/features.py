@@ -4,8 +4,9 @@ The teacher may be any format kdcompress loads (TorchScript, a ``torch.export`` 
 comes from the same rewired graph the DisWOT proxy uses (:class:`kdcompress.search.probe.TeacherProbe`), which
 returns ``(logits, features)``. The student is one of our networks (a family or a cut of a family teacher), which
 expose ``forward_features`` and ``head``. Where student and teacher maps differ in size, the larger one is
-average-pooled to the smaller for FitNets (the one loss that compares positions one to one); SP and ICKD are
-defined for any sizes and RKD works on the pooled embeddings.
+average-pooled to the smaller for FitNets (the one loss that compares positions one to one); SP, ICKD and CAT-KD
+(whose class activation maps are pooled to a fixed size) are defined for any sizes; RKD and ND work on the pooled
+embeddings.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdcompress.distill.losses import LOSSES
+from kdcompress.distill.losses import LOSSES, class_activation_maps
 from kdcompress.distill.teacher_cache import save_torch
 from kdcompress.errors import KDCompressError
 from kdcompress.models.load import Teacher
@@ -28,7 +29,7 @@ from kdcompress.search.probe import TeacherProbe
 def student_taps(student: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(logits, last feature map)`` of one of our students, in one forward pass."""
     feats = student.forward_features(x)
-    return student.head(torch.flatten(F.adaptive_avg_pool2d(feats, 1), 1)), feats
+    return student.head(_pool(feats)), feats
 
 
 def _adapter(c_in: int, c_out: int) -> nn.Module:
@@ -51,7 +52,7 @@ class FeatureDistiller(nn.Module):
         super().__init__()
         if not hasattr(student, "forward_features"):
             raise KDCompressError(
-                "the feature losses (fitnet, sp, ickd, rkd) need a student with forward_features — kdcompress's "
+                "the feature losses (fitnet, sp, ickd, rkd, nd, cat) need a student with forward_features — kdcompress's "
                 "families, or cuts of a teacher built from them",
                 "use kd or dkd alone for this student: --set distill.loss={kd: {}}",
             )
@@ -65,17 +66,36 @@ class FeatureDistiller(nn.Module):
             c_t = self.probe.gm(example[:2])[1].shape[1]
         self.fitnet = _adapter(c_s, c_t) if cfg.fitnet else None
         self.ickd = (_adapter(c_s, c_t) if c_s != c_t else nn.Identity()) if cfg.ickd else None
+        # ND compares embeddings in the teacher's width: a learned linear map where the widths differ (their EmbTrans)
+        self.nd = (nn.Linear(c_s, c_t) if c_s != c_t else nn.Identity()) if cfg.nd else None
+        self.class_means: torch.Tensor | None = None  # the teacher's mean embedding per class, for ND
+
+    def _adapters(self) -> list[tuple[str, nn.Module]]:
+        return [(n, m) for n, m in (("fitnet", self.fitnet), ("ickd", self.ickd), ("nd", self.nd)) if m is not None]
 
     def adapter_parameters(self) -> list[nn.Parameter]:
-        return [p for m in (self.fitnet, self.ickd) if m is not None for p in m.parameters()]
+        return [p for _, m in self._adapters() for p in m.parameters()]
 
     def adapter_state(self) -> dict:
-        return {name: m.state_dict() for name, m in (("fitnet", self.fitnet), ("ickd", self.ickd)) if m is not None}
+        return {name: m.state_dict() for name, m in self._adapters()}
 
     def load_adapter_state(self, state: dict) -> None:
-        for name, m in (("fitnet", self.fitnet), ("ickd", self.ickd)):
-            if m is not None:
-                m.load_state_dict(state[name])
+        for name, m in self._adapters():
+            m.load_state_dict(state[name])
+
+    @torch.no_grad()
+    def fit_class_means(self, x: torch.Tensor, y: torch.Tensor, prep: Callable[[torch.Tensor], torch.Tensor],
+                        maps: torch.Tensor | None = None) -> None:
+        """The teacher's mean pooled embedding per class over ``x`` (ND's class centres), from ``maps`` where the
+        teacher's maps are cached."""
+        sums: torch.Tensor | None = None
+        for i in range(0, len(x), 500):
+            f = maps[i:i + 500].float() if maps is not None else self.teacher(prep(x[i:i + 500]))[1]
+            emb = _pool(f)
+            sums = torch.zeros(int(y.max()) + 1, emb.shape[1]) if sums is None else sums
+            sums.index_add_(0, y[i:i + 500], emb)
+        assert sums is not None
+        self.class_means = sums / torch.bincount(y, minlength=len(sums)).clamp(min=1)[:, None].float()
 
     @torch.no_grad()
     def teacher(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,8 +121,10 @@ class FeatureDistiller(nn.Module):
         save_torch(cache, kept)
         return kept["logits"], kept["features"]
 
-    def loss(self, s_feats: torch.Tensor, t_feats: torch.Tensor) -> torch.Tensor:
-        """The weighted sum of the feature losses; gradients reach the student and the adapters only."""
+    def loss(self, s_feats: torch.Tensor, t_feats: torch.Tensor, student: nn.Module,
+             labels: list[tuple[float, torch.Tensor]]) -> torch.Tensor:
+        """The weighted sum of the feature losses; gradients reach the student and the adapters only. ``labels``:
+        ``[(1, y)]``, or for a mixed batch ``[(lam, y_a), (1 - lam, y_b)]`` (ND weighs its class centres so)."""
         cfg, t_feats = self.cfg, t_feats.detach()
         total = s_feats.new_zeros(())
         if cfg.fitnet and self.fitnet is not None:
@@ -112,6 +134,18 @@ class FeatureDistiller(nn.Module):
         if cfg.ickd and self.ickd is not None:
             total = total + cfg.ickd.weight * LOSSES["ickd"](self.ickd(s_feats), t_feats)
         if cfg.rkd:
-            pool = lambda f: torch.flatten(F.adaptive_avg_pool2d(f, 1), 1)
-            total = total + LOSSES["rkd"](pool(s_feats), pool(t_feats), cfg.rkd.distance, cfg.rkd.angle)
+            total = total + LOSSES["rkd"](_pool(s_feats), _pool(t_feats), cfg.rkd.distance, cfg.rkd.angle)
+        if cfg.nd and self.nd is not None:
+            assert self.class_means is not None, "fit_class_means first"
+            s_emb, t_emb = self.nd(_pool(s_feats)), _pool(t_feats)
+            total = total + cfg.nd.weight * sum(w * LOSSES["nd"](s_emb, t_emb, self.class_means, y) for w, y in labels)
+        if cfg.cat:
+            cams = (class_activation_maps(s_feats, student.head.weight),
+                    class_activation_maps(t_feats, self.probe.classifier_weight.detach()))
+            total = total + cfg.cat.weight * LOSSES["cat"](*cams, cfg.cat.resolution, cfg.cat.normalize)
         return total
+
+
+def _pool(f: torch.Tensor) -> torch.Tensor:
+    """The embedding: global average pooling of a feature map."""
+    return torch.flatten(F.adaptive_avg_pool2d(f, 1), 1)

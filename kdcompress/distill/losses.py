@@ -134,6 +134,36 @@ def rkd_loss(student_embedding: torch.Tensor, teacher_embedding: torch.Tensor, d
     return loss
 
 
+def nd_loss(student_embedding: torch.Tensor, teacher_embedding: torch.Tensor, class_means: torch.Tensor,
+            labels: torch.Tensor) -> torch.Tensor:
+    """ND loss (Wang et al., "Improving Knowledge Distillation via Regularizing Feature Norm and Direction", NeurIPS
+    2023, Eq. 7): per sample ``1 - <s, c_y / ||c_y||> / max(||s||, ||t||)``, the batch mean — the student's
+    embedding pulled towards the direction of its class's mean teacher embedding ``c_y`` and to a norm at least the
+    teacher's. As the authors' ``DirectNormLoss`` computes it; ``class_means`` are the teacher's over the training
+    set."""
+    e = F.normalize(class_means[labels], dim=1)
+    longest = torch.maximum(student_embedding.norm(dim=1), teacher_embedding.norm(dim=1))
+    return (1 - (student_embedding * e).sum(1) / longest).mean()
+
+
+def class_activation_maps(features: torch.Tensor, classifier_weight: torch.Tensor) -> torch.Tensor:
+    """CAMs (Zhou et al., CVPR 2016): the classifier's weights applied at every position, ``(N, K, H, W)``; their
+    spatial mean is the logits less the bias."""
+    return torch.einsum("nchw,kc->nkhw", features, classifier_weight)
+
+
+def cat_kd_loss(student_cams: torch.Tensor, teacher_cams: torch.Tensor, resolution: int = 2,
+                normalize: bool = True) -> torch.Tensor:
+    """Class Attention Transfer (Guo et al., CVPR 2023, Eq. 5-6): both networks' CAMs average-pooled to
+    ``resolution`` x ``resolution``, each map L2-normalised over its positions (``normalize``), compared by MSE —
+    as the authors' ``CAT_loss`` in their mdistiller fork computes it."""
+    s = F.adaptive_avg_pool2d(student_cams, resolution)
+    t = F.adaptive_avg_pool2d(teacher_cams, resolution)
+    if normalize:
+        s, t = F.normalize(s, dim=(2, 3)), F.normalize(t, dim=(2, 3))
+    return F.mse_loss(s, t)
+
+
 Loss = Callable[..., torch.Tensor]
 
 LOSSES: dict[str, Loss] = {
@@ -143,7 +173,6 @@ LOSSES: dict[str, Loss] = {
     "sp": sp_loss,
     "ickd": ickd_loss,
     "rkd": rkd_loss,
+    "nd": nd_loss,
+    "cat": cat_kd_loss,
 }
-
-# The losses that compare feature maps or embeddings rather than logits (the trainer taps the networks for them).
-FEATURE_LOSSES = frozenset({"fitnet", "sp", "ickd", "rkd"})

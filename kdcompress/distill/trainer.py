@@ -131,6 +131,8 @@ def distill(
             outputs.logits = teacher_logits_cached(teacher, x, prep, logit_cache)
     elif cfg.cache_teacher_logits and features is None:
         outputs.views = ViewCache(logit_cache.with_name("teacher_views"), teacher)
+    if features is not None and cfg.loss.nd is not None:
+        features.fit_class_means(x, y, prep, outputs.maps)
 
     params = [p for p in model.parameters() if p.requires_grad]
     params += features.adapter_parameters() if features is not None else []
@@ -188,7 +190,8 @@ def distill(
             t_logits, t_maps = outputs(idx, inp, mixed)
             if features is not None:
                 s_logits, s_maps = student_taps(model, inp)
-                loss = features.loss(s_maps, t_maps)
+                labels = [(1.0, yb)] if mixed is None else [(mixed.lam, mixed.y_a), (1 - mixed.lam, mixed.y_b)]
+                loss = features.loss(s_maps, t_maps, model, labels)
             else:
                 s_logits, loss = model(inp), torch.zeros(())
             if mixed is None:
