@@ -17,10 +17,10 @@ import statistics
 import sys
 from pathlib import Path
 
-from kdcompress.data import Preprocess, load_data
+from kdcompress.data import DataSplits, Preprocess, load_data
 from kdcompress.distill import distill, load_student
 from kdcompress.distill.trainer import evaluate
-from kdcompress.models.load import load_teacher
+from kdcompress.models.load import Teacher, load_teacher
 from kdcompress.profiles import load_profile
 from kdcompress.report.environment import environment
 from kdcompress.run import read_json, write_json
@@ -46,6 +46,30 @@ METHODS = {
 }
 
 
+# One epoch of each way of feeding the teacher, timed (issue 12's epoch_seconds): no teacher; the teacher live on
+# every batch; its logits cached; crop+flip with the per-batch cache, filled by one student and replayed by the next.
+EPOCH_SECONDS = {
+    "scratch": ({"distill.loss": {"kd": {"alpha": 0.0}}}, None),  # cross-entropy: the teacher's logits go unused
+    "kd_live": ({"distill.cache_teacher_logits": False}, None),
+    "kd_cached": ({}, None),
+    "kd_aug_fill": ({"distill.aug": "crop_flip"}, "aug"),
+    "kd_aug_cached": ({"distill.aug": "crop_flip"}, "aug"),
+}
+
+
+def epoch_seconds(args: argparse.Namespace, teacher: Teacher, data: DataSplits, prep: Preprocess) -> dict[str, float]:
+    """Seconds of one training epoch of each of ``EPOCH_SECONDS``, measured one after another on this machine."""
+    out = {}
+    for name, (sets, shared) in EPOCH_SECONDS.items():
+        cfg = load_profile(args.profile, {**sets, "distill.epochs": 1}).distill
+        folder = args.work / "epoch_seconds" / name
+        cache = args.work / "epoch_seconds" / (shared or name) / "teacher_logits_train.pt"
+        r = distill(teacher, STUDENT, data, prep, cfg, folder, cache, 0)
+        out[name] = json.loads((folder / "history.jsonl").read_text().splitlines()[-1])["seconds"]
+        print(f"{name:14s} {out[name]:.1f} s/epoch ({r.epochs_run} epoch)", flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
@@ -53,9 +77,15 @@ def main() -> None:
     ap.add_argument("--profile", default="ci")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "distill_methods")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "distill_methods.json")
+    ap.add_argument("--epoch-seconds", action="store_true", help="time one epoch of each way of feeding the teacher")
     args = ap.parse_args()
     teacher = load_teacher(ROOT / "teachers" / "fmnist_resnet.pt2")
     data, prep = load_data("fashion-mnist", 0.1, 0), Preprocess()
+    if args.epoch_seconds:
+        previous = read_json(args.out) if args.out.exists() else {}
+        write_json(args.out, {**previous, "epoch_seconds": epoch_seconds(args, teacher, data, prep),
+                              "epoch_seconds_command": " ".join(["python", *sys.argv]), **environment()})
+        return
     pruning = teacher.pruning_source(prep(data.x_train[:2]))
     runs: dict[str, list[dict]] = {}
     for method in args.methods:
