@@ -90,10 +90,11 @@ class Search(_Strict):
         "when it can be cut and one fits, else the best family students; per-origin = the best of each; "
         "proxy = the best by the proxy over all spaces in one evolution",
     )
-    cut_rank: Literal["params", "proxy"] = Field(
-        "params",
-        description="how the teacher's cuts are ranked (pick teacher-first/per-origin): params = the cut that keeps "
-        "the most of the teacher's trained weights within the budget; proxy = the search proxy, which scores them "
+    cut_rank: Literal["fidelity", "params", "proxy"] = Field(
+        "fidelity",
+        description="how the teacher's cuts are ranked (pick teacher-first/per-origin): fidelity = the cut whose "
+        "outputs stay closest to the teacher's (KL on training images, normalisation statistics re-estimated); "
+        "params = the cut that keeps the most trained weights; proxy = the search proxy, which scores them "
         "re-initialised",
     )
     proxy_batch: int = Field(64, ge=2, description="mini-batch size the proxy scores on")

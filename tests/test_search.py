@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import torch
@@ -128,7 +129,8 @@ def test_pick_keeps_the_teachers_cuts_apart_from_family_students(tiny_npz, tiny_
     spaces = {}
     for pick in ("teacher-first", "per-origin", "proxy"):
         profile = load_profile(tiny_profile, {"search.iterations": 3, "search.proxy": "synflow",
-                                              "search.space": ["pruned-teacher", "vgg"], "search.pick": pick})
+                                              "search.space": ["pruned-teacher", "vgg"], "search.pick": pick,
+                                              "search.cut_rank": "params"})
         top = search(t, data, Preprocess(), profile, tmp_path / pick, "onnxruntime-cpu", onnx_path, params, 10**7)
         spaces[pick] = [s.space for s in top]
         log = [json.loads(line) for line in (tmp_path / pick / "candidates.jsonl").read_text().splitlines()]
@@ -144,10 +146,28 @@ def test_pick_keeps_the_teachers_cuts_apart_from_family_students(tiny_npz, tiny_
     assert spaces["teacher-first"] == ["pruned-teacher"]
     assert sorted(spaces["per-origin"]) == ["pruned-teacher", "vgg"]
     assert len(spaces["proxy"]) == 1
-    # two targets never distil the same cut twice: the tighter one takes the largest cut not already picked
+    # ranked by fidelity (the default), the sweep measures the cuts closest to the teacher first, and two targets
+    # never distil the same cut twice: the tighter one takes the best cut not already picked
     profile = load_profile(tiny_profile, {"search.space": ["pruned-teacher"], "budget.latency_ratio": [5.0, 4.0]})
     two = search(t, data, Preprocess(), profile, tmp_path / "two", "onnxruntime-cpu", onnx_path, params, 10**7)
-    assert len(two) == 2 and two[0].genes != two[1].genes and two[0].params >= two[1].params
+    assert len(two) == 2 and two[0].genes != two[1].genes
+    assert two[0].scores["fidelity"] >= two[1].scores["fidelity"]
+    log = [json.loads(line) for line in (tmp_path / "two" / "candidates.jsonl").read_text().splitlines()]
+    first = [c["scores"]["fidelity"] for c in log if c["target"] == 5.0]
+    assert first == sorted(first, reverse=True) and two[0].scores["fidelity"] == max(first)
+
+
+def test_fidelity_scores_the_uncut_teacher_near_zero_and_a_deep_cut_lower(teacher_files, tiny_npz):
+    from kdcompress.search.fidelity import FidelityProbe
+
+    t = load_teacher(teacher_files["sd"], arch=f"{teacher_files['arch']}:TinyNet")
+    data = load_data(str(tiny_npz))
+    probe = FidelityProbe.of(t.logits, data.x_train, Preprocess(), n=128)
+    source = t.pruning_source(torch.zeros(2, 1, 12, 12))
+    same = probe.score(copy.deepcopy(t.module))
+    cut = probe.score(source.build({"ratio": 0.75, "importance": "l2", "global": 0}))
+    # the tiny teacher's running statistics come from a few training steps, so re-estimating them moves it a little
+    assert -0.2 < same <= 1e-6 and cut < same - 0.1, (same, cut)
 
 
 def test_flops_ratio_bounds_what_a_student_costs_to_distil(teacher_files, tiny_npz, tiny_profile, tmp_path):

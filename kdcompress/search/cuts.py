@@ -1,6 +1,7 @@
-"""The teacher's cuts ranked by what they keep (``search.cut_rank: params``): every cut of a fixed sweep sized first,
-then measured largest first until enough fit the budget — no evolution, so the pick is the largest cut that fits,
-not the largest one a random walk happened to visit.
+"""The teacher's cuts ranked by what they keep of it (``search.cut_rank``: ``fidelity``, how close their outputs stay
+to the teacher's; ``params``, how many weights they keep): every cut of a fixed sweep sized and scored first, then
+measured best first until enough fit the budget — no evolution, so the pick is the best cut that fits, not the best
+one a random walk happened to visit.
 
 The sweep covers the structural genes (``downsample``, ``drop_blocks``, ``ratio``) with channels cut uniformly by
 L2 magnitude (DepGraph's usual criterion) and rounded to the multiple the target computes in one block
@@ -19,6 +20,7 @@ from kdcompress.export.int8 import cpu_flags
 from kdcompress.models.pruning import PRUNED_FAMILY, PruningSource
 from kdcompress.run import Progress, atomic_path
 from kdcompress.search.context import Scored, SearchContext, evaluate
+from kdcompress.search.fidelity import FidelityProbe
 from kdcompress.search.journal import remember
 from kdcompress.search.space import Candidate, get_space
 
@@ -63,12 +65,25 @@ def sized_cuts(pruning: PruningSource, multiple: int) -> list[tuple[int, dict]]:
 
 def largest_cuts(
     ctx: SearchContext, top_k: int, exclude: set[str], log: Path, progress: Progress | None = None,
+    fidelity: FidelityProbe | None = None,
 ) -> list[Scored]:
-    """The ``top_k`` cuts with the most parameters that fit ``ctx``'s budget and are not in ``exclude`` (keys of
-    :func:`candidate_identity`); every measured cut is logged to ``log`` (JSON lines)."""
+    """The ``top_k`` best cuts that fit ``ctx``'s budget and are not in ``exclude`` (keys of
+    :func:`candidate_identity`): those with the most parameters, or with ``fidelity`` the ones whose outputs stay
+    closest to the teacher's (:mod:`kdcompress.search.fidelity`, kept as the ``fidelity`` score); every measured cut
+    is logged to ``log`` (JSON lines)."""
     assert ctx.pruning is not None, "the pruned-teacher space needs the teacher as a pruning source"
     progress = progress or Progress()
     sized = sized_cuts(ctx.pruning, channel_multiple(BACKENDS[ctx.backend].device))
+    if fidelity is not None:
+        progress.start("search cuts: fidelity", len(sized))
+        for _, genes in sized:
+            key = Candidate.of(PRUNED_FAMILY, genes).key
+            known = ctx.score_cache.setdefault(key, {})
+            if "fidelity" not in known:  # scored once per search: the evaluation below reads it from the cache
+                known["fidelity"] = fidelity.score(ctx.pruning.build(genes))
+            progress.advance()
+        progress.stop()
+        sized.sort(key=lambda pg: -ctx.score_cache[Candidate.of(PRUNED_FAMILY, pg[1]).key]["fidelity"])
     progress.start("search cuts", len(sized))
     found: list[Scored] = []
     with atomic_path(log) as tmp, tmp.open("w") as f:

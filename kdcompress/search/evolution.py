@@ -32,6 +32,7 @@ from kdcompress.profiles import Profile
 from kdcompress.run import Progress, atomic_path, write_json
 from kdcompress.search.context import FLOPS_SLACK, Scored, SearchContext, evaluate, prepare_context
 from kdcompress.search.cuts import candidate_identity, largest_cuts
+from kdcompress.search.fidelity import FidelityProbe
 from kdcompress.search.journal import JOURNAL, open_journal, remember
 from kdcompress.search.space import Candidate, get_space
 
@@ -178,14 +179,19 @@ def origin_groups(spaces: list[str], pick: str) -> list[list[str]]:
     return [g for g in (derived, fresh) if g]
 
 
+CUT_RANKS = ("fidelity", "params")  # search.cut_rank values that sweep the cuts rather than evolve them
+
+
 def ranked_by(ctx: SearchContext, group: list[str], profile: Profile) -> SearchContext:
     """``ctx`` with the proxy that ranks ``group``: for the teacher's cuts searched apart (``search.cut_rank``
-    params), the parameters they keep — a proxy scores a cut re-initialised, which throws away the trained weights
-    that make it worth distilling — with the search proxy still scored beside it (:mod:`kdcompress.search.cuts`)."""
+    fidelity or params), how close they stay to the teacher or the parameters they keep — a proxy scores a cut
+    re-initialised, which throws away the trained weights that make it worth distilling — with the search proxy
+    still scored beside it (:mod:`kdcompress.search.cuts`)."""
     cfg = profile.search
-    if cfg.pick == "proxy" or group != [PRUNED_FAMILY] or cfg.cut_rank != "params":
+    if cfg.pick == "proxy" or group != [PRUNED_FAMILY] or cfg.cut_rank == "proxy":
         return ctx
-    return dataclasses.replace(ctx, proxy="params", also_score=[p for p in [cfg.proxy, *ctx.also_score] if p != "params"])
+    rank = cfg.cut_rank
+    return dataclasses.replace(ctx, proxy=rank, also_score=[p for p in [cfg.proxy, *ctx.also_score] if p != rank])
 
 
 def _nearest_miss(ctx: SearchContext, targets: list[float | None]) -> KDCompressError | None:
@@ -224,6 +230,7 @@ def search(
     workers = cfg.workers or default_workers(profile.target.threads)
     targets = profile.budget.targets
     picks: list[tuple[float | None, Scored]] = []
+    fidelity: FidelityProbe | None = None  # made when the first target ranks cuts by it
     missed: list[KDCompressError] = []
     within: set[str] = set()  # distinct feasible candidates over every target
     with atomic_path(out_dir / "candidates.jsonl") as tmp, tmp.open("w") as log:
@@ -239,8 +246,11 @@ def search(
                 ctx_g = ranked_by(ctx_t, group, profile)
                 taken = {_identity(p) for _, p in picks} | {_identity(p) for p in chosen}
                 try:
-                    if ctx_g.proxy == "params" and group == [PRUNED_FAMILY]:  # the largest cuts that fit, swept
-                        feasible = largest_cuts(ctx_g, cfg.top_k, taken, part, progress)
+                    if ctx_g.proxy in CUT_RANKS and group == [PRUNED_FAMILY]:  # the best cuts that fit, swept
+                        if ctx_g.proxy == "fidelity" and fidelity is None:
+                            fidelity = FidelityProbe.of(teacher.logits, data.x_train, prep, seed=seed)
+                        feasible = largest_cuts(ctx_g, cfg.top_k, taken, part, progress,
+                                                fidelity if ctx_g.proxy == "fidelity" else None)
                         if not feasible:
                             raise KDCompressError(f"no cut of the teacher meets latency ratio {target}")
                     else:
