@@ -235,11 +235,18 @@ def search(target: Path, out: Path, resume: bool, proxy: str | None, iterations:
 
 def _rerun_stage(run: Path, name: str, as_json: bool) -> None:
     """Re-run stage ``name`` of ``run``; for the stages after search, go on through the report and print it."""
-    from kdcompress.pipeline import STAGE_FUNCS, Session, run_stage
-    from kdcompress.run import RunDir, read_json
+    from kdcompress.distill.distributed import init_from_env, rank_and_world
+    from kdcompress.pipeline import STAGE_FUNCS, Session, run_stage, run_stage_data_parallel
+    from kdcompress.run import Progress, RunDir, read_json
 
-    session = Session(RunDir.open(run, must_exist=True), BarProgress())
-    run_stage(session, name)
+    if init_from_env():  # started by torchrun: train across its processes, then rank 0 goes on alone
+        first = rank_and_world()[0] == 0
+        session = Session(RunDir.open(run, must_exist=True), BarProgress() if first else Progress())
+        if not run_stage_data_parallel(session, name):
+            return
+    else:
+        session = Session(RunDir.open(run, must_exist=True), BarProgress())
+        run_stage(session, name)
     if name == "search":
         record = session.run.manifest["stages"][name]
         click.echo(json.dumps(record, indent=2) if as_json else f"{name}: done in {record['seconds']:.1f}s ({run})")

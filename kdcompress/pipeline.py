@@ -28,6 +28,7 @@ from kdcompress.bench import (
 )
 from kdcompress.data import DataSplits, Preprocess, load_data
 from kdcompress.distill import distill, load_student
+from kdcompress.distill.distributed import barrier, rank_and_world
 from kdcompress.errors import KDCompressError
 from kdcompress.export import check_parity, to_onnx
 from kdcompress.export.artifacts import ArtifactPlan, build_model_artifacts, calibration_images, plan_artifacts
@@ -430,6 +431,24 @@ def run_stage(session: Session, name: str, force: bool = True) -> None:
     if force:
         session.run.invalidate_from(name)
     _stage(session, name, STAGE_FUNCS[name], force)
+
+
+def run_stage_data_parallel(session: Session, name: str) -> bool:
+    """:func:`run_stage` on every process torchrun started (only ``distill`` trains data-parallel): rank 0 alone
+    touches the manifest, before and after; every process runs the stage. True on rank 0."""
+    if name != "distill":
+        raise KDCompressError(f"only the distill stage runs across processes, not {name}",
+                              f"run `kdcompress {name} RUN` without torchrun")
+    rank, _ = rank_and_world()
+    if rank == 0:
+        session.run.require(name)
+        session.run.invalidate_from(name)
+    barrier()  # the others start once the stages after this one are cleared
+    t0 = time.time()
+    info = STAGE_FUNCS[name](session) or {}
+    if rank == 0:
+        session.run.mark_done(name, time.time() - t0, **info)
+    return rank == 0
 
 
 def run_until(

@@ -286,3 +286,20 @@ def test_sigterm_stops_cleanly_and_resume_finishes_without_leftovers(cli_cmd, te
     done = run(cli_cmd, *args[len(cli_cmd):], "--resume")
     assert done.returncode == 0, done.stderr
     assert (out / "result.json").exists() and not list(out.rglob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_distill_stage_runs_data_parallel_under_torchrun(cli_cmd, teacher_files, tiny_npz, tiny_profile, tmp_path):
+    """`torchrun --nproc-per-node 2 -m kdcompress.cli distill RUN`: both processes train, rank 0 alone writes the
+    manifest and goes on through export, bench and report; one result is printed."""
+    out = tmp_path / "run"
+    first = run(cli_cmd, "shrink", teacher_files["pt2"], "--profile", tiny_profile, "--data", tiny_npz, "--out", out)
+    assert first.returncode == 0, first.stderr
+    ddp = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+               "kdcompress.cli"], "distill", out, "--json")
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    result = json.loads(ddp.stdout)  # one JSON document: rank 1 printed nothing
+    assert result["students"] and RunDir.open(out, must_exist=True).done("report")
+    wrong = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+                 "kdcompress.cli"], "export", out)
+    assert wrong.returncode != 0 and "only the distill stage runs across processes" in wrong.stderr

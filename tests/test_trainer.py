@@ -177,3 +177,48 @@ def test_teacher_outputs_on_augmented_batches_are_replayed_for_the_next_student(
     distill(teacher, SPEC, data, Preprocess(), live, tmp_path / "c", tmp_path / "other.pt", seed=5)
     a, b, c = (torch.load(tmp_path / d / "ckpt.pt", weights_only=True)["model"] for d in "abc")
     assert all(torch.equal(a[k], b[k]) and torch.equal(a[k], c[k]) for k in a)
+
+
+DDP_SCRIPT = """
+import sys
+from pathlib import Path
+
+from kdcompress.data import Preprocess, load_data
+from kdcompress.distill import distill
+from kdcompress.distill.distributed import init_from_env
+from kdcompress.models.load import load_teacher
+from kdcompress.profiles import Distill
+
+assert init_from_env()
+teacher, npz, out = load_teacher(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+cfg = Distill(epochs=2, batch=32, lr=0.05, aug="crop_flip")
+distill(teacher, {spec!r}, load_data(npz), Preprocess(), cfg, out / "student", out / "cache.pt", seed=6)
+"""
+
+
+def test_two_processes_under_torchrun_train_what_one_process_trains(teacher_files, tiny_npz, tmp_path):
+    """DDP over 2 CPU processes (gloo), started by torchrun: rank 0 alone writes, and the student matches a
+    1-process run up to the batch-norm statistics each process gathers on its half of every batch."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT.format(spec=SPEC))
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                        str(script), str(teacher_files["pt2"]), str(tiny_npz), str(tmp_path / "two")],
+                       capture_output=True, text=True, timeout=600, check=False)
+    assert r.returncode == 0, r.stderr[-3000:]
+    teacher, data = load_teacher(teacher_files["pt2"]), load_data(str(tiny_npz))
+    cfg = Distill(epochs=2, batch=32, lr=0.05, aug="crop_flip")
+    distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "one" / "student", tmp_path / "one" / "cache.pt", seed=6)
+    distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "other" / "student", tmp_path / "other" / "cache.pt",
+            seed=7)
+    two, one, other = (torch.load(tmp_path / d / "student" / "ckpt.pt", weights_only=True)["model"]
+                       for d in ("two", "one", "other"))
+    weights = [k for k in one if k.endswith("weight")]
+    gap = lambda a, b: max(float((a[k] - b[k]).norm() / b[k].norm()) for k in weights)
+    print(f"DDP vs 1 process: {gap(two, one):.3f}; another seed: {gap(other, one):.3f}")
+    # the same trajectory up to batch-norm statistics: far closer to the 1-process run than another seed is
+    assert gap(two, one) < 0.5 * gap(other, one), (gap(two, one), gap(other, one))
+    assert not (tmp_path / "two" / "student" / "history.jsonl.tmp").exists()
+    assert len((tmp_path / "two" / "student" / "history.jsonl").read_text().splitlines()) == 2

@@ -37,6 +37,11 @@ class Mixed:
     lam: float
     teacher_logits: torch.Tensor | None = None
 
+    def share(self, part: slice) -> Mixed:
+        """The samples ``part`` of the batch (a data-parallel process's share)."""
+        t = None if self.teacher_logits is None else self.teacher_logits[part]
+        return Mixed(self.x[part], self.y_a[part], self.y_b[part], self.lam, t)
+
 
 def _beta(alpha: float, generator: torch.Generator) -> float:
     """A Beta(alpha, alpha) draw from ``generator`` (so a resumed run draws the same): uniform for alpha = 1, the

@@ -70,17 +70,17 @@ class FeatureDistiller(nn.Module):
         self.nd = (nn.Linear(c_s, c_t) if c_s != c_t else nn.Identity()) if cfg.nd else None
         self.class_means: torch.Tensor | None = None  # the teacher's mean embedding per class, for ND
 
-    def _adapters(self) -> list[tuple[str, nn.Module]]:
+    def adapters(self) -> list[tuple[str, nn.Module]]:
         return [(n, m) for n, m in (("fitnet", self.fitnet), ("ickd", self.ickd), ("nd", self.nd)) if m is not None]
 
     def adapter_parameters(self) -> list[nn.Parameter]:
-        return [p for _, m in self._adapters() for p in m.parameters()]
+        return [p for _, m in self.adapters() for p in m.parameters()]
 
     def adapter_state(self) -> dict:
-        return {name: m.state_dict() for name, m in self._adapters()}
+        return {name: m.state_dict() for name, m in self.adapters()}
 
     def load_adapter_state(self, state: dict) -> None:
-        for name, m in self._adapters():
+        for name, m in self.adapters():
             m.load_state_dict(state[name])
 
     @torch.no_grad()

@@ -21,6 +21,7 @@ from torch import nn
 from kdcompress.data import DataSplits, Preprocess
 from kdcompress.data.augment import MIXES, Mixed, cutmix_pick, random_crop_flip
 from kdcompress.data.splits import batches
+from kdcompress.distill.distributed import from_rank0, rank0_first, rank_and_world
 from kdcompress.distill.features import FeatureDistiller, student_taps
 from kdcompress.distill.losses import LOSSES
 from kdcompress.distill.teacher_cache import ViewCache, save_torch, teacher_logits_cached
@@ -58,6 +59,20 @@ def distillation_loss(cfg: Losses, epoch: int, epochs: int) -> Callable[[torch.T
         ramp = min((epoch + 1) / (d.warmup * epochs), 1.0) if d.warmup > 0 else 1.0
         terms.append(functools.partial(LOSSES["dkd"], T=d.T, alpha=d.alpha, beta=d.beta, ce=d.ce, ramp=ramp))
     return lambda s, t, y: sum(term(s, t, y) for term in terms)  # type: ignore[return-value]
+
+
+class StudentTaps(nn.Module):
+    """The student as trained: ``(logits, last feature map or None)``, the learned adapters of the feature losses
+    held beside it so that DDP averages their gradients too."""
+
+    def __init__(self, student: nn.Module, features: FeatureDistiller | None) -> None:
+        super().__init__()
+        self.student = student
+        self.adapters = nn.ModuleList([m for _, m in features.adapters()]) if features is not None else None
+        self.taps = features is not None
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return student_taps(self.student, x) if self.taps else (self.student(x), None)
 
 
 @dataclass
@@ -107,16 +122,20 @@ def distill(
     teacher: Teacher, spec: dict, data: DataSplits, prep: Preprocess, cfg: Distill, student_dir: Path,
     logit_cache: Path, seed: int = 0, progress: Progress | None = None,
 ) -> DistillResult:
-    """Distil one student described by ``spec`` (``space``, ``genes``); resume from ``ckpt.pt`` when present."""
-    progress = progress or Progress()
+    """Distil one student described by ``spec`` (``space``, ``genes``); resume from ``ckpt.pt`` when present.
+    Under torchrun, data-parallel over its processes (:mod:`kdcompress.distill.distributed`)."""
+    rank, world = rank_and_world()
+    progress = (progress or Progress()) if rank == 0 else Progress()
     t_start = time.time()
     torch.manual_seed(seed)
     pruning = teacher.pruning_source(prep(data.x_train[:2])) if spec["space"] == PRUNED_FAMILY else None
     model = build_student(spec["space"], spec["genes"], spec["in_channels"], spec["num_classes"], pruning)
     ckpt_path, history_path, spec_path = student_dir / "ckpt.pt", student_dir / "history.jsonl", student_dir / "spec.json"
-    if spec_path.exists() and json.loads(spec_path.read_text()) != spec:
-        ckpt_path.unlink(missing_ok=True)  # a checkpoint of another student: never resume from it
-    write_json(spec_path, spec)
+    if rank == 0:
+        if spec_path.exists() and json.loads(spec_path.read_text()) != spec:
+            ckpt_path.unlink(missing_ok=True)  # a checkpoint of another student: never resume from it
+        write_json(spec_path, spec)
+    rank0_first(lambda: None)  # the others look for a checkpoint only once rank 0 has judged it
     x, y = data.x_train, data.y_train
     if cfg.train_samples is not None:
         x, y = x[: cfg.train_samples], y[: cfg.train_samples]
@@ -125,15 +144,18 @@ def distill(
     outputs = TeacherOutputs(teacher, features)
     if cfg.cache_teacher_logits and cfg.aug == "none" and cfg.mix == "none":
         if features is not None:
-            outputs.logits, outputs.maps = features.teacher_cached(
-                x, prep, logit_cache.with_name("teacher_features_train.pt"))
+            outputs.logits, outputs.maps = rank0_first(lambda: features.teacher_cached(
+                x, prep, logit_cache.with_name("teacher_features_train.pt")))
         else:
-            outputs.logits = teacher_logits_cached(teacher, x, prep, logit_cache)
-    elif cfg.cache_teacher_logits and features is None:
+            outputs.logits = rank0_first(lambda: teacher_logits_cached(teacher, x, prep, logit_cache))
+    elif cfg.cache_teacher_logits and features is None and world == 1:  # per-batch entries: one process's
         outputs.views = ViewCache(logit_cache.with_name("teacher_views"), teacher)
     if features is not None and cfg.loss.nd is not None:
         features.fit_class_means(x, y, prep, outputs.maps)
 
+    net: nn.Module = StudentTaps(model, features)
+    if world > 1:  # the student and the learned adapters: DDP averages their gradients over the processes
+        net = torch.nn.parallel.DistributedDataParallel(net)
     params = [p for p in model.parameters() if p.requires_grad]
     params += features.adapter_parameters() if features is not None else []
     if cfg.optimizer == "sgd":
@@ -187,13 +209,17 @@ def distill(
             mixed = mix_batch(cfg, inp, yb, gen, outputs.live) if cfg.mix != "none" else None
             if mixed is not None:
                 inp = mixed.x
+            if world > 1:  # every process drew the whole batch (same generator); each trains on its share
+                share = slice(rank, None, world)
+                idx, inp, yb = idx[share], inp[share], yb[share]
+                mixed = None if mixed is None else mixed.share(share)
             t_logits, t_maps = outputs(idx, inp, mixed)
+            s_logits, s_maps = net(inp)
             if features is not None:
-                s_logits, s_maps = student_taps(model, inp)
                 labels = [(1.0, yb)] if mixed is None else [(mixed.lam, mixed.y_a), (1 - mixed.lam, mixed.y_b)]
                 loss = features.loss(s_maps, t_maps, model, labels)
             else:
-                s_logits, loss = model(inp), torch.zeros(())
+                loss = torch.zeros(())
             if mixed is None:
                 loss = loss + loss_fn(s_logits, t_logits, yb)
             else:
@@ -211,26 +237,29 @@ def distill(
         if outputs.views is not None:
             outputs.views.save()
         kept = model if ema is None else ema.module
-        val_acc = evaluate(kept, data.x_val, data.y_val, prep)
+        val_acc = from_rank0(evaluate(kept, data.x_val, data.y_val, prep) if rank == 0 else 0.0)
         improved = val_acc > best_acc
         if improved:
             best_acc, stale = val_acc, 0
-            save_torch(student_dir / "model.pt", kept.state_dict())
+            if rank == 0:
+                save_torch(student_dir / "model.pt", kept.state_dict())
         else:
             stale += 1
         early_stop = cfg.patience is not None and stale >= cfg.patience
         history.append({"epoch": epoch + 1, "loss": total / max(1, n), "val_accuracy": val_acc,
                         "lr": sched.get_last_lr()[0], "seconds": round(time.time() - t0, 2)})
-        atomic_write(history_path, "".join(json.dumps(h) + "\n" for h in history))
-        save_torch(ckpt_path, {
-            "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch + 1,
-            "best_acc": best_acc, "stale": stale, "seconds": seconds_before + time.time() - t_start,
-            "finished": epoch + 1 == cfg.epochs or early_stop,
-            **({"ema": ema.state_dict()} if ema is not None else {}),
-            **({"adapters": features.adapter_state()} if features is not None else {}),
-        })
+        if rank == 0:
+            atomic_write(history_path, "".join(json.dumps(h) + "\n" for h in history))
+            save_torch(ckpt_path, {
+                "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch + 1,
+                "best_acc": best_acc, "stale": stale, "seconds": seconds_before + time.time() - t_start,
+                "finished": epoch + 1 == cfg.epochs or early_stop,
+                **({"ema": ema.state_dict()} if ema is not None else {}),
+                **({"adapters": features.adapter_state()} if features is not None else {}),
+            })
         if early_stop:
             break
     progress.stop()
+    rank0_first(lambda: None)  # the others return once rank 0 has written the last checkpoint
     return DistillResult(student_dir, best_acc, len(history), seconds_before + time.time() - t_start)
