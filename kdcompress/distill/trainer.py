@@ -21,7 +21,7 @@ from torch import nn
 from kdcompress.data import DataSplits, Preprocess
 from kdcompress.data.augment import MIXES, Mixed, cutmix_pick, random_crop_flip
 from kdcompress.data.splits import batches
-from kdcompress.distill.distributed import from_rank0, rank0_first, rank_and_world
+from kdcompress.distill.distributed import barrier, from_rank0, rank0_first, rank_and_world
 from kdcompress.distill.features import FeatureDistiller, student_taps
 from kdcompress.distill.losses import LOSSES
 from kdcompress.distill.teacher_cache import ViewCache, save_torch, teacher_logits_cached
@@ -135,7 +135,7 @@ def distill(
         if spec_path.exists() and json.loads(spec_path.read_text()) != spec:
             ckpt_path.unlink(missing_ok=True)  # a checkpoint of another student: never resume from it
         write_json(spec_path, spec)
-    rank0_first(lambda: None)  # the others look for a checkpoint only once rank 0 has judged it
+    barrier()  # the others look for a checkpoint only once rank 0 has judged it
     x, y = data.x_train, data.y_train
     if cfg.train_samples is not None:
         x, y = x[: cfg.train_samples], y[: cfg.train_samples]
@@ -261,5 +261,5 @@ def distill(
         if early_stop:
             break
     progress.stop()
-    rank0_first(lambda: None)  # the others return once rank 0 has written the last checkpoint
+    barrier()  # the others return once rank 0 has written the last checkpoint
     return DistillResult(student_dir, best_acc, len(history), seconds_before + time.time() - t_start)
