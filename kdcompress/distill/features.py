@@ -57,7 +57,9 @@ class FeatureDistiller(nn.Module):
                 "use kd or dkd alone for this student: --set distill.loss={kd: {}}",
             )
         self.cfg = cfg
-        self.probe = TeacherProbe(teacher, example[:2])  # a private copy of the teacher's graph, eval statistics
+        # a private copy of the teacher's graph, with its own (evaluation) statistics
+        self.probe = TeacherProbe(teacher, example[:2], purpose="the feature losses",
+                                  instead="use kd or dkd alone: --set distill.loss={kd: {}}")
         for p in self.probe.gm.parameters():
             p.requires_grad_(False)
         student.eval()

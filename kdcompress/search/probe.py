@@ -101,13 +101,15 @@ def _shape(node: fx.Node) -> tuple[int, ...] | None:
 class TeacherProbe:
     """The teacher's graph rewired to return ``(logits, features)``, with its classifier weight located."""
 
-    def __init__(self, teacher: Teacher | nn.Module, example: torch.Tensor, batch_stats: bool = False) -> None:
+    def __init__(self, teacher: Teacher | nn.Module, example: torch.Tensor, batch_stats: bool = False,
+                 purpose: str = "the DisWOT proxy", instead: str = "use another proxy: --set search.proxy=params",
+                 ) -> None:
         try:
             gm = _graph_module(teacher, example)
         except Exception as e:  # noqa: BLE001 — tracing failures are many; the user-facing fact is one
             raise KDCompressError(
-                f"cannot trace the teacher for the DisWOT proxy ({first_line(e)})",
-                "save it with torch.export (.pt2) or use another proxy: --set search.proxy=params",
+                f"cannot trace the teacher for {purpose} ({first_line(e)})",
+                f"save it with torch.export (.pt2) or {instead}",
             ) from None
         self.gm = gm
         self.classifier_weight = self._rewire(gm)
