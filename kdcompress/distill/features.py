@@ -19,17 +19,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdcompress.distill.losses import LOSSES, class_activation_maps
-from kdcompress.distill.teacher_cache import save_torch
+from kdcompress.distill.teacher_cache import cached_on_disk
 from kdcompress.errors import KDCompressError
 from kdcompress.models.load import Teacher
 from kdcompress.profiles import Losses
 from kdcompress.search.probe import TeacherProbe
-
-
-def student_taps(student: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(logits, last feature map)`` of one of our students, in one forward pass."""
-    feats = student.forward_features(x)
-    return student.head(_pool(feats)), feats
 
 
 def _adapter(c_in: int, c_out: int) -> nn.Module:
@@ -110,17 +104,15 @@ class FeatureDistiller(nn.Module):
                        cache: Path) -> tuple[torch.Tensor, torch.Tensor]:
         """The teacher's logits and maps on un-augmented ``x``, computed once and kept in ``cache``. The maps are
         kept in half precision (a 128 x 7 x 7 map for 54,000 images is 0.7 GB so); the losses read them as float."""
-        if cache.exists():
-            kept = torch.load(cache, weights_only=True)
-            if kept["logits"].shape[0] == len(x):
-                return kept["logits"], kept["features"]
-        logits, feats = [], []
-        for i in range(0, len(x), 500):
-            lg, ft = self.teacher(prep(x[i:i + 500]))
-            logits.append(lg)
-            feats.append(ft.half())
-        kept = {"logits": torch.cat(logits), "features": torch.cat(feats)}
-        save_torch(cache, kept)
+        def compute() -> dict[str, torch.Tensor]:
+            logits, feats = [], []
+            for i in range(0, len(x), 500):
+                lg, ft = self.teacher(prep(x[i:i + 500]))
+                logits.append(lg)
+                feats.append(ft.half())
+            return {"logits": torch.cat(logits), "features": torch.cat(feats)}
+
+        kept = cached_on_disk(cache, len(x), compute)
         return kept["logits"], kept["features"]
 
     def loss(self, s_feats: torch.Tensor, t_feats: torch.Tensor, student: nn.Module,
@@ -129,15 +121,15 @@ class FeatureDistiller(nn.Module):
         ``[(1, y)]``, or for a mixed batch ``[(lam, y_a), (1 - lam, y_b)]`` (ND weighs its class centres so)."""
         cfg, t_feats = self.cfg, t_feats.detach()
         total = s_feats.new_zeros(())
-        if cfg.fitnet and self.fitnet is not None:
+        if self.fitnet is not None:
             total = total + cfg.fitnet.weight * LOSSES["fitnet"](*_same_size(self.fitnet(s_feats), t_feats))
         if cfg.sp:
             total = total + cfg.sp.weight * LOSSES["sp"](s_feats, t_feats)
-        if cfg.ickd and self.ickd is not None:
+        if self.ickd is not None:
             total = total + cfg.ickd.weight * LOSSES["ickd"](self.ickd(s_feats), t_feats)
         if cfg.rkd:
             total = total + LOSSES["rkd"](_pool(s_feats), _pool(t_feats), cfg.rkd.distance, cfg.rkd.angle)
-        if cfg.nd and self.nd is not None:
+        if self.nd is not None:
             assert self.class_means is not None, "fit_class_means first"
             s_emb, t_emb = self.nd(_pool(s_feats)), _pool(t_feats)
             total = total + cfg.nd.weight * sum(w * LOSSES["nd"](s_emb, t_emb, self.class_means, y) for w, y in labels)

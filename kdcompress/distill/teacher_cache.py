@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -22,6 +24,8 @@ from kdcompress.data.splits import batches
 from kdcompress.models.load import Teacher
 from kdcompress.run import atomic_write
 
+T = TypeVar("T")
+
 
 def save_torch(path: Path, obj: object) -> None:
     buf = io.BytesIO()
@@ -29,15 +33,23 @@ def save_torch(path: Path, obj: object) -> None:
     atomic_write(path, buf.getvalue())
 
 
+def cached_on_disk(cache: Path, rows: int, compute: Callable[[], T]) -> T:
+    """What ``cache`` holds (a tensor, or a dict of tensors, one row per training sample) when it has ``rows`` rows;
+    else ``compute()``, saved there first."""
+    if cache.exists():
+        kept = torch.load(cache, weights_only=True)
+        first = next(iter(kept.values())) if isinstance(kept, dict) else kept
+        if first.shape[0] == rows:
+            return kept
+    out = compute()
+    save_torch(cache, out)
+    return out
+
+
 def teacher_logits_cached(teacher: Teacher, x: torch.Tensor, prep: Preprocess, cache: Path) -> torch.Tensor:
     """Teacher logits on un-augmented ``x``, computed once and kept on disk (teacher inference dominates)."""
-    if cache.exists():
-        logits = torch.load(cache, weights_only=True)
-        if logits.shape[0] == len(x):
-            return logits
-    logits = torch.cat([teacher.logits(prep(xb)) for _, xb, _ in batches(x, torch.zeros(len(x)), 1000)])
-    save_torch(cache, logits)
-    return logits
+    return cached_on_disk(cache, len(x), lambda: torch.cat(
+        [teacher.logits(prep(xb)) for _, xb, _ in batches(x, torch.zeros(len(x)), 1000)]))
 
 
 class ViewCache:
@@ -47,7 +59,6 @@ class ViewCache:
         self.folder = folder / teacher.sha256[:16]
         self.teacher = teacher
         self.epoch, self.entries, self.new = -1, {}, 0
-        self.hits = self.misses = 0
 
     def start_epoch(self, epoch: int) -> None:
         self.save()
@@ -65,9 +76,7 @@ class ViewCache:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         key = hashlib.sha1(x.detach().contiguous().numpy().tobytes(), usedforsecurity=False).hexdigest()
         if key in self.entries:
-            self.hits += 1
             return self.entries[key]
-        self.misses += 1
         out = self.teacher.module(x)
         self.entries[key] = out.clone()
         self.new += 1

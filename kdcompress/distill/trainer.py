@@ -22,12 +22,12 @@ from kdcompress.data import DataSplits, Preprocess
 from kdcompress.data.augment import MIXES, Mixed, cutmix_pick, random_crop_flip
 from kdcompress.data.splits import batches
 from kdcompress.distill.distributed import barrier, from_rank0, rank0_first, rank_and_world
-from kdcompress.distill.features import FeatureDistiller, student_taps
+from kdcompress.distill.features import FeatureDistiller
 from kdcompress.distill.losses import LOSSES
 from kdcompress.distill.teacher_cache import ViewCache, save_torch, teacher_logits_cached
 from kdcompress.models.load import Teacher
 from kdcompress.models.pruning import PRUNED_FAMILY, PruningSource
-from kdcompress.models.students import build_student
+from kdcompress.models.students import build_student, logits_and_features
 from kdcompress.profiles import Distill, Losses
 from kdcompress.run import Progress, atomic_write, write_json
 
@@ -72,7 +72,7 @@ class StudentTaps(nn.Module):
         self.taps = features is not None
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return student_taps(self.student, x) if self.taps else (self.student(x), None)
+        return logits_and_features(self.student, x) if self.taps else (self.student(x), None)
 
 
 @dataclass

@@ -130,6 +130,7 @@ def prune_teacher(
 
     net = copy.deepcopy(teacher_module).eval()
     downsample, dropped, ratio = int(genes.get("downsample", 0)), int(genes.get("drop_blocks", 0)), float(genes["ratio"])
+    round_to = int(genes.get("round_to", 1))
     if downsample:
         halve_resolution(net, example)
     if dropped:
@@ -146,7 +147,7 @@ def prune_teacher(
                 net, example, importance=_importances()[genes["importance"]](),
                 pruning_ratio=ratio, global_pruning=bool(genes.get("global", 0)),
                 max_pruning_ratio=0.95, ignored_layers=_classifier(net),
-                round_to=int(genes.get("round_to", 1)) if int(genes.get("round_to", 1)) > 1 else None,
+                round_to=round_to if round_to > 1 else None,
             )
             pruner.step()
         except Exception as e:  # noqa: BLE001 — DepGraph's failures are many; the user-facing fact is one

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from kdcompress.models.pruning import PRUNED_FAMILY, PruningSource
@@ -195,3 +196,10 @@ def build_student(
             raise KDCompressError("a pruned-teacher student is rebuilt from its teacher, and none was given")
         return pruning.build(genes)
     return lookup(STUDENTS, family, "student family")(genes, in_channels, num_classes)
+
+
+def logits_and_features(student: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logits, last feature map before pooling)`` of one of our networks (``forward_features`` + ``head``) in
+    one forward pass: what ``forward`` computes, with the map it pools."""
+    feats = student.forward_features(x)
+    return student.head(torch.flatten(F.adaptive_avg_pool2d(feats, 1), 1)), feats

@@ -17,6 +17,7 @@ from torch import fx, nn
 
 from kdcompress.errors import KDCompressError, first_line
 from kdcompress.models.load import Teacher
+from kdcompress.models.students import logits_and_features
 
 aten = torch.ops.aten
 _LINEAR = {aten.linear.default, aten.addmm.default}
@@ -66,8 +67,7 @@ def student_signals(student: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Sig
         return TeacherProbe(student, x[:2], batch_stats=True).signals(x, y)
     student.train()
     student.zero_grad(set_to_none=True)
-    feats = student.forward_features(x)
-    logits = student.head(torch.flatten(F.adaptive_avg_pool2d(feats, 1), 1))
+    logits, feats = logits_and_features(student, x)
     F.cross_entropy(logits, y).backward()
     return Signals(feats.detach(), student.head.weight.grad.detach().clone())
 
