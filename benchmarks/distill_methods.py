@@ -43,6 +43,9 @@ METHODS = {
     "kd+nd": {"distill.loss": {"kd": {}, "nd": {}}},
     "kd+cat": {"distill.loss": {"kd": {}, "cat": {}}},
     "kd+sp+ickd": {"distill.loss": {"kd": {}, "sp": {}, "ickd": {}}},  # DisWOT's distiller (relation + semantic)
+    # mixed pairs of images, the teacher's outputs on each mixed batch cached and replayed by a resumed run
+    "kd+cutmix": {"distill.loss": {"kd": {}}, "distill.mix": "cutmix"},
+    "kd+cutmixpick": {"distill.loss": {"kd": {}}, "distill.mix": "cutmix_pick"},
 }
 
 
@@ -100,6 +103,11 @@ def main() -> None:
                 "epoch_seconds": statistics.median(h["seconds"] for h in history)})
             print(f"{method:8s} seed {seed}: test {acc:.2f} %  (val {r.best_val_accuracy:.2f})", flush=True)
     previous = read_json(args.out) if args.out.exists() else {}
+    # merge by seed: a later command that re-runs or adds seeds of a method keeps the seeds it did not name
+    for method, rs in runs.items():
+        named = {r["seed"] for r in rs}
+        runs[method] = sorted([*(r for r in previous.get("runs", {}).get(method, []) if r["seed"] not in named), *rs],
+                              key=lambda r: r["seed"])
     summary = {m: {"mean": statistics.mean(r["test_accuracy"] for r in rs),
                    "stdev": statistics.stdev(r["test_accuracy"] for r in rs) if len(rs) > 1 else None,
                    "min": min(r["test_accuracy"] for r in rs), "max": max(r["test_accuracy"] for r in rs),

@@ -1,7 +1,10 @@
-"""Why does DisWOT rank as it does here? Its score under every combination of the choices the paper fixes —
-teacher init (re-initialised / trained), student init (the authors' N(0,1) / PyTorch default), scoring batch size,
-number of batches averaged, and which terms (sum as published, semantic or relation alone, scale-free log sum) —
-each against the distilled accuracy that `search_correlation.py` trained (no training here).
+"""Why does DisWOT rank as it does here? Our width-independent variant (``diswot_kxk``: the K×K class-correlation
+semantic term, since the band's students are narrower than the teacher and the paper's C×C term is undefined) under
+every combination of the choices the paper fixes — teacher init (re-initialised / trained), student init (the
+authors' N(0,1) / PyTorch default), scoring batch size, number of batches averaged, and which terms (sum, K×K
+semantic or SP relation alone, scale-free log sum) — each against the distilled accuracy that
+`search_correlation.py` trained (no training here). The relation term alone is what the authors score with where
+widths vary.
 
     python benchmarks/diswot_ablation.py    # after (or during) `make bench-search`
 
@@ -31,7 +34,7 @@ from kdcompress.models.students import build_student  # noqa: E402
 from kdcompress.report.environment import environment  # noqa: E402
 from kdcompress.run import write_json  # noqa: E402
 from kdcompress.search.probe import gaussian_init_, proxy_batches, student_signals  # noqa: E402
-from kdcompress.search.proxies import diswot_terms  # noqa: E402
+from kdcompress.search.proxies import kxk_terms  # noqa: E402
 
 TERMS = {
     "sum": lambda ms, mr: -(ms + mr),
@@ -50,7 +53,7 @@ def terms_for(students: list[dict], batches, student_init: str) -> np.ndarray:
             net = build_student(s["space"], s["genes"], 1, 10)
             if student_init == "gaussian":
                 gaussian_init_(net, torch.Generator().manual_seed(batch.seed))
-            out[b, i] = diswot_terms(batch.teacher, student_signals(net, batch.x, batch.y))
+            out[b, i] = kxk_terms(batch.teacher, student_signals(net, batch.x, batch.y))
     return out
 
 

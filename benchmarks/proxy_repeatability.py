@@ -62,7 +62,7 @@ def main() -> None:
         for name in PROXIES:
             scores[name].append([score_student(name, signals, "resnet", gn, 1, 10, x, y, seed) for gn in genes])
         # the ablation proxies are the negated terms, scored at the same init on the same batch
-        terms["M_s"].append([-v for v in scores["diswot_semantic"][-1]])
+        terms["M_s"].append([-v for v in scores["diswot_kxk_semantic"][-1]])
         terms["M_r"].append([-v for v in scores["diswot_relation"][-1]])
 
     def seed_tau(rows: list[list[float]]) -> float:

@@ -54,8 +54,11 @@ class BarProgress:
 
 # Spelled out rather than imported: importing the registry pulls in torch, and --help should be instant.
 # tests/test_cli.py checks that it names every registered proxy.
-PROXY_HELP = ("synflow (default), zen, params, flops, grad_norm, snip, nwot, combo, diswot and its ablations "
-              "diswot_semantic, diswot_relation, diswot_log")
+PROXY_HELP = ("synflow (default), zen, params, flops, grad_norm, snip, nwot, combo; diswot as its authors run it "
+              "(ICKD semantic + SP relation where the student's classifier width equals the teacher's, SP relation "
+              "alone where it differs), diswot_code (the relation term as the authors' NAS-Bench-201 code computes "
+              "it), diswot_relation (SP alone), and our width-independent variant diswot_kxk (K×K class "
+              "correlation) with diswot_kxk_semantic and diswot_kxk_log")
 
 
 def print_result(result: dict, as_json: bool) -> None:
@@ -155,12 +158,18 @@ def make_inputs(teacher: Path, profile: str, data: str, arch: str | None, trust_
 @click.option("--require-budget", is_flag=True, help="Exit with code 1 when no artifact meets the profile's budget.")
 @click.option("--baselines", is_flag=True, help="Also run, in the same run, what users would do instead: int8 PTQ of "
                                                 "the teacher, Torch-Pruning 50 % + fine-tune (and + int8), 75 % + KD.")
+@click.option("--student", type=click.Choice(["search", "same"]), default=None,
+              help="search: find students within the budget [profile's search.student, default]; same: Born-Again — "
+                   "no search, the teacher's own architecture freshly initialised and distilled from the teacher.")
 def shrink(teacher: Path, out: Path, resume: bool, as_json: bool, require_budget: bool, baselines: bool,
-           **job) -> None:
+           student: str | None, **job) -> None:
     """Search, distil, export, benchmark and report: TEACHER in, verified deployable students out (every precision
     the profile asks for, each measured as itself)."""
     from kdcompress.pipeline import shrink as run_shrink
+    from kdcompress.profiles import parse_overrides
 
+    if student is not None:
+        job["overrides"] = {**parse_overrides(job["overrides"]), "search.student": student}
     out = out or default_run_dir(Path("runs/shrink"), resume)
     result = run_shrink(make_inputs(teacher, **job, baselines=baselines), out, resume=resume, progress=BarProgress())
     print_result(result, as_json)

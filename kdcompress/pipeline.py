@@ -34,12 +34,13 @@ from kdcompress.export import check_parity, to_onnx
 from kdcompress.export.artifacts import ArtifactPlan, build_model_artifacts, calibration_images, plan_artifacts
 from kdcompress.export.int8 import resolve_scheme
 from kdcompress.models.load import OnnxTeacher, Teacher, infer_io, load_teacher
-from kdcompress.models.pruning import PRUNED_FAMILY, PruningSource
+from kdcompress.models.pruning import TEACHER_FAMILIES, PruningSource
 from kdcompress.profiles import KDLoss, Losses, Profile
 from kdcompress.report.environment import environment
 from kdcompress.report.result import build_result, write_report
 from kdcompress.run import Progress, RunDir, atomic_write, differences, read_json, write_json
 from kdcompress.search import search
+from kdcompress.search.evolution import born_again
 from kdcompress.search.proxies import count_flops
 
 
@@ -180,6 +181,8 @@ def stage_load(s: Session) -> dict:
                               f"PyTorch graph, and this one is {'an ONNX' if teacher.kind == 'onnx' else 'a TorchScript'}"
                               " file", "give it as a torch.export .pt2 or a state_dict with --arch, or use an "
                               "onnxruntime/TensorRT profile")
+    if s.profile.search.student == "same":  # Born-Again rebuilds the teacher's architecture: say now if it cannot
+        teacher.pruning_source(s.example, purpose="--student same (Born-Again)")
     notes = ([note] if note else []) + plan.notes
     search_backend = backend
     if plan.format != "onnx":  # candidates are timed as ONNX: on the GPU through onnxruntime where it can
@@ -229,6 +232,9 @@ def _parity(s: Session, reference: tuple[np.ndarray, np.ndarray], runner: Runner
 
 def stage_search(s: Session) -> dict:
     t = s.run.manifest["teacher"]
+    if s.profile.search.student == "same":
+        top = born_again(s.run.folder("search"), s.profile, s.run.manifest["search_backend"], t["params"], t["flops"])
+        return {"top": [f"{c.space}:{c.genes}" for c in top]}
     top = search(
         s.teacher, s.data, s.prep, s.profile, s.run.folder("search"), s.run.manifest["search_backend"],
         Path(t["artifact"]), t["params"], t["flops"], s.inputs["seed"], s.progress,
@@ -299,8 +305,8 @@ def _build_and_check(s: Session, stem: str, model: torch.nn.Module | None, fp32_
 def _export_student(s: Session, sid: str, precisions: list[str], plan: ArtifactPlan | None = None) -> dict:
     """A trained student (ours or a baseline's) in ``precisions``: float ONNX + parity, then the rest, each checked."""
     student_dir = s.run.path / "students" / sid
-    pruned = read_json(student_dir / "spec.json")["space"] == PRUNED_FAMILY
-    model = load_student(student_dir, s.pruning if pruned else None)
+    from_teacher = read_json(student_dir / "spec.json")["space"] in TEACHER_FAMILIES
+    model = load_student(student_dir, s.pruning if from_teacher else None)
     path = s.run.sub("artifacts", f"{sid}.onnx")
     exporter = to_onnx(model, s.example, path, s.profile.export.opset, s.profile.export.dynamic_batch)
     reference = _reference_logits(s, model)

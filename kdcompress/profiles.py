@@ -72,6 +72,10 @@ def latency_targets(latency_ratio: float | list[float] | None) -> list[float | N
 
 
 class Search(_Strict):
+    student: Literal["search", "same"] = Field(
+        "search", description="search = find students within the budget; same = Born-Again (Furlanello et al., "
+        "ICML 2018): no search, the teacher's own architecture freshly initialised and distilled from the teacher "
+        "(the budget is then only reported)")
     space: list[str] = Field(["resnet"], description="student families to search")
     # synflow by evidence: the best Kendall τ with distilled accuracy of every proxy we measured, DisWOT's about 0
     # (benchmarks/results/search_correlation.json); diswot stays one --proxy away.

@@ -11,7 +11,16 @@ import torch.nn.functional as F
 
 from kdcompress.models.students import build_resnet
 from kdcompress.search.probe import Signals, gaussian_init_, student_signals
-from kdcompress.search.proxies import PROXIES, class_semantic, diswot, diswot_score, ickd_semantic, sp_relation
+from kdcompress.search.proxies import (
+    PROXIES,
+    class_semantic,
+    diswot,
+    diswot_code_score,
+    diswot_score,
+    ickd_semantic,
+    sp_relation,
+    sp_relation_sample0,
+)
 
 torch.manual_seed(0)
 
@@ -81,11 +90,47 @@ def test_identical_networks_score_the_best_possible():
     assert diswot(teacher, other, x, y) < -1e-4
 
 
-def test_diswot_score_is_minus_the_sum_of_terms():
+def _similarity_loss(f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
+    """The authors' ``Similarity.similarity_loss`` (distiller_zoo/SP.py), re-typed line by line."""
+    bsz = f_s.shape[0]
+    f_s, f_t = f_s.view(bsz, -1), f_t.view(bsz, -1)
+    g_s = F.normalize(torch.mm(f_s, torch.t(f_s)))
+    g_t = F.normalize(torch.mm(f_t, torch.t(f_t)))
+    return ((g_t - g_s) * (g_t - g_s)).view(-1, 1).sum(0) / (bsz * bsz)
+
+
+def test_sp_relation_is_the_authors_similarity_loss_on_a_batch():
+    f_t, f_s = torch.randn(6, 4, 3, 3), torch.randn(6, 7, 2, 2)
+    assert float(sp_relation(f_t, f_s)) == pytest.approx(float(_similarity_loss(f_s, f_t)), rel=1e-5)
+
+
+def test_sp_relation_sample0_is_what_the_authors_nb201_call_computes():
+    """``Similarity()(tfeature[-1], sfeature[-1])[0]`` on the pooled N×D features, tensors where lists are expected:
+    forward zips over the batch, so the loss sees one sample's D-vector as a 'batch' of D rows, and [0] keeps
+    sample 0."""
+    f_t, f_s = torch.randn(5, 6, 3, 3), torch.randn(5, 6, 2, 2)
+    pooled_t, pooled_s = f_t.mean((2, 3)), f_s.mean((2, 3))  # the NAS-Bench-201 models' features[-1]
+    as_called = [_similarity_loss(a, b) for a, b in zip(pooled_t, pooled_s)][0]  # noqa: RUF015 — as the authors index it
+    assert float(sp_relation_sample0(f_t, f_s)) == pytest.approx(float(as_called), rel=1e-5)
+    changed = f_t.clone()
+    changed[1:] = torch.randn(4, 6, 3, 3)  # only sample 0 counts
+    assert float(sp_relation_sample0(changed, f_s)) == pytest.approx(float(as_called), rel=1e-6)
+    with pytest.raises(ValueError):
+        sp_relation_sample0(f_t, torch.randn(5, 4, 3, 3))
+
+
+def test_diswot_is_the_papers_sum_where_widths_match_and_the_relation_alone_where_they_differ():
     t = Signals(torch.randn(6, 4, 2, 2), torch.randn(3, 4))
-    s = Signals(torch.randn(6, 8, 1, 1), torch.randn(3, 8))
-    expected = -(float(class_semantic(t.classifier_grad, s.classifier_grad)) + float(sp_relation(t.features, s.features)))
-    assert diswot_score(t, s) == pytest.approx(expected)
+    same = Signals(torch.randn(6, 4, 1, 1), torch.randn(3, 4))
+    wider = Signals(torch.randn(6, 8, 1, 1), torch.randn(3, 8))
+    m_s = float(ickd_semantic(t.classifier_grad, same.classifier_grad))
+    assert m_s > 0
+    assert diswot_score(t, same) == pytest.approx(-(m_s + float(sp_relation(t.features, same.features))), rel=1e-6)
+    assert diswot_score(t, wider) == pytest.approx(-float(sp_relation(t.features, wider.features)), rel=1e-6)
+    # the code variant swaps the relation term where widths match, and is SP alone (evo_search_zen) where not
+    code = -(m_s + float(sp_relation_sample0(t.features, same.features)))
+    assert diswot_code_score(t, same) == pytest.approx(code, rel=1e-6)
+    assert diswot_code_score(t, wider) == pytest.approx(diswot_score(t, wider), rel=1e-6)
 
 
 @pytest.mark.parametrize("name", sorted(PROXIES))
@@ -108,9 +153,12 @@ def test_diswot_variants_are_their_terms():
     teacher = student_signals(t_net, x, y)
     s = student_signals(copy.deepcopy(s_net), x, y)
     m_s, m_r = float(class_semantic(teacher.classifier_grad, s.classifier_grad)), float(sp_relation(teacher.features, s.features))
-    assert PROXIES["diswot_semantic"](teacher, copy.deepcopy(s_net), x, y) == pytest.approx(-m_s, rel=1e-5)
+    assert PROXIES["diswot_kxk"](teacher, copy.deepcopy(s_net), x, y) == pytest.approx(-(m_s + m_r), rel=1e-5)
+    assert PROXIES["diswot_kxk_semantic"](teacher, copy.deepcopy(s_net), x, y) == pytest.approx(-m_s, rel=1e-5)
     assert PROXIES["diswot_relation"](teacher, copy.deepcopy(s_net), x, y) == pytest.approx(-m_r, rel=1e-5)
-    assert PROXIES["diswot_log"](teacher, copy.deepcopy(s_net), x, y) == pytest.approx(-(math.log(m_s) + math.log(m_r)), rel=1e-5)
+    assert PROXIES["diswot_kxk_log"](teacher, copy.deepcopy(s_net), x, y) == pytest.approx(-(math.log(m_s) + math.log(m_r)), rel=1e-5)
+    # widths 16 vs 32: the published score is the relation alone
+    assert PROXIES["diswot"](teacher, copy.deepcopy(s_net), x, y) == pytest.approx(-m_r, rel=1e-5)
 
 
 def test_combo_is_the_weighted_sum_of_its_transformed_components(monkeypatch):

@@ -26,7 +26,7 @@ from kdcompress.distill.features import FeatureDistiller
 from kdcompress.distill.losses import LOSSES
 from kdcompress.distill.teacher_cache import ViewCache, save_torch, teacher_logits_cached
 from kdcompress.models.load import Teacher
-from kdcompress.models.pruning import PRUNED_FAMILY, PruningSource
+from kdcompress.models.pruning import TEACHER_FAMILIES, PruningSource
 from kdcompress.models.students import build_student, logits_and_features
 from kdcompress.profiles import Distill, Losses
 from kdcompress.run import Progress, atomic_write, write_json
@@ -128,7 +128,7 @@ def distill(
     progress = (progress or Progress()) if rank == 0 else Progress()
     t_start = time.time()
     torch.manual_seed(seed)
-    pruning = teacher.pruning_source(prep(data.x_train[:2])) if spec["space"] == PRUNED_FAMILY else None
+    pruning = teacher.pruning_source(prep(data.x_train[:2])) if spec["space"] in TEACHER_FAMILIES else None
     model = build_student(spec["space"], spec["genes"], spec["in_channels"], spec["num_classes"], pruning)
     ckpt_path, history_path, spec_path = student_dir / "ckpt.pt", student_dir / "history.jsonl", student_dir / "spec.json"
     if rank == 0:

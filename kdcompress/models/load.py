@@ -48,10 +48,11 @@ class Teacher:
         if self.kind != "exported":
             self.module.eval()
 
-    def pruning_source(self, example: torch.Tensor) -> PruningSource:
-        """The teacher as the source of pruned students; one line (KDCompressError) when DepGraph cannot cut it."""
+    def pruning_source(self, example: torch.Tensor, purpose: str = "the pruned-teacher space") -> PruningSource:
+        """The teacher as the source of pruned (or Born-Again) students; one line (KDCompressError) when it cannot
+        be rebuilt as a module to cut (``purpose``: what needs it, for that line)."""
         module, kind = (self.eager, "state_dict") if self.eager is not None else (self.module, self.kind)
-        check_prunable(module, kind)
+        check_prunable(module, kind, purpose)
         return PruningSource(module, example)
 
     @torch.no_grad()

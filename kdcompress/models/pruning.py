@@ -52,11 +52,12 @@ def _classifier(module: nn.Module) -> list[nn.Module]:
     return linears[-1:]
 
 
-def check_prunable(teacher_module: nn.Module, kind: str) -> None:
-    """Raise :class:`KDCompressError` (one line) when DepGraph cannot prune this teacher."""
+def check_prunable(teacher_module: nn.Module, kind: str, purpose: str = "the pruned-teacher space") -> None:
+    """Raise :class:`KDCompressError` (one line) when DepGraph cannot prune this teacher (``purpose``: what needs
+    it as a module, for the message)."""
     if kind in ("exported", "torchscript", "onnx"):
         raise KDCompressError(
-            f"the pruned-teacher space needs an nn.Module teacher and this one is {'an' if kind[0] in 'aeiou' else 'a'} "
+            f"{purpose} needs an nn.Module teacher and this one is {'an' if kind[0] in 'aeiou' else 'a'} "
             f"{kind} graph",
             "pass its state_dict with --arch FILE.py:ClassName",
         )
@@ -161,6 +162,18 @@ def prune_teacher(
 
 
 PRUNED_FAMILY = "pruned-teacher"
+# Born-Again (Furlanello et al., "Born-Again Neural Networks", ICML 2018): the teacher's own architecture, freshly
+# initialised, distilled from the teacher — no search, no cut (``shrink --student same``).
+BORN_AGAIN = "born-again"
+TEACHER_FAMILIES = frozenset({PRUNED_FAMILY, BORN_AGAIN})  # students built from the teacher's own module
+
+
+def reinitialise_(module: nn.Module) -> nn.Module:
+    """Every layer of ``module`` back to PyTorch's default init (normalisation statistics too); returns it."""
+    for m in module.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    return module
 
 
 @dataclass
@@ -173,6 +186,10 @@ class PruningSource:
     module: nn.Module
     example: torch.Tensor
     _cache: dict[str, nn.Module] = field(default_factory=dict, repr=False)
+
+    def fresh(self) -> nn.Module:
+        """The teacher's architecture with a fresh init (PyTorch's defaults from the global RNG): Born-Again."""
+        return reinitialise_(copy.deepcopy(self.module).train())
 
     def build(self, genes: Genes) -> nn.Module:
         key = json.dumps(genes, sort_keys=True)

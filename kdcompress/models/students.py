@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdcompress.models.pruning import PRUNED_FAMILY, PruningSource
+from kdcompress.models.pruning import BORN_AGAIN, TEACHER_FAMILIES, PruningSource
 
 Genes = dict[str, Any]
 
@@ -187,14 +187,15 @@ def build_student(
     """Build a student of ``family`` from ``genes`` (unknown family -> KDCompressError listing the valid ones).
 
     ``pruned-teacher`` students are cut from the teacher, so they need ``pruning`` (the teacher and an example
-    input); they start from the teacher's surviving weights, the other families from a fresh init.
+    input); they start from the teacher's surviving weights, the other families from a fresh init. ``born-again``
+    is the teacher's whole architecture, freshly initialised (it needs ``pruning`` too).
     """
     from kdcompress.errors import KDCompressError, lookup
 
-    if family == PRUNED_FAMILY:
+    if family in TEACHER_FAMILIES:
         if pruning is None:
-            raise KDCompressError("a pruned-teacher student is rebuilt from its teacher, and none was given")
-        return pruning.build(genes)
+            raise KDCompressError(f"a {family} student is rebuilt from its teacher, and none was given")
+        return pruning.fresh() if family == BORN_AGAIN else pruning.build(genes)
     return lookup(STUDENTS, family, "student family")(genes, in_channels, num_classes)
 
 

@@ -26,7 +26,7 @@ from torch import nn
 from kdcompress.search.probe import Signals
 
 COMBO_COMPONENTS = ["params", "flops", "grad_norm", "snip", "synflow", "nwot", "zen", "diswot_relation",
-                    "diswot_semantic"]
+                    "diswot_kxk_semantic"]
 
 
 def _log(v: float) -> float:
@@ -40,7 +40,7 @@ def _neg_log_distance(v: float) -> float:  # DisWOT terms are negated distances:
 # How each component's raw score enters the sum; those not listed are already on a log scale.
 TRANSFORMS: dict[str, Callable[[float], float]] = {
     "params": _log, "flops": _log, "grad_norm": _log, "snip": _log,
-    "diswot_relation": _neg_log_distance, "diswot_semantic": _neg_log_distance,
+    "diswot_relation": _neg_log_distance, "diswot_kxk_semantic": _neg_log_distance,
 }
 WEIGHTS_FILE = Path(__file__).with_name("combo_weights.json")  # where the benchmark writes them (source tree)
 

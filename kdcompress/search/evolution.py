@@ -27,7 +27,7 @@ import torch
 from kdcompress.data import DataSplits, Preprocess
 from kdcompress.errors import KDCompressError
 from kdcompress.models.load import Teacher
-from kdcompress.models.pruning import PRUNED_FAMILY
+from kdcompress.models.pruning import BORN_AGAIN, PRUNED_FAMILY
 from kdcompress.profiles import Profile
 from kdcompress.run import Progress, atomic_path, write_json
 from kdcompress.search.context import FLOPS_SLACK, Scored, SearchContext, evaluate, prepare_context
@@ -207,6 +207,17 @@ def _nearest_miss(ctx: SearchContext, targets: list[float | None]) -> KDCompress
         f"relax the budget (e.g. --set budget.latency_ratio={math.ceil(ratio * 1.2 * 100) / 100}); a teacher this "
         "fast may already be near this backend's latency floor",
     )
+
+
+def born_again(out_dir: Path, profile: Profile, backend: str, teacher_params: int, teacher_flops: int) -> list[Scored]:
+    """The search stage of a Born-Again run (``search.student: same``): no search; ``top.json`` names the teacher's
+    own architecture (family ``born-again``, freshly initialised when it is built) as the one student."""
+    pick = Scored(BORN_AGAIN, {}, teacher_params, teacher_flops, None, 1.0, True)
+    write_json(out_dir / "top.json", {
+        "proxy": None, "student": "same", "backend": backend, "targets": profile.budget.targets,
+        "within_budget": 0, "top": [{**pick.to_json(), "target": None}],
+    })
+    return [pick]
 
 
 def search(
