@@ -233,6 +233,11 @@ class Distill(_Strict):
                               "with this decay per step (e.g. 0.999): validation and the saved student use it")
     cache_teacher_logits: bool = Field(True, description="keep the teacher's outputs: on the un-augmented set, computed once; on augmented or mixed batches, "
         "each batch's (every student of a run sees the same batches, so only the first pays)")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="where the student trains: auto = the GPU when PyTorch sees one, else the CPU (the "
+        "teacher stays on the CPU; its outputs are cached)")
+    amp: Literal["auto", "off", "fp16", "bf16"] = Field(
+        "auto", description="automatic mixed precision: auto = fp16 (with loss scaling) on a GPU, off on the CPU")
 
 
 class Export(_Strict):

@@ -222,3 +222,49 @@ def test_two_processes_under_torchrun_train_what_one_process_trains(teacher_file
     assert gap(two, one) < 0.5 * gap(other, one), (gap(two, one), gap(other, one))
     assert not (tmp_path / "two" / "student" / "history.jsonl.tmp").exists()
     assert len((tmp_path / "two" / "student" / "history.jsonl").read_text().splitlines()) == 2
+
+
+def test_mixed_precision_trains_and_resumes_exactly_with_its_loss_scale(teacher_files, tiny_npz, tmp_path):
+    """distill.amp: fp16 — autocast and a GradScaler, the path a GPU takes by default, run here on the CPU (which
+    supports both): it learns, its loss scale is checkpointed, and a killed run resumes to the same weights."""
+    teacher = load_teacher(teacher_files["pt2"])
+    data = load_data(str(tiny_npz))
+    prep = Preprocess()
+    cfg = Distill(epochs=3, batch=32, lr=0.05, device="cpu", amp="fp16")
+    distill(teacher, SPEC, data, prep, cfg, tmp_path / "a", tmp_path / "cache.pt", seed=3)
+    assert evaluate(load_student(tmp_path / "a"), data.x_test, data.y_test, prep) > 50.0
+    a = torch.load(tmp_path / "a" / "ckpt.pt", weights_only=True)
+    assert a["scaler"]["scale"] > 0 and a["scaler"]["_growth_tracker"] > 0  # the scaler stepped
+    with pytest.raises(KeyboardInterrupt):
+        distill(teacher, SPEC, data, prep, cfg, tmp_path / "b", tmp_path / "cache.pt", seed=3, progress=Killer())
+    distill(teacher, SPEC, data, prep, cfg, tmp_path / "b", tmp_path / "cache.pt", seed=3)
+    b = torch.load(tmp_path / "b" / "ckpt.pt", weights_only=True)
+    assert a["scaler"] == b["scaler"]
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    # and it is not the fp32 run: autocast changed the arithmetic
+    distill(teacher, SPEC, data, prep, cfg.model_copy(update={"amp": "off"}), tmp_path / "c", tmp_path / "cache.pt",
+            seed=3)
+    c = torch.load(tmp_path / "c" / "ckpt.pt", weights_only=True)
+    assert "scaler" not in c
+    assert any(not torch.equal(a["model"][k], c["model"][k]) for k in a["model"] if k.endswith("weight"))
+
+
+def test_asking_for_a_gpu_that_is_not_there_is_one_clear_error(teacher_files, tiny_npz, tmp_path, monkeypatch):
+    from kdcompress.errors import KDCompressError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(KDCompressError, match="PyTorch sees no GPU"):
+        distill(load_teacher(teacher_files["pt2"]), SPEC, load_data(str(tiny_npz)), Preprocess(),
+                Distill(epochs=1, device="cuda"), tmp_path / "s", tmp_path / "cache.pt")
+    assert not (tmp_path / "s").exists() or not any((tmp_path / "s").iterdir())  # nothing started
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (benchmarks/gpu_check.sh runs it on one)")
+def test_on_a_gpu_the_student_trains_in_fp16_and_saves_cpu_loadable_weights(teacher_files, tiny_npz, tmp_path):
+    teacher = load_teacher(teacher_files["pt2"])
+    data = load_data(str(tiny_npz))
+    prep = Preprocess()
+    distill(teacher, SPEC, data, prep, Distill(epochs=3, batch=32, lr=0.05), tmp_path / "g", tmp_path / "cache.pt")
+    assert "scaler" in torch.load(tmp_path / "g" / "ckpt.pt", map_location="cpu", weights_only=True)  # amp auto: fp16
+    assert evaluate(load_student(tmp_path / "g"), data.x_test, data.y_test, prep) > 50.0

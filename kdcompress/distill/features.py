@@ -132,10 +132,11 @@ class FeatureDistiller(nn.Module):
         if self.nd is not None:
             assert self.class_means is not None, "fit_class_means first"
             s_emb, t_emb = self.nd(_pool(s_feats)), _pool(t_feats)
-            total = total + cfg.nd.weight * sum(w * LOSSES["nd"](s_emb, t_emb, self.class_means, y) for w, y in labels)
+            centres = self.class_means.to(s_emb.device)
+            total = total + cfg.nd.weight * sum(w * LOSSES["nd"](s_emb, t_emb, centres, y) for w, y in labels)
         if cfg.cat:
             cams = (class_activation_maps(s_feats, student.head.weight),
-                    class_activation_maps(t_feats, self.probe.classifier_weight.detach()))
+                    class_activation_maps(t_feats, self.probe.classifier_weight.detach().to(t_feats.device)))
             total = total + cfg.cat.weight * LOSSES["cat"](*cams, cfg.cat.resolution, cfg.cat.normalize)
         return total
 

@@ -21,6 +21,7 @@ from torch import nn
 from kdcompress.data import DataSplits, Preprocess
 from kdcompress.data.augment import MIXES, Mixed, cutmix_pick, random_crop_flip
 from kdcompress.data.splits import batches
+from kdcompress.distill.device import amp_dtype, training_device
 from kdcompress.distill.distributed import barrier, from_rank0, rank0_first, rank_and_world
 from kdcompress.distill.features import FeatureDistiller
 from kdcompress.distill.losses import LOSSES
@@ -43,7 +44,8 @@ class DistillResult:
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, prep: Preprocess, batch: int = 1000) -> float:
     model.eval()
-    correct = sum(int((model(prep(xb)).argmax(1) == yb).sum()) for _, xb, yb in batches(x, y, batch))
+    device = next(model.parameters()).device
+    correct = sum(int((model(prep(xb).to(device)).argmax(1).cpu() == yb).sum()) for _, xb, yb in batches(x, y, batch))
     return 100.0 * correct / max(1, len(y))
 
 
@@ -125,6 +127,8 @@ def distill(
     """Distil one student described by ``spec`` (``space``, ``genes``); resume from ``ckpt.pt`` when present.
     Under torchrun, data-parallel over its processes (:mod:`kdcompress.distill.distributed`)."""
     rank, world = rank_and_world()
+    device = training_device(cfg.device)  # before any work: a device that is not there is the user's to fix
+    amp = amp_dtype(cfg.amp, device)
     progress = (progress or Progress()) if rank == 0 else Progress()
     t_start = time.time()
     torch.manual_seed(seed)
@@ -153,9 +157,10 @@ def distill(
     if features is not None and cfg.loss.nd is not None:
         features.fit_class_means(x, y, prep, outputs.maps)
 
-    net: nn.Module = StudentTaps(model, features)
-    if world > 1:  # the student and the learned adapters: DDP averages their gradients over the processes
-        net = torch.nn.parallel.DistributedDataParallel(net)
+    net: nn.Module = StudentTaps(model, features).to(device)  # the student and the adapters
+    if world > 1:  # DDP averages their gradients over the processes
+        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)  # fp16 needs its loss scaled
     params = [p for p in model.parameters() if p.requires_grad]
     params += features.adapter_parameters() if features is not None else []
     if cfg.optimizer == "sgd":
@@ -181,6 +186,8 @@ def distill(
         sched.load_state_dict(ck["scheduler"])
         if ema is not None:
             ema.load_state_dict(ck["ema"])
+        if "scaler" in ck:
+            scaler.load_state_dict(ck["scaler"])
         if features is not None:
             features.load_adapter_state(ck["adapters"])
         gen.set_state(ck["generator"])
@@ -213,21 +220,19 @@ def distill(
                 share = slice(rank, None, world)
                 idx, inp, yb = idx[share], inp[share], yb[share]
                 mixed = None if mixed is None else mixed.share(share)
-            t_logits, t_maps = outputs(idx, inp, mixed)
-            s_logits, s_maps = net(inp)
-            if features is not None:
-                labels = [(1.0, yb)] if mixed is None else [(mixed.lam, mixed.y_a), (1 - mixed.lam, mixed.y_b)]
-                loss = features.loss(s_maps, t_maps, model, labels)
-            else:
-                loss = torch.zeros(())
-            if mixed is None:
-                loss = loss + loss_fn(s_logits, t_logits, yb)
-            else:
-                loss = (loss + mixed.lam * loss_fn(s_logits, t_logits, mixed.y_a)
-                        + (1 - mixed.lam) * loss_fn(s_logits, t_logits, mixed.y_b))
+            t_logits, t_maps = outputs(idx, inp, mixed)  # where the teacher is (the CPU), then to the student
+            inp, yb, t_logits = inp.to(device), yb.to(device), t_logits.to(device)
+            t_maps = None if t_maps is None else t_maps.to(device)
+            labels = [(1.0, yb)] if mixed is None else [(mixed.lam, mixed.y_a.to(device)),
+                                                        (1 - mixed.lam, mixed.y_b.to(device))]
+            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                s_logits, s_maps = net(inp)
+                loss = features.loss(s_maps, t_maps, model, labels) if features is not None else s_logits.new_zeros(())
+                loss = loss + sum(w * loss_fn(s_logits, t_logits, y_) for w, y_ in labels)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             sched.step()
             if ema is not None:
                 ema.update_parameters(model)
@@ -256,6 +261,7 @@ def distill(
                 "best_acc": best_acc, "stale": stale, "seconds": seconds_before + time.time() - t_start,
                 "finished": epoch + 1 == cfg.epochs or early_stop,
                 **({"ema": ema.state_dict()} if ema is not None else {}),
+                **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {}),
                 **({"adapters": features.adapter_state()} if features is not None else {}),
             })
         if early_stop:
