@@ -104,6 +104,9 @@ class Search(_Strict):
     proxy_batch: int = Field(64, ge=2, description="mini-batch size the proxy scores on")
     proxy_batches: int = Field(1, ge=1, description="scores are averaged over this many batches and student inits")
     workers: int = Field(0, ge=0, description="processes that evaluate candidates; 0: cores / target threads")
+    latency_cache: bool = Field(True, description="keep every latency measured on this machine (by graph, backend, "
+                                "threads and batch; $KDCOMPRESS_CACHE_DIR, default ~/.cache/kdcompress) and reuse it: "
+                                "a repeated search times nothing twice and makes the same pick")
     teacher_init: Literal["random", "trained"] = Field(
         "random", description="DisWOT scores against the teacher architecture re-initialised (paper) or as trained"
     )

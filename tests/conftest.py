@@ -26,6 +26,13 @@ def make_images(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarra
     return np.clip(x, 0, 255).astype(np.uint8), y.astype(np.int64)
 
 
+@pytest.fixture(autouse=True)
+def _own_latency_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test times on a fresh per-machine latency cache (its processes inherit the variable), never the
+    user's ~/.cache/kdcompress."""
+    monkeypatch.setenv("KDCOMPRESS_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture(scope="session")
 def tiny_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rng = np.random.default_rng(0)

@@ -220,3 +220,41 @@ def test_when_no_student_meets_the_budget_the_error_names_the_nearest_miss(teach
                                               r"candidates measured ran at [\d.]+× the teacher .* relax the budget"):
         search(t, load_data(str(tiny_npz)), Preprocess(), profile, tmp_path / "s", "onnxruntime-cpu", onnx_path,
                sum(p.numel() for p in t.module.parameters()), 0)  # FLOPs unknown: every candidate gets timed
+
+
+def test_a_graphs_latency_key_ignores_its_weights_but_not_its_shape():
+    from kdcompress.export.onnx import onnx_bytes
+    from kdcompress.models.students import build_resnet
+    from kdcompress.search.latency_store import graph_key
+
+    x = torch.zeros(1, 1, 12, 12)
+    genes = {"stem": 8, "widths": [8, 16, 16], "depths": [1, 1, 1]}
+    torch.manual_seed(0)
+    a = onnx_bytes(build_resnet(genes, 1, 4).eval(), x)
+    torch.manual_seed(1)
+    b = onnx_bytes(build_resnet(genes, 1, 4).eval(), x)
+    wider = onnx_bytes(build_resnet({**genes, "widths": [8, 16, 24]}, 1, 4).eval(), x)
+    assert a != b and graph_key(a) == graph_key(b)
+    assert graph_key(wider) != graph_key(a)
+
+
+def test_a_repeated_search_times_nothing_and_makes_the_same_pick(teacher_files, tiny_npz, tiny_profile, tmp_path,
+                                                                 monkeypatch):
+    """search.latency_cache: every measurement is kept per machine; the same search again reads them all (timing
+    is made to fail) and so accepts, rejects and picks exactly as the first did."""
+    import pytest
+
+    from kdcompress.search import context
+
+    top1, _, log1 = _search(teacher_files, tiny_npz, tiny_profile, tmp_path / "a", seed=5)
+
+    def no_timing(*args, **kwargs):
+        raise AssertionError("timed again")
+
+    monkeypatch.setattr(context, "interleaved_latency", no_timing)
+    top2, _, log2 = _search(teacher_files, tiny_npz, tiny_profile, tmp_path / "b", seed=5)
+    assert [c.genes for c in top1] == [c.genes for c in top2]
+    assert [(c["genes"], c["latency_ratio"], c["feasible"]) for c in log1] == \
+           [(c["genes"], c["latency_ratio"], c["feasible"]) for c in log2]
+    with pytest.raises(AssertionError, match="timed again"):  # off: measured afresh
+        _search(teacher_files, tiny_npz, tiny_profile, tmp_path / "c", seed=5, **{"search.latency_cache": False})

@@ -29,6 +29,7 @@ from kdcompress.models.pruning import PRUNED_FAMILY, PruningSource
 from kdcompress.models.students import build_student
 from kdcompress.profiles import Profile
 from kdcompress.run import Progress
+from kdcompress.search.latency_store import LatencyStore, graph_key, measurement_key
 from kdcompress.search.probe import ProxyBatch, proxy_batches
 from kdcompress.search.proxies import PROXIES, TEACHER_PROXIES, count_flops, score_batches
 from kdcompress.search.space import Candidate
@@ -87,6 +88,8 @@ class SearchContext:
     score_cache: dict[str, dict[str, float]] = field(default_factory=dict)  # candidate key -> proxy -> score
     journal: Path | None = None  # where the parent records each measurement (kdcompress.search.journal)
     journaled: dict[str, str] = field(default_factory=dict, repr=False)  # key -> its entry in the journal
+    latency_store: LatencyStore | None = None  # this machine's measurements across searches (search.latency_cache)
+    reference_key: str = ""  # the reference's graph, part of every stored measurement's key
     _reference: tuple[int, Runner] | None = field(default=None, repr=False)
 
     @property
@@ -105,11 +108,20 @@ class SearchContext:
 
 
 def relative_latency(artifact: bytes, ctx: SearchContext) -> tuple[float, float]:
-    """(p50 ms, p50 / teacher p50) of an ONNX model, timed interleaved with the reference on the search backend."""
+    """(p50 ms, p50 / teacher p50) of an ONNX model, timed interleaved with the reference on the search backend —
+    or as this machine measured the same graph before (:mod:`kdcompress.search.latency_store`)."""
+    key = None
+    if ctx.latency_store is not None:
+        key = measurement_key("candidate", graph_key(artifact), ctx.reference_key, ctx.backend, ctx.threads, ctx.batch)
+        if (known := ctx.latency_store.get(key)) is not None:
+            return known[0], known[1] * ctx.reference_ratio
     runner = BACKENDS[ctx.backend](artifact, threads=ctx.threads)
     x = np.zeros((ctx.batch, *ctx.x.shape[1:]), dtype=np.float32)
     lat = interleaved_latency({"reference": ctx.reference_runner(), "candidate": runner}, x, **SEARCH_TIMING)
-    return lat["candidate"].p50, lat["candidate"].p50 / lat["reference"].p50 * ctx.reference_ratio
+    p50, to_reference = lat["candidate"].p50, lat["candidate"].p50 / lat["reference"].p50
+    if key is not None:
+        ctx.latency_store.put(key, [p50, to_reference])
+    return p50, to_reference * ctx.reference_ratio
 
 
 def evaluate(cand: Candidate, ctx: SearchContext) -> Scored:
@@ -158,12 +170,22 @@ def pruning_source(teacher: Teacher, example: torch.Tensor, progress: Progress) 
         return None
 
 
-def reference_ratio(reference: bytes, teacher_artifact: Path, backend: str, threads: int, x: np.ndarray) -> float:
-    """Reference p50 / teacher p50 on the search backend, timed interleaved."""
+def reference_ratio(reference: bytes, teacher_artifact: Path, backend: str, threads: int, x: np.ndarray,
+                    store: LatencyStore | None = None) -> float:
+    """Reference p50 / teacher p50 on the search backend, timed interleaved (or as ``store`` holds it)."""
+    key = None
+    if store is not None:
+        key = measurement_key("reference", graph_key(reference), graph_key(teacher_artifact.read_bytes()), backend,
+                              threads, list(x.shape))
+        if (known := store.get(key)) is not None:
+            return known[0]
     runners = {"teacher": BACKENDS[backend](teacher_artifact, threads=threads),
                "reference": BACKENDS[backend](reference, threads=threads)}
     lat = interleaved_latency(runners, x, **REFERENCE_TIMING)
-    return lat["reference"].p50 / lat["teacher"].p50
+    ratio = lat["reference"].p50 / lat["teacher"].p50
+    if key is not None:
+        store.put(key, [ratio])
+    return ratio
 
 
 def prepare_context(
@@ -199,6 +221,7 @@ def prepare_context(
     in_channels, num_classes = data.input_shape[0], data.num_classes
     reference = onnx_bytes(build_student("resnet", REFERENCE_GENES, in_channels, num_classes).eval(), batches[0].x[:1])
     x_timing = np.zeros((profile.target.batch, *data.input_shape), dtype=np.float32)
+    store = LatencyStore.open() if cfg.latency_cache else None
     budget = profile.budget
     return SearchContext(
         batches=batches, in_channels=in_channels, num_classes=num_classes,
@@ -209,6 +232,7 @@ def prepare_context(
         max_train_flops=budget.flops_ratio * teacher_flops if budget.flops_ratio and teacher_flops else None,
         backend=backend, threads=profile.target.threads, batch=profile.target.batch, proxy=cfg.proxy, seed=seed,
         reference_onnx=reference,
-        reference_ratio=reference_ratio(reference, teacher_artifact, backend, profile.target.threads, x_timing),
+        reference_ratio=reference_ratio(reference, teacher_artifact, backend, profile.target.threads, x_timing, store),
         also_score=also_score, spaces=spaces, pruning=pruning,
+        latency_store=store, reference_key=graph_key(reference) if store is not None else "",
     )
