@@ -71,6 +71,15 @@ def latency_targets(latency_ratio: float | list[float] | None) -> list[float | N
     return [latency_ratio]
 
 
+class Refine(_Strict):
+    """Successive halving with short distillation runs over the top candidates of each target."""
+
+    candidates: int = Field(4, ge=2, description="how many of the best-ranked feasible candidates of a target enter")
+    epochs: int = Field(1, ge=1, description="distillation epochs of the first rung; each later rung doubles them "
+                        "for the better half")
+    samples: int = Field(10000, ge=100, description="training images the short runs use (the first N)")
+
+
 class Search(_Strict):
     student: Literal["search", "same"] = Field(
         "search", description="search = find students within the budget; same = Born-Again (Furlanello et al., "
@@ -104,6 +113,8 @@ class Search(_Strict):
     proxy_batch: int = Field(64, ge=2, description="mini-batch size the proxy scores on")
     proxy_batches: int = Field(1, ge=1, description="scores are averaged over this many batches and student inits")
     workers: int = Field(0, ge=0, description="processes that evaluate candidates; 0: cores / target threads")
+    refine: Refine | None = Field(None, description="spend a small training budget on the top candidates before "
+                                  "picking (successive halving with short distillation runs); null: rank alone")
     latency_cache: bool = Field(True, description="keep every latency measured on this machine (by graph, backend, "
                                 "threads and batch; $KDCOMPRESS_CACHE_DIR, default ~/.cache/kdcompress) and reuse it: "
                                 "a repeated search times nothing twice and makes the same pick")

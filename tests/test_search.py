@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 
+import pytest
 import torch
 
 from kdcompress.data import Preprocess, load_data
@@ -258,3 +259,41 @@ def test_a_repeated_search_times_nothing_and_makes_the_same_pick(teacher_files, 
            [(c["genes"], c["latency_ratio"], c["feasible"]) for c in log2]
     with pytest.raises(AssertionError, match="timed again"):  # off: measured afresh
         _search(teacher_files, tiny_npz, tiny_profile, tmp_path / "c", seed=5, **{"search.latency_cache": False})
+
+
+def test_successive_halving_keeps_the_better_half_with_doubled_epochs():
+    from kdcompress.search.refine import successive_halving
+
+    # candidate i's short-run accuracy: what it would reach after e epochs (5 looks good early, 3 wins late)
+    curves = {0: {1: 80, 2: 81}, 1: {1: 70}, 2: {1: 60}, 3: {1: 85, 2: 90, 4: 91}, 4: {1: 50}, 5: {1: 88, 2: 86, 4: 87}}
+    calls = []
+
+    def train(i, epochs):
+        calls.append((i, epochs))
+        return curves[i][epochs]
+
+    h = successive_halving(list(range(6)), keep=1, epochs=1, train=train)
+    # rung 1: six at 1 epoch, the best three (5, 3, 0) go on; rung 2: those at 2 epochs, the best two (3, 5);
+    # rung 3: those at 4 epochs
+    assert calls[:6] == [(i, 1) for i in range(6)]
+    assert calls[6:9] == [(5, 2), (3, 2), (0, 2)]  # survivors train best first
+    assert calls[9:] == [(3, 4), (5, 4)]
+    assert h.order == [3, 5, 0, 1, 2, 4]  # the winner, then the later a candidate was dropped the earlier it comes
+    assert h.epochs_spent() == 6 * 1 + 3 * 2 + 2 * 4
+
+
+def test_refine_reorders_the_picks_by_short_distillation(teacher_files, tiny_npz, tiny_profile, tmp_path):
+    """search.refine: the top candidates of the ranking are distilled briefly and the pick is the best of them on
+    validation; top.json records the rungs and the cost in full distillations."""
+    top, _, _ = _search(teacher_files, tiny_npz, tiny_profile, tmp_path / "r", seed=2,
+                        **{"search.refine": {"candidates": 3, "epochs": 1, "samples": 200}})
+    record = json.loads((tmp_path / "r" / "top.json").read_text())
+    (refined,) = record["refine"]
+    first = refined["rungs"][0]
+    assert first["epochs"] == 1 and len(first["val_accuracy"]) == 3
+    winner = refined["candidates"][refined["order"][0]]
+    assert [top[0].space, top[0].genes] == [winner["space"], winner["genes"]]
+    last = refined["rungs"][-1]["val_accuracy"]
+    assert last[str(refined["order"][0])] == max(last.values())
+    # 3 runs of 1 epoch + 2 of 2 epochs on 200 of the 360 training images, against 2 epochs on all 360
+    assert refined["cost_in_distillations"] == pytest.approx((3 * 1 + 2 * 2) * 200 / (2 * 360))

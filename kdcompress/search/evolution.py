@@ -34,6 +34,7 @@ from kdcompress.search.context import FLOPS_SLACK, Scored, SearchContext, evalua
 from kdcompress.search.cuts import candidate_identity, largest_cuts
 from kdcompress.search.fidelity import FidelityProbe
 from kdcompress.search.journal import JOURNAL, open_journal, remember
+from kdcompress.search.refine import refine
 from kdcompress.search.space import Candidate, get_space
 
 # The context a worker evaluates in: inherited by a forked worker, handed (pickled) to a spawned one.
@@ -244,6 +245,7 @@ def search(
     fidelity: FidelityProbe | None = None  # made when the first target ranks cuts by it
     missed: list[KDCompressError] = []
     within: set[str] = set()  # distinct feasible candidates over every target
+    refined: list[dict] = []  # what search.refine trained, per target and origin
     with atomic_path(out_dir / "candidates.jsonl") as tmp, tmp.open("w") as log:
         for i, target in enumerate(targets):
             flops = FLOPS_SLACK * target * teacher_flops if target and teacher_flops else None
@@ -260,7 +262,8 @@ def search(
                     if ctx_g.proxy in CUT_RANKS and group == [PRUNED_FAMILY]:  # the best cuts that fit, swept
                         if ctx_g.proxy == "fidelity" and fidelity is None:
                             fidelity = FidelityProbe.of(teacher.logits, data.x_train, prep, seed=seed)
-                        feasible = largest_cuts(ctx_g, cfg.top_k, taken, part, progress,
+                        wanted = cfg.top_k if cfg.refine is None else max(cfg.top_k, cfg.refine.candidates)
+                        feasible = largest_cuts(ctx_g, wanted, taken, part, progress,
                                                 fidelity if ctx_g.proxy == "fidelity" else None)
                         if not feasible:
                             raise KDCompressError(f"no cut of the teacher meets latency ratio {target}")
@@ -277,6 +280,10 @@ def search(
                 within.update(_identity(f) for f in feasible)
                 ranked = sorted((s for s in feasible if _identity(s) not in taken), key=lambda s: s.scores[ctx_g.proxy],
                                 reverse=True)
+                if cfg.refine is not None and len(ranked) > cfg.top_k:
+                    ranked, record = refine(ranked, cfg.top_k, teacher, data, prep, profile, out_dir / "refine", seed,
+                                            progress)
+                    refined.append({"target": target, "ranked_by": ctx_g.proxy, **record})
                 chosen += ranked[: cfg.top_k]
             if not chosen and errors:
                 missed.append(errors[0])
@@ -292,5 +299,7 @@ def search(
         # reference_ratio: the small reference student's p50 / the teacher's; candidates are timed beside it
         "reference_ratio": ctx.reference_ratio, "workers": workers, "within_budget": len(within),
         "top": [{**s.to_json(), "target": target} for target, s in picks],
+        **({"refine": refined, "refine_cost_in_distillations": sum(r["cost_in_distillations"] for r in refined)}
+           if cfg.refine is not None else {}),
     })
     return [s for _, s in picks]
