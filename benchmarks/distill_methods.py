@@ -28,7 +28,11 @@ from kdcompress.run import read_json, write_json
 ROOT = Path(__file__).resolve().parent.parent
 STUDENT = {"space": "pruned-teacher", "genes": {"downsample": 1, "drop_blocks": 2, "global": 0, "importance": "l2",
                                                 "ratio": 0.0}, "in_channels": 1, "num_classes": 10}
-# each method's overrides of the profile (its other distill settings stay as they are)
+# The network of vs_baselines' strongest recipes (tp50-ft, tp50-ft-int8): DepGraph 50 %, L2 magnitude, from the
+# teacher's weights (kdcompress/baselines.py)
+TP50 = {"space": "pruned-teacher", "genes": {"ratio": 0.5, "importance": "l2", "global": 0}, "in_channels": 1,
+        "num_classes": 10}
+# each method's overrides of the profile (its other distill settings stay as they are); "student" replaces STUDENT
 METHODS = {
     # the labels alone (cross-entropy; from the teacher's weights, so not "scratch")
     "ce": {"distill.loss": {"kd": {"alpha": 0.0}}},
@@ -46,6 +50,9 @@ METHODS = {
     # mixed pairs of images, the teacher's outputs on each mixed batch cached and replayed by a resumed run
     "kd+cutmix": {"distill.loss": {"kd": {}}, "distill.mix": "cutmix"},
     "kd+cutmixpick": {"distill.loss": {"kd": {}}, "distill.mix": "cutmix_pick"},
+    # the recipe itself, over seeds: how much of its lead over our cuts in frontier.json is one seed's luck
+    "tp50-ft": {"student": TP50, "distill.loss": {"kd": {"alpha": 0.0}}},
+    "tp50-kd": {"student": TP50, "distill.loss": {"kd": {}}},
 }
 
 
@@ -92,10 +99,12 @@ def main() -> None:
     pruning = teacher.pruning_source(prep(data.x_train[:2]))
     runs: dict[str, list[dict]] = {}
     for method in args.methods:
-        cfg = load_profile(args.profile, METHODS[method]).distill
+        sets = dict(METHODS[method])
+        student = sets.pop("student", STUDENT)
+        cfg = load_profile(args.profile, sets).distill
         for seed in args.seeds:
             folder = args.work / f"{method}-seed{seed}"
-            r = distill(teacher, STUDENT, data, prep, cfg, folder, args.work / "teacher_logits_train.pt", seed)
+            r = distill(teacher, student, data, prep, cfg, folder, args.work / "teacher_logits_train.pt", seed)
             acc = evaluate(load_student(folder, pruning), data.x_test, data.y_test, prep)
             history = [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
             runs.setdefault(method, []).append({
@@ -117,6 +126,7 @@ def main() -> None:
         # the runs are merged into the saved figures: every command that contributed
         "commands": [*previous.get("commands", []), " ".join(["python", *sys.argv])],
         "student": STUDENT, "test_samples": len(data.y_test),
+        "other_students": {m: v["student"] for m, v in METHODS.items() if "student" in v},
         "accuracy": {**previous.get("accuracy", {}), **{m: s["mean"] for m, s in summary.items()}},
         "summary": {**previous.get("summary", {}), **summary}, "runs": {**previous.get("runs", {}), **runs},
         **environment(),
