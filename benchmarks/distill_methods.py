@@ -32,8 +32,12 @@ STUDENT = {"space": "pruned-teacher", "genes": {"downsample": 1, "drop_blocks": 
 # teacher's weights (kdcompress/baselines.py)
 TP50 = {"space": "pruned-teacher", "genes": {"ratio": 0.5, "importance": "l2", "global": 0}, "in_channels": 1,
         "num_classes": 10}
+# STUDENT's network as a family student (the same 308 k-parameter ResNet), freshly initialised
+FRESH = {"space": "resnet", "genes": {"stem": 32, "stem_stride": 2, "widths": [32, 64, 128], "depths": [1, 1, 1]},
+         "in_channels": 1, "num_classes": 10}
 # each method's overrides of the profile (its other distill settings stay as they are); "student" replaces STUDENT
 METHODS = {
+    "scratch": {"student": FRESH, "distill.loss": {"kd": {"alpha": 0.0}}},  # no teacher at all: labels, fresh init
     # the labels alone (cross-entropy; from the teacher's weights, so not "scratch")
     "ce": {"distill.loss": {"kd": {"alpha": 0.0}}},
     "kd": {"distill.loss": {"kd": {}}},  # Hinton KD, the profile's default settings
