@@ -489,6 +489,9 @@ def search_candidates(
 ) -> list[dict]:
     """Load + search only; return every feasible candidate (``space``, genes, size, latency, ``scores``), best
     first by the ranking proxy."""
+    if inputs.profile.search.student == "same":
+        raise KDCompressError("search.student is same (Born-Again): there is no search to run",
+                              "use `kdcompress shrink --student same`, or drop search.student")
     run = run_until(inputs, out, "search", resume, progress)
     proxy = inputs.profile.search.proxy
     rows, seen = [], set()

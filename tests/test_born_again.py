@@ -18,8 +18,9 @@ def test_a_born_again_student_is_the_teachers_architecture_with_fresh_weights(ti
     student = build_student(BORN_AGAIN, {}, 1, N_CLASSES, PruningSource(tiny_module, torch.zeros(2, 1, SIDE, SIDE)))
     ours = student.state_dict()
     assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in before.items()}
-    convs = [k for k, v in before.items() if v.ndim == 4]
-    assert convs and all(not torch.equal(ours[k], before[k]) for k in convs)  # not the teacher's trained weights
+    # not the teacher's trained weights: every parameter drawn anew (buffers: fresh normalisation statistics)
+    params = dict(student.named_parameters())
+    assert params and all(not torch.equal(p, before[k]) for k, p in params.items())
     assert all(torch.equal(v, tiny_module.state_dict()[k]) for k, v in before.items())  # the teacher is untouched
     torch.manual_seed(0)
     again = build_student(BORN_AGAIN, {}, 1, N_CLASSES, PruningSource(tiny_module, torch.zeros(2, 1, SIDE, SIDE)))
@@ -46,3 +47,31 @@ def test_student_same_needs_a_teacher_it_can_rebuild(cli_cmd, teacher_files, tin
     proc = run(cli_cmd, "shrink", teacher_files["ts"], "--profile", tiny_profile, "--data", tiny_npz,
                "--out", tmp_path / "ts", "--student", "same")
     assert_user_error(proc, "--student same (Born-Again) needs an nn.Module teacher", "torchscript graph", "--arch")
+
+
+def test_reinitialising_reaches_parameters_no_layer_resets_and_unfreezes_them():
+    from torch import nn
+
+    from kdcompress.models.pruning import reinitialise_
+
+    class WithToken(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.token = nn.Parameter(torch.ones(1, 4))
+            self.attn = nn.MultiheadAttention(4, 2)
+            self.head = nn.Linear(4, 2)
+
+    net = WithToken()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    reinitialise_(net)
+    after = net.state_dict()
+    assert all(not torch.equal(after[k], before[k]) for k in ("token", "attn.in_proj_weight", "head.weight"))
+    assert all(p.requires_grad for p in net.parameters())
+
+
+def test_search_alone_says_there_is_nothing_to_search(cli_cmd, teacher_files, tiny_npz, tiny_profile, tmp_path):
+    proc = run(cli_cmd, "search", teacher_files["pt2"], "--profile", tiny_profile, "--data", tiny_npz,
+               "--out", tmp_path / "s", "--set", "search.student=same")
+    assert_user_error(proc, "Born-Again", "there is no search to run")

@@ -227,8 +227,10 @@ def distill(
                                                         (1 - mixed.lam, mixed.y_b.to(device))]
             with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
                 s_logits, s_maps = net(inp)
-                loss = features.loss(s_maps, t_maps, model, labels) if features is not None else s_logits.new_zeros(())
-                loss = loss + sum(w * loss_fn(s_logits, t_logits, y_) for w, y_ in labels)
+            # the losses in fp32: SP's and ICKD's Gram matrices sum thousands of products, past fp16's range
+            s_logits, s_maps = s_logits.float(), None if s_maps is None else s_maps.float()
+            loss = features.loss(s_maps, t_maps, model, labels) if features is not None else s_logits.new_zeros(())
+            loss = loss + sum(w * loss_fn(s_logits, t_logits, y_) for w, y_ in labels)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
@@ -247,7 +249,7 @@ def distill(
         if improved:
             best_acc, stale = val_acc, 0
             if rank == 0:
-                save_torch(student_dir / "model.pt", kept.state_dict())
+                save_torch(student_dir / "model.pt", {k: v.detach().cpu() for k, v in kept.state_dict().items()})
         else:
             stale += 1
         early_stop = cfg.patience is not None and stale >= cfg.patience

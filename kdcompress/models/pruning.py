@@ -169,10 +169,20 @@ TEACHER_FAMILIES = frozenset({PRUNED_FAMILY, BORN_AGAIN})  # students built from
 
 
 def reinitialise_(module: nn.Module) -> nn.Module:
-    """Every layer of ``module`` back to PyTorch's default init (normalisation statistics too); returns it."""
+    """Every layer of ``module`` back to PyTorch's default init (normalisation statistics too), every parameter
+    trainable; parameters no layer resets (a class token, a raw ``nn.Parameter``) drawn from N(0, 0.02²), timm's
+    convention for them. Returns ``module``."""
+    reset: set[int] = set()
     for m in module.modules():
-        if hasattr(m, "reset_parameters"):
-            m.reset_parameters()
+        fn = getattr(m, "reset_parameters", None) or getattr(m, "_reset_parameters", None)  # the latter: attention
+        if callable(fn):
+            fn()
+            reset.update(id(p) for p in m.parameters(recurse=False))
+    with torch.no_grad():
+        for p in module.parameters():
+            if id(p) not in reset:
+                p.normal_(0.0, 0.02)
+            p.requires_grad_(True)
     return module
 
 

@@ -236,8 +236,10 @@ def markdown(result: dict[str, Any]) -> str:
     if flags:
         lines += ["", "Flags:", *flags]
     b = result["budget"]
+    ranked = (f"Students ranked by the `{result['proxy']}` proxy" if result["proxy"] else
+              "No search: Born-Again, the teacher's own architecture")
     lines += ["", (f"Budget: latency ratio ≤ {latency_targets(b['latency_ratio'])[0]}, accuracy drop ≤ {b['max_accuracy_drop']} points. "
-                   f"Students ranked by the `{result['proxy']}` proxy; target = the latency ratio a student was "
+                   f"{ranked}; target = the latency ratio a student was "
                    "searched for, ✓ when bench confirms it; ★ = the fastest artifact that meets the budget "
                    "(or, when none does, the most accurate one); a reduced precision slower than its fp32 twin is "
                    "never ★; ◆ = on the trade-off front (no other artifact — teacher and recipes included — is "

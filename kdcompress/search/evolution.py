@@ -213,7 +213,7 @@ def _nearest_miss(ctx: SearchContext, targets: list[float | None]) -> KDCompress
 def born_again(out_dir: Path, profile: Profile, backend: str, teacher_params: int, teacher_flops: int) -> list[Scored]:
     """The search stage of a Born-Again run (``search.student: same``): no search; ``top.json`` names the teacher's
     own architecture (family ``born-again``, freshly initialised when it is built) as the one student."""
-    pick = Scored(BORN_AGAIN, {}, teacher_params, teacher_flops, None, 1.0, True)
+    pick = Scored(BORN_AGAIN, {}, teacher_params, teacher_flops, None, None, True)  # nothing timed: no search
     write_json(out_dir / "top.json", {
         "proxy": None, "student": "same", "backend": backend, "targets": profile.budget.targets,
         "within_budget": 0, "top": [{**pick.to_json(), "target": None}],

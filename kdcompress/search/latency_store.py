@@ -5,10 +5,11 @@ Timing on a shared machine is noisy: the same command, run twice, measured a can
 side of it and picked another student. Here each measurement is stored once per machine, keyed by what decides a
 latency — the candidate's ONNX graph without its weight values (two inits of one architecture share an entry), the
 reference's graph, the backend, its threads and the batch — as the candidate's p50 and its ratio to the reference;
-the reference's ratio to a teacher is stored under the teacher's file hash. The file is
+the reference's ratio to a teacher under the teacher's graph, likewise without weights. The file is
 ``$KDCOMPRESS_CACHE_DIR/latency-<machine>.jsonl`` (default ``~/.cache/kdcompress``), one JSON line per measurement,
-appended (a worker's line is one write); ``<machine>`` hashes the host, CPU, core count and the onnxruntime and
-kdcompress versions, so another machine or an upgrade times afresh. Delete the file to re-time everything.
+appended (a worker's line is one write); ``<machine>`` hashes the host, CPU, core count, GPU and the onnxruntime and
+kdcompress versions, so another machine or an upgrade times afresh (a container with a new host name too). The
+first measurement of a graph is the one kept: delete the file to re-time everything.
 """
 
 from __future__ import annotations
@@ -37,7 +38,11 @@ def machine_key() -> str:
         except PackageNotFoundError:
             return "-"
 
-    parts = [platform.node(), cpu_model(), str(os.cpu_count()), v("onnxruntime"), v("onnxruntime-gpu"), v("kdcompress")]
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-"
+    parts = [platform.node(), cpu_model(), str(os.cpu_count()), gpu, v("onnxruntime"), v("onnxruntime-gpu"),
+             v("tensorrt"), v("kdcompress")]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
 
 
@@ -65,7 +70,11 @@ class LatencyStore:
         path = path or cache_dir() / f"latency-{machine_key()}.jsonl"
         entries: dict[str, list[float]] = {}
         if path.exists():
-            for line in path.read_text().splitlines():
+            text = path.read_text()
+            if text and not text.endswith("\n"):  # a line cut short: end it, so the next entry has a line of its own
+                with path.open("a") as f:
+                    f.write("\n")
+            for line in text.splitlines():
                 try:
                     e = json.loads(line)
                     entries[e["key"]] = e["value"]
