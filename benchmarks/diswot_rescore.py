@@ -23,13 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from search_correlation import TEACHER  # noqa: E402
-from search_correlation_report import BATCH, SCORING_BATCHES, bootstrap_ci, rho, tau, within_family  # noqa: E402
+from search_correlation_report import band_scores, bootstrap_ci, rho, tau, within_family  # noqa: E402
 
-from kdcompress.data import Preprocess, load_data  # noqa: E402
-from kdcompress.models.load import load_teacher  # noqa: E402
 from kdcompress.run import read_json, write_json  # noqa: E402
-from kdcompress.search.probe import proxy_batches  # noqa: E402
-from kdcompress.search.proxies import score_student  # noqa: E402
 
 RENAMED = {"diswot": "diswot_kxk", "diswot_semantic": "diswot_kxk_semantic", "diswot_log": "diswot_kxk_log"}
 RESCORED = ["diswot", "diswot_code", "diswot_relation"]
@@ -53,15 +49,11 @@ def main() -> None:
     truth = np.array([np.mean(s["kd_accuracy"]) for s in students])
     scratch = np.array([np.mean(s["scratch_accuracy"]) for s in students])
     families = [s["space"] for s in students]
-    teacher, data, prep = load_teacher(ROOT / "teachers" / TEACHER.name), load_data("fashion-mnist"), Preprocess()
     rng = np.random.default_rng(0)
     for init in ("random", "trained"):
-        batches = proxy_batches(teacher, data.x_train, data.y_train, prep, SCORING_BATCHES, BATCH, init, seed=1000,
-                                with_teacher=True)
-        for name in RESCORED:
+        for name, per_batch in band_scores(students, RESCORED, ROOT / "teachers" / TEACHER.name, init).items():
             key = name if init == "random" else f"{name}@trained"
-            score = np.mean([[score_student(name, b.teacher, s["space"], s["genes"], 1, 10, b.x, b.y, b.seed)
-                              for s in students] for b in batches], axis=0)
+            score = per_batch.mean(axis=0)
             pick = int(np.argmax(score))
             fig = {"kendall_tau": tau(score, truth), "kendall_tau_ci95": bootstrap_ci(score, truth, tau, rng),
                    "spearman": rho(score, truth), "spearman_ci95": bootstrap_ci(score, truth, rho, rng),

@@ -51,6 +51,15 @@ def scores_key(students: list[dict]) -> str:
     return h.hexdigest()[:16]
 
 
+def band_scores(students: list[dict], names: list[str], teacher_path: Path, init: str) -> dict[str, np.ndarray]:
+    """``{proxy: (batches, students) scores}`` on the benchmark's scoring batches, the teacher as ``init`` says."""
+    teacher, data, prep = load_teacher(teacher_path), load_data("fashion-mnist"), Preprocess()
+    batches = proxy_batches(teacher, data.x_train, data.y_train, prep, SCORING_BATCHES, BATCH, init, seed=1000,
+                            with_teacher=True)
+    return {name: np.array([[score_student(name, b.teacher, s["space"], s["genes"], 1, 10, b.x, b.y, b.seed)
+                             for s in students] for b in batches]) for name in names}
+
+
 def score_all(students: list[dict], work: Path, teacher_path: Path) -> dict[str, list[list[float]]]:
     """Every proxy x scoring batch x student; teacher proxies under both teacher inits (``name@trained``)."""
     path, key = work / "scores.json", scores_key(students)

@@ -28,14 +28,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from search_correlation import SCHEDULE, TEACHER, schedule  # noqa: E402
+from search_correlation_report import band_scores  # noqa: E402
 
 from kdcompress.data import Preprocess, load_data  # noqa: E402
 from kdcompress.distill.trainer import distill, teacher_logits_cached  # noqa: E402
 from kdcompress.models.load import load_teacher  # noqa: E402
 from kdcompress.report.environment import environment  # noqa: E402
 from kdcompress.run import read_json, write_json  # noqa: E402
-from kdcompress.search.probe import proxy_batches  # noqa: E402
-from kdcompress.search.proxies import score_student  # noqa: E402
 from kdcompress.search.refine import successive_halving  # noqa: E402
 
 PROXIES = ["synflow", "zen", "params", "flops", "grad_norm", "snip", "diswot_relation"]
@@ -55,14 +54,6 @@ def short_runs(students: list[dict], work: Path, samples: int, rungs: list[int])
             out[(i, epochs)] = r.best_val_accuracy
         print(f"short runs of {epochs} epoch(s) done", flush=True)
     return out
-
-
-def proxy_scores(students: list[dict]) -> dict[str, np.ndarray]:
-    """Each proxy as the correlation benchmark scores it: 4 batches of 64, the teacher re-initialised, averaged."""
-    teacher, data, prep = load_teacher(TEACHER), load_data("fashion-mnist"), Preprocess()
-    batches = proxy_batches(teacher, data.x_train, data.y_train, prep, 4, 64, "random", seed=1000, with_teacher=True)
-    return {name: np.array([np.mean([score_student(name, b.teacher, s["space"], s["genes"], 1, 10, b.x, b.y, b.seed)
-                                     for b in batches]) for s in students]) for name in PROXIES}
 
 
 def pick(idx: np.ndarray, score: np.ndarray, width: int | None, short: dict, first_epochs: int) -> tuple[int, int]:
@@ -91,7 +82,8 @@ def main() -> None:
     truth = np.array([np.mean(s["kd_accuracy"]) for s in corr["students"]])
     rungs = [args.epochs * 2**r for r in range(int(np.log2(max(WIDTHS))))]
     short = short_runs(students, args.work, args.samples, rungs)
-    scores = proxy_scores(students)
+    # each proxy as the correlation benchmark scores it: its batches, the teacher re-initialised, averaged
+    scores = {k: v.mean(axis=0) for k, v in band_scores(students, PROXIES, TEACHER, "random").items()}
     full = SCHEDULE["epochs"] * SCHEDULE["train_samples"]  # one ground-truth distillation, in image-epochs
     rng = np.random.default_rng(0)
     subsets = [np.arange(len(students))] + [rng.choice(len(students), len(students) // 2, replace=False)
