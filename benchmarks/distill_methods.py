@@ -2,6 +2,7 @@
 same schedule, several seeds; mean ± spread of test accuracy (issue 12's benchmark, first part).
 
     python benchmarks/distill_methods.py [--methods ce kd dkd ...] [--seeds 0 1 2] [--profile ci]
+        [--device cuda --amp fp16 --out OTHER.json]     # on a GPU: its own figures file, the device named in it
 
 The student is the `ci` demo's first pick, a cut of the teacher (first stride doubled, the two deepest blocks
 dropped: 308 k parameters), trained from the teacher's weights. Every run is resumable (one folder per method and
@@ -75,13 +76,18 @@ def epoch_seconds(args: argparse.Namespace, teacher: Teacher, data: DataSplits, 
     """Seconds of one training epoch of each of ``EPOCH_SECONDS``, measured one after another on this machine."""
     out = {}
     for name, (sets, shared) in EPOCH_SECONDS.items():
-        cfg = load_profile(args.profile, {**sets, "distill.epochs": 1}).distill
+        cfg = load_profile(args.profile, {**sets, **placement(args), "distill.epochs": 1}).distill
         folder = args.work / "epoch_seconds" / name
         cache = args.work / "epoch_seconds" / (shared or name) / "teacher_logits_train.pt"
         r = distill(teacher, STUDENT, data, prep, cfg, folder, cache, 0)
         out[name] = json.loads((folder / "history.jsonl").read_text().splitlines()[-1])["seconds"]
         print(f"{name:14s} {out[name]:.1f} s/epoch ({r.epochs_run} epoch)", flush=True)
     return out
+
+
+def placement(args: argparse.Namespace) -> dict[str, str]:
+    """The profile settings for where the student trains and in which precision (the profile's own by default)."""
+    return {f"distill.{k}": v for k, v in (("device", args.device), ("amp", args.amp)) if v is not None}
 
 
 def main() -> None:
@@ -92,20 +98,25 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "distill_methods")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "distill_methods.json")
     ap.add_argument("--epoch-seconds", action="store_true", help="time one epoch of each way of feeding the teacher")
+    ap.add_argument("--device", choices=["cpu", "cuda", "auto"], help="distill.device (default: the profile's)")
+    ap.add_argument("--amp", choices=["off", "fp16", "bf16", "auto"], help="distill.amp (default: the profile's)")
     args = ap.parse_args()
     teacher = load_teacher(ROOT / "teachers" / "fmnist_resnet.pt2")
     data, prep = load_data("fashion-mnist", 0.1, 0), Preprocess()
     if args.epoch_seconds:
         previous = read_json(args.out) if args.out.exists() else {}
+        env = environment()  # kept apart too: a later methods run re-dates the file, not these seconds
         write_json(args.out, {**previous, "epoch_seconds": epoch_seconds(args, teacher, data, prep),
-                              "epoch_seconds_command": " ".join(["python", *sys.argv]), **environment()})
+                              "epoch_seconds_command": " ".join(["python", *sys.argv]),
+                              "epoch_seconds_placement": placement(args),
+                              "epoch_seconds_measured": {"date": env["date"], "machine": env["machine"]}, **env})
         return
     pruning = teacher.pruning_source(prep(data.x_train[:2]))
     runs: dict[str, list[dict]] = {}
     for method in args.methods:
         sets = dict(METHODS[method])
         student = sets.pop("student", STUDENT)
-        cfg = load_profile(args.profile, sets).distill
+        cfg = load_profile(args.profile, {**sets, **placement(args)}).distill
         for seed in args.seeds:
             folder = args.work / f"{method}-seed{seed}"
             r = distill(teacher, student, data, prep, cfg, folder, args.work / "teacher_logits_train.pt", seed)
@@ -126,7 +137,9 @@ def main() -> None:
                    "min": min(r["test_accuracy"] for r in rs), "max": max(r["test_accuracy"] for r in rs),
                    "seeds": len(rs)} for m, rs in runs.items()}
     figures = {
+        **previous,  # what this command does not measure (epoch_seconds) stays as it was
         "benchmark": "distill_methods", "profile": args.profile,
+        "placement": placement(args) or previous.get("placement", {}),
         # the runs are merged into the saved figures: every command that contributed
         "commands": [*previous.get("commands", []), " ".join(["python", *sys.argv])],
         "student": STUDENT, "test_samples": len(data.y_test),

@@ -6,6 +6,8 @@
 #    backend present, CUDA included (eager, AOTInductor fp32/fp16), each with its parity and test accuracy;
 # 3. `kdcompress shrink` with the `edge` profile on Fashion-MNIST, shortened (search 30 evaluations, 1 epoch):
 #    the real user path on a GPU without TensorRT.
+# 4. distillation on the GPU (benchmarks/distill_methods.py, the ci student from the shipped teacher): one epoch of
+#    each way of feeding the teacher, and KD seed 0 over the ci schedule, in fp16 (autocast + scaler) and in fp32.
 # STEPS=13 runs steps 1 and 3 only. Each step has its own time limit and writes its log to OUTDIR as it goes, so a cut-short run still reports.
 # Extra packages the machine lacks can come as wheels in .whl/ (see ../.library/device/README.md), the data in
 # $KDCOMPRESS_FASHION_MNIST.
@@ -39,4 +41,14 @@ timeout 150 $py -m kdcompress.cli shrink teachers/fmnist_resnet.pt2 --profile ed
 echo "rc=$?" >> "$out/shrink_edge.log"
 tail -25 "$out/shrink_edge.log"
 cp /tmp/edge/report.md "$out/shrink_edge_report.md" 2>/dev/null || true
+fi
+if [[ $steps == *4* ]]; then
+echo "== 4. distillation on the GPU"
+for amp in fp16 off; do
+  for what in "--epoch-seconds" "--methods kd --seeds 0"; do
+    # shellcheck disable=SC2086  # $what is two words on purpose
+    timeout 170 $py benchmarks/distill_methods.py --device cuda --amp $amp $what --work "/tmp/distill-$amp" \
+      --out "$out/distill_gpu_$amp.json" 2>&1 | grep -v Warning | tee -a "$out/distill_gpu.log" | tail -7
+  done
+done
 fi
