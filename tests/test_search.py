@@ -297,3 +297,16 @@ def test_refine_reorders_the_picks_by_short_distillation(teacher_files, tiny_npz
     assert last[str(refined["order"][0])] == max(last.values())
     # 3 runs of 1 epoch + 2 of 2 epochs on 200 of the 360 training images, against 2 epochs on all 360
     assert refined["cost_in_distillations"] == pytest.approx((3 * 1 + 2 * 2) * 200 / (2 * 360))
+
+
+def test_the_population_is_sampled_into_the_flops_share_before_anything_is_timed(teacher_files, tiny_npz,
+                                                                                   tiny_profile, tmp_path):
+    """Filling the population shrinks each sample, untimed, until its FLOPs are within the latency budget's share of
+    the teacher's; only then is it timed (issue 13: 499 candidates timed to fill one population)."""
+    _, _, log = _search(teacher_files, tiny_npz, tiny_profile, tmp_path / "a", seed=0,
+                        **{"search.iterations": 0, "budget.latency_ratio": 0.6, "budget.params_ratio": None,
+                           "search.population": 8})
+    share = 0.6 * 10**7  # _search gives the teacher 10^7 FLOPs
+    timed = [c for c in log if c["latency_ms"] is not None]
+    assert timed and all(c["flops"] <= share for c in timed)
+    assert sum(c["feasible"] for c in log) >= 8

@@ -30,7 +30,7 @@ from kdcompress.models.load import Teacher
 from kdcompress.models.pruning import BORN_AGAIN, PRUNED_FAMILY
 from kdcompress.profiles import Profile
 from kdcompress.run import Progress, atomic_path, write_json
-from kdcompress.search.context import FLOPS_SLACK, Scored, SearchContext, evaluate, prepare_context
+from kdcompress.search.context import FLOPS_SLACK, Scored, SearchContext, evaluate, prepare_context, within_share
 from kdcompress.search.cuts import candidate_identity, largest_cuts
 from kdcompress.search.fidelity import FidelityProbe
 from kdcompress.search.journal import JOURNAL, open_journal, remember
@@ -47,10 +47,13 @@ def _evaluate_in_worker(cand: Candidate) -> Scored:
 
 
 def _sample_in_worker(job: tuple[str, int]) -> list[tuple[Candidate, Scored]]:
-    """Sample a candidate of a space and shrink it one gene at a time until it fits (or cannot shrink)."""
+    """Sample a candidate of a space and shrink it one gene at a time until it fits (or cannot shrink): first,
+    untimed, into the budget's size and FLOPs share (:func:`within_share`), then timing each step."""
     assert _WORKER_CTX is not None
     space, rng = get_space(job[0]), random.Random(job[1])
     cand: Candidate | None = space.sample(rng)
+    while not within_share(cand, _WORKER_CTX) and (smaller := space.shrink(cand, rng)) is not None:
+        cand = smaller
     tried = []
     while cand is not None:
         s = evaluate(cand, _WORKER_CTX)
