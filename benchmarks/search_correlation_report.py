@@ -74,12 +74,12 @@ def score_all(students: list[dict], work: Path, teacher_path: Path) -> dict[str,
         batches = proxy_batches(teacher, data.x_train, data.y_train, prep, SCORING_BATCHES, BATCH, init, seed=1000,
                                 with_teacher=True)
         for name in PROXIES:
-            key = name if init == "random" else f"{name}@trained"
-            if name == "combo" or (init == "trained" and name not in TEACHER_PROXIES) or key in cached:
+            entry = name if init == "random" else f"{name}@trained"
+            if name == "combo" or (init == "trained" and name not in TEACHER_PROXIES) or entry in cached:
                 continue
-            cached[key] = [[score_student(name, b.teacher, s["space"], s["genes"], 1, 10, b.x, b.y, b.seed)
+            cached[entry] = [[score_student(name, b.teacher, s["space"], s["genes"], 1, 10, b.x, b.y, b.seed)
                             for s in students] for b in batches]
-            print(f"scored {key}", flush=True)
+            print(f"scored {entry}", flush=True)
     atomic_write(path, json.dumps({"key": key, "scores": cached}))
     return cached
 

@@ -197,6 +197,7 @@ def search(target: Path, out: Path, resume: bool, proxy: str | None, iterations:
         return _rerun_stage(target, "search", as_json)
     from kdcompress.pipeline import search_candidates
     from kdcompress.profiles import parse_overrides
+    from kdcompress.run import read_json
     from kdcompress.search import PROXIES
     from kdcompress.search.space import get_space
 
@@ -240,6 +241,11 @@ def search(target: Path, out: Path, resume: bool, proxy: str | None, iterations:
     out_console.print("lat. ratio: p50 latency / the teacher's on the profile's backend; genes: stem width/stride, "
                       "w widths, d depths, e expansion, k kernels per stage", highlight=False)
     out_console.print(f"all candidates: {out / 'search' / 'candidates.jsonl'}")
+    # what distillation will take: per target and origin (and after search.refine), not simply the table's head
+    for i, pick in enumerate(read_json(out / "search" / "top.json")["top"]):
+        out_console.print(f"pick s{i} for latency ratio {pick['target']}: {pick['space']} "
+                          f"{get_space(pick['space']).describe(pick['genes'])} (ratio {pick['latency_ratio']:.3f})",
+                          highlight=False)
 
 
 def _rerun_stage(run: Path, name: str, as_json: bool) -> None:

@@ -193,6 +193,11 @@ def test_search_command_scores_every_proxy_side_by_side(cli_cmd, teacher_files, 
     assert all({"space", "genes", "params", "flops", "latency_ms"} <= set(r) for r in rows)
     ranked = [r["scores"]["diswot"] for r in rows]
     assert ranked == sorted(ranked, reverse=True)  # best first by the ranking proxy
+    table = run(cli_cmd, "search", teacher_files["pt2"], "--profile", tiny_profile, "--data", tiny_npz,
+                "--out", tmp_path / "s", "--proxy", "all", "--iterations", "2", "--resume")  # the table for people
+    assert table.returncode == 0, table.stderr
+    pick = json.loads((tmp_path / "s" / "search" / "top.json").read_text())["top"][0]
+    assert f"pick s0 for latency ratio {pick['target']}: {pick['space']}" in table.stdout
     assert_user_error(run(cli_cmd, "search", teacher_files["pt2"], "--profile", tiny_profile, "--data", tiny_npz,
                           "--out", tmp_path / "t", "--proxy", "diswat"), "did you mean 'diswot'")
 
