@@ -303,3 +303,33 @@ def test_two_processes_on_two_gpus_train_over_nccl(teacher_files, tiny_npz, tmp_
     assert "cuda:nccl" in r.stdout, r.stdout
     data = load_data(str(tiny_npz))
     assert evaluate(load_student(tmp_path / "gpus" / "student"), data.x_test, data.y_test, Preprocess()) > 50.0
+
+
+def test_a_student_of_other_depths_starts_from_the_teachers_first_blocks(teacher_files, tiny_npz, tmp_path):
+    """``init: teacher`` (the depth space's students): stem, head and each stage's first blocks are the teacher's,
+    a block the teacher does not have stays fresh; at the teacher's own depths the student is the teacher."""
+    from kdcompress.models.students import build_resnet, inherit_weights
+    from tests.conftest import N_CLASSES, TINY_GENES
+
+    teacher = load_teacher(teacher_files["pt2"])
+    theirs = teacher.module.state_dict()
+    deeper = build_resnet({**TINY_GENES, "depths": [2, 1, 1]}, 1, N_CLASSES)
+    assert inherit_weights(deeper, teacher.module) == len(theirs)  # all of the teacher's tensors have a place
+    ours = deeper.state_dict()
+    moved = lambda k: k.replace(f"stages.{k.split('.')[1]}.", f"stages.{int(k.split('.')[1]) + 1}.")
+    assert all(torch.equal(ours[k if not k.startswith(("stages.1", "stages.2")) else moved(k)], v)
+               for k, v in theirs.items())  # blocks 1 and 2 of the teacher are blocks 2 and 3 of the student
+    assert ours["stages.1.conv1.weight"].shape == (16, 16, 3, 3)  # stage 0's second block: none of the teacher's
+    assert not any(ours["stages.1.conv1.weight"].shape == v.shape and torch.equal(ours["stages.1.conv1.weight"], v)
+                   for v in theirs.values())
+
+    data = load_data(str(tiny_npz))
+    spec = {"space": "resnet", "genes": TINY_GENES, "in_channels": 1, "num_classes": N_CLASSES, "init": "teacher"}
+    frozen = Distill(epochs=1, batch=32, lr=1e-9, device="cpu")  # a learning rate that changes nothing
+    distill(teacher, spec, data, Preprocess(), frozen, tmp_path / "s", tmp_path / "cache.pt")
+    trained = load_student(tmp_path / "s").state_dict()
+    weights = [k for k in theirs if k.endswith(".weight")]
+    assert all(torch.allclose(trained[k], theirs[k], atol=1e-6) for k in weights)  # it started as the teacher
+    distill(teacher, {**spec, "init": None}, data, Preprocess(), frozen, tmp_path / "f", tmp_path / "cache.pt")
+    fresh = load_student(tmp_path / "f").state_dict()
+    assert not any(torch.allclose(fresh[k], theirs[k], atol=1e-6) for k in weights)

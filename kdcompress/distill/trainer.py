@@ -26,9 +26,10 @@ from kdcompress.distill.distributed import barrier, from_rank0, rank0_first, ran
 from kdcompress.distill.features import FeatureDistiller
 from kdcompress.distill.losses import LOSSES
 from kdcompress.distill.teacher_cache import ViewCache, save_torch, teacher_logits_cached
+from kdcompress.errors import KDCompressError
 from kdcompress.models.load import Teacher
 from kdcompress.models.pruning import TEACHER_FAMILIES, PruningSource
-from kdcompress.models.students import build_student, logits_and_features
+from kdcompress.models.students import build_student, inherit_weights, logits_and_features
 from kdcompress.profiles import Distill, Losses
 from kdcompress.run import Progress, atomic_write, write_json
 
@@ -134,6 +135,11 @@ def distill(
     torch.manual_seed(seed)
     pruning = teacher.pruning_source(prep(data.x_train[:2])) if spec["space"] in TEACHER_FAMILIES else None
     model = build_student(spec["space"], spec["genes"], spec["in_channels"], spec["num_classes"], pruning)
+    if spec.get("init") == "teacher":  # a family student with the teacher's names: start from what it shares
+        source = teacher.eager if teacher.eager is not None else teacher.module
+        if not inherit_weights(model, source):
+            raise KDCompressError("the student shares no weight (same name and shape) with the teacher",
+                                  "drop init: teacher from the student's spec")
     ckpt_path, history_path, spec_path = student_dir / "ckpt.pt", student_dir / "history.jsonl", student_dir / "spec.json"
     if rank == 0:
         if spec_path.exists() and json.loads(spec_path.read_text()) != spec:

@@ -199,6 +199,43 @@ def build_student(
     return lookup(STUDENTS, family, "student family")(genes, in_channels, num_classes)
 
 
+def _stage_blocks(state: dict[str, torch.Tensor]) -> list[list[int]]:
+    """The indices of a :class:`ResNet`'s blocks (``stages.<i>``) per stage, from its state_dict alone: a stage
+    starts at block 0 and at every later block with a shortcut (the stride-2 first block of each stage)."""
+    indices = {int(k.split(".")[1]) for k in state if k.startswith("stages.")}
+    if not indices:
+        return []
+    n = max(indices) + 1
+    starts = [0] + [i for i in range(1, n) if f"stages.{i}.shortcut.0.weight" in state]
+    return [list(range(a, b)) for a, b in zip(starts, [*starts[1:], n])]
+
+
+def inherit_weights(student: nn.Module, teacher: nn.Module) -> int:
+    """Copy into ``student`` the teacher's tensors that have a place of the same shape in it; return how many.
+
+    For a :class:`ResNet` student of the teacher's widths and other depths (the depth space of DisWOT's S1
+    setting) that is the stem, the head and the first blocks of each stage, block *j* of a stage from the
+    teacher's block *j* of the same stage; blocks deeper than the teacher's stay freshly initialised. Other
+    networks share tensors by name."""
+    theirs, ours = teacher.state_dict(), student.state_dict()
+    rename: dict[str, str] = {}
+    t_stages, s_stages = _stage_blocks(theirs), _stage_blocks(ours)
+    if len(t_stages) == len(s_stages):
+        for t_blocks, s_blocks in zip(t_stages, s_stages):
+            rename.update({f"stages.{t}.": f"stages.{s}." for t, s in zip(t_blocks, s_blocks)})
+    shared = {}
+    for key, value in theirs.items():
+        if key.startswith("stages."):
+            prefix = ".".join(key.split(".")[:2]) + "."
+            if prefix not in rename:
+                continue
+            key = rename[prefix] + key[len(prefix):]
+        if key in ours and ours[key].shape == value.shape:
+            shared[key] = value
+    student.load_state_dict({**ours, **shared})
+    return len(shared)
+
+
 def logits_and_features(student: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(logits, last feature map before pooling)`` of one of our networks (``forward_features`` + ``head``) in
     one forward pass: what ``forward`` computes, with the map it pools."""
