@@ -51,9 +51,10 @@ def _sample_in_worker(job: tuple[str, int]) -> list[tuple[Candidate, Scored]]:
     untimed, into the budget's size and FLOPs share (:func:`within_share`), then timing each step."""
     assert _WORKER_CTX is not None
     space, rng = get_space(job[0]), random.Random(job[1])
-    cand: Candidate | None = space.sample(rng)
-    while not within_share(cand, _WORKER_CTX) and (smaller := space.shrink(cand, rng)) is not None:
-        cand = smaller
+    first = space.sample(rng)
+    while not within_share(first, _WORKER_CTX) and (smaller := space.shrink(first, rng)) is not None:
+        first = smaller
+    cand: Candidate | None = first
     tried = []
     while cand is not None:
         s = evaluate(cand, _WORKER_CTX)
