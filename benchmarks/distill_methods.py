@@ -52,6 +52,8 @@ METHODS = {
     "kd+nd": {"distill.loss": {"kd": {}, "nd": {}}},
     "kd+cat": {"distill.loss": {"kd": {}, "cat": {}}},
     "kd+sp+ickd": {"distill.loss": {"kd": {}, "sp": {}, "ickd": {}}},  # DisWOT's distiller (relation + semantic)
+    # the best combination found: the two additions that came closest to KD alone over three seeds (ND, SP)
+    "kd+nd+sp": {"distill.loss": {"kd": {}, "nd": {}, "sp": {}}},
     # mixed pairs of images, the teacher's outputs on each mixed batch cached and replayed by a resumed run
     "kd+cutmix": {"distill.loss": {"kd": {}}, "distill.mix": "cutmix"},
     "kd+cutmixpick": {"distill.loss": {"kd": {}}, "distill.mix": "cutmix_pick"},
@@ -111,6 +113,10 @@ def main() -> None:
                               "epoch_seconds_placement": placement(args),
                               "epoch_seconds_measured": {"date": env["date"], "machine": env["machine"]}, **env})
         return
+    saved = read_json(args.out) if args.out.exists() else {}
+    if saved.get("runs") and saved.get("placement", {}) != placement(args):  # seeds of two devices: not one mean
+        sys.exit(f"{args.out} holds runs with placement {saved.get('placement', {})}, this one is {placement(args)}: "
+                 "give it its own --out")
     pruning = teacher.pruning_source(prep(data.x_train[:2]))
     runs: dict[str, list[dict]] = {}
     for method in args.methods:

@@ -49,6 +49,7 @@ for amp in fp16 off; do
     # shellcheck disable=SC2086  # $what is two words on purpose
     timeout 170 $py benchmarks/distill_methods.py --device cuda --amp $amp $what --work "/tmp/distill-$amp" \
       --out "$out/distill_gpu_$amp.json" 2>&1 | grep -v Warning | tee -a "$out/distill_gpu.log" | tail -7
+    echo "rc=${PIPESTATUS[0]} ($amp $what)" | tee -a "$out/distill_gpu.log"  # 124: cut short by the time limit
   done
 done
 fi

@@ -243,7 +243,8 @@ def search(target: Path, out: Path, resume: bool, proxy: str | None, iterations:
     out_console.print(f"all candidates: {out / 'search' / 'candidates.jsonl'}")
     # what distillation will take: per target and origin (and after search.refine), not simply the table's head
     for i, pick in enumerate(read_json(out / "search" / "top.json")["top"]):
-        out_console.print(f"pick s{i} for latency ratio {pick['target']}: {pick['space']} "
+        target = "no latency target" if pick["target"] is None else f"latency ratio {pick['target']}"
+        out_console.print(f"pick s{i} for {target}: {pick['space']} "
                           f"{get_space(pick['space']).describe(pick['genes'])} (ratio {pick['latency_ratio']:.3f})",
                           highlight=False)
 

@@ -13,6 +13,7 @@ from kdcompress.errors import KDCompressError
 from kdcompress.export import to_onnx
 from kdcompress.models.load import load_teacher
 from kdcompress.profiles import load_profile
+from kdcompress.search import evolution
 from kdcompress.search.cuts import channel_multiple, sized_cuts
 from kdcompress.search.evolution import search
 from kdcompress.search.probe import TeacherProbe
@@ -300,7 +301,7 @@ def test_refine_reorders_the_picks_by_short_distillation(teacher_files, tiny_npz
 
 
 def test_the_population_is_sampled_into_the_flops_share_before_anything_is_timed(teacher_files, tiny_npz,
-                                                                                   tiny_profile, tmp_path):
+                                                                                   tiny_profile, tmp_path, monkeypatch):
     """Filling the population shrinks each sample, untimed, until its FLOPs are within the latency budget's share of
     the teacher's; only then is it timed (issue 13: 499 candidates timed to fill one population)."""
     _, _, log = _search(teacher_files, tiny_npz, tiny_profile, tmp_path / "a", seed=0,
@@ -310,3 +311,9 @@ def test_the_population_is_sampled_into_the_flops_share_before_anything_is_timed
     timed = [c for c in log if c["latency_ms"] is not None]
     assert timed and all(c["flops"] <= share for c in timed)
     assert sum(c["feasible"] for c in log) >= 8
+    # the control: without the rule, the same samples are timed above the share (so the rule did the shrinking)
+    monkeypatch.setattr(evolution, "within_share", lambda cand, ctx: True)
+    _, _, log = _search(teacher_files, tiny_npz, tiny_profile, tmp_path / "b", seed=0,
+                        **{"search.iterations": 0, "budget.latency_ratio": 0.6, "budget.params_ratio": None,
+                           "search.population": 8, "search.workers": 1})
+    assert any(c["flops"] > share for c in log if c["latency_ms"] is not None)

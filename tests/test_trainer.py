@@ -333,3 +333,14 @@ def test_a_student_of_other_depths_starts_from_the_teachers_first_blocks(teacher
     distill(teacher, {**spec, "init": None}, data, Preprocess(), frozen, tmp_path / "f", tmp_path / "cache.pt")
     fresh = load_student(tmp_path / "f").state_dict()
     assert not any(torch.allclose(fresh[k], theirs[k], atol=1e-6) for k in weights)
+
+
+def test_init_from_a_teacher_with_another_number_of_stages_is_one_clear_error(teacher_files, tiny_npz, tmp_path):
+    from kdcompress.errors import KDCompressError
+    from tests.conftest import N_CLASSES
+
+    two_stages = {"space": "resnet", "genes": {"stem": 16, "widths": [16, 24], "depths": [1, 1]}, "in_channels": 1,
+                  "num_classes": N_CLASSES, "init": "teacher"}
+    with pytest.raises(KDCompressError, match="the student has 2 stages and the teacher 3"):
+        distill(load_teacher(teacher_files["pt2"]), two_stages, load_data(str(tiny_npz)), Preprocess(),
+                Distill(epochs=1, device="cpu"), tmp_path / "s", tmp_path / "cache.pt")

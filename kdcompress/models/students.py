@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdcompress.errors import KDCompressError
 from kdcompress.models.pruning import BORN_AGAIN, TEACHER_FAMILIES, PruningSource
 
 Genes = dict[str, Any]
@@ -190,7 +191,7 @@ def build_student(
     input); they start from the teacher's surviving weights, the other families from a fresh init. ``born-again``
     is the teacher's whole architecture, freshly initialised (it needs ``pruning`` too).
     """
-    from kdcompress.errors import KDCompressError, lookup
+    from kdcompress.errors import lookup
 
     if family in TEACHER_FAMILIES:
         if pruning is None:
@@ -202,7 +203,7 @@ def build_student(
 def _stage_blocks(state: dict[str, torch.Tensor]) -> list[list[int]]:
     """The indices of a :class:`ResNet`'s blocks (``stages.<i>``) per stage, from its state_dict alone: a stage
     starts at block 0 and at every later block with a shortcut (the stride-2 first block of each stage)."""
-    indices = {int(k.split(".")[1]) for k in state if k.startswith("stages.")}
+    indices = {int(k.split(".")[1]) for k in state if k.startswith("stages.") and k.split(".")[1].isdigit()}
     if not indices:
         return []
     n = max(indices) + 1
@@ -215,14 +216,17 @@ def inherit_weights(student: nn.Module, teacher: nn.Module) -> int:
 
     For a :class:`ResNet` student of the teacher's widths and other depths (the depth space of DisWOT's S1
     setting) that is the stem, the head and the first blocks of each stage, block *j* of a stage from the
-    teacher's block *j* of the same stage; blocks deeper than the teacher's stay freshly initialised. Other
-    networks share tensors by name."""
+    teacher's block *j* of the same stage; blocks deeper than the teacher's stay freshly initialised (a student
+    with another number of stages is a one-line error). Networks without numbered ``stages`` share tensors by
+    name."""
     theirs, ours = teacher.state_dict(), student.state_dict()
     rename: dict[str, str] = {}
     t_stages, s_stages = _stage_blocks(theirs), _stage_blocks(ours)
-    if len(t_stages) == len(s_stages):
-        for t_blocks, s_blocks in zip(t_stages, s_stages):
-            rename.update({f"stages.{t}.": f"stages.{s}." for t, s in zip(t_blocks, s_blocks)})
+    if t_stages and s_stages and len(t_stages) != len(s_stages):
+        raise KDCompressError(f"the student has {len(s_stages)} stages and the teacher {len(t_stages)}: init: teacher "
+                              "maps their blocks stage by stage", "give the student the teacher's number of stages")
+    for t_blocks, s_blocks in zip(t_stages, s_stages):
+        rename.update({f"stages.{t}.": f"stages.{s}." for t, s in zip(t_blocks, s_blocks)})
     shared = {}
     for key, value in theirs.items():
         if key.startswith("stages."):
