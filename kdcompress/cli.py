@@ -128,7 +128,11 @@ def input_options(fn):
         click.option("--seed", default=0, show_default=True, help="Seed for splits, search and training."),
         click.option("--mean", type=float, multiple=True, help="Per-channel input mean after scaling to [0,1] (repeat)."),
         click.option("--std", type=float, multiple=True, help="Per-channel input std after scaling to [0,1] (repeat)."),
-        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a profile field."),
+        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                     help="Override a profile field (repeat), YAML values: e.g. --set distill.epochs=5, --set "
+                          "'distill.loss={kd: {T: 4}, sp: {}}', --set distill.mix=cutmix, --set distill.aug=crop_flip, "
+                          "--set distill.device=cpu, --set distill.amp=fp16. `kdcompress profiles show NAME` lists "
+                          "every field."),
         click.option("--strict-target", is_flag=True,
                      help="Fail instead of falling back when the target backend is missing."),
     ]

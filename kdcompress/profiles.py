@@ -253,6 +253,21 @@ class Distill(_Strict):
     amp: Literal["auto", "off", "fp16", "bf16"] = Field(
         "auto", description="automatic mixed precision: auto = fp16 (with loss scaling) on a GPU, off on the CPU")
 
+    @field_validator("amp", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        """YAML 1.1 reads an unquoted ``off`` as false: ``amp: off`` means off."""
+        return "off" if value is False else value
+
+    @model_validator(mode="after")
+    def _device_is_there(self) -> Distill:
+        """``device: cuda`` without a GPU fails here, when the profile is read, not after the search."""
+        if self.device == "cuda":  # imported here: kdcompress.distill imports this module
+            from kdcompress.distill.device import check_device
+
+            check_device(self.device)
+        return self
+
 
 class Export(_Strict):
     opset: int = Field(18, ge=13)

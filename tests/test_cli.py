@@ -66,6 +66,9 @@ def test_shrink_end_to_end(cli_cmd, teacher_files, tiny_npz, tiny_profile, tmp_p
     assert result == json.loads((out / "result.json").read_text())
     assert {"profile", "backend", "teacher", "students"} <= set(result)
     assert (out / "report.md").exists() and (out / "manifest.json").exists()
+    # how the students were trained is in the result and the report, not only in the manifest
+    assert result["distill"]["epochs"] == 2 and result["distill"]["loss"]["kd"]["T"] == 4.0
+    assert "Distilled with: kd (T 4, alpha 0.9); 2 epochs" in (out / "report.md").read_text()
     student = result["students"][0]
     for key in ("params", "flops", "accuracy", "speedup", "accuracy_drop", "artifact"):
         assert key in student

@@ -40,3 +40,15 @@ def test_overrides_apply_and_validate():
     assert load_profile("ci", {"distill.epochs": 3}).distill.epochs == 3
     with pytest.raises(KDCompressError, match="unknown key"):
         load_profile("ci", {"distill.epoch": 3})
+
+
+def test_amp_off_as_yaml_writes_it_and_a_missing_gpu_fails_when_the_profile_is_read(monkeypatch):
+    import torch
+
+    from kdcompress.profiles import parse_overrides
+
+    # YAML 1.1 reads an unquoted off as false; the README tells users to write distill.amp: off
+    assert load_profile("ci", parse_overrides(["distill.amp=off"])).distill.amp == "off"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(KDCompressError, match="PyTorch sees no GPU"):  # before the search, not after it
+        load_profile("ci", parse_overrides(["distill.device=cuda"]))

@@ -21,14 +21,18 @@ from kdcompress.errors import KDCompressError
 AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
+def check_device(name: str) -> None:
+    """``cuda`` without a GPU is the user's to fix (checked when the profile is read, and again here)."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise KDCompressError("distill.device is cuda but PyTorch sees no GPU (a CPU build, or no driver)",
+                              "use --set distill.device=auto (or cpu), or install a CUDA build of torch")
+
+
 def training_device(name: str) -> torch.device:
     """``auto``: the GPU when PyTorch sees one, else the CPU; ``cuda`` without a GPU is the user's to fix. Under
     torchrun each process takes the GPU of its ``LOCAL_RANK``."""
-    has_cuda = torch.cuda.is_available()
-    if name == "cuda" and not has_cuda:
-        raise KDCompressError("distill.device is cuda but PyTorch sees no GPU (a CPU build, or no driver)",
-                              "use --set distill.device=auto (or cpu), or install a CUDA build of torch")
-    if name == "cpu" or not has_cuda:
+    check_device(name)
+    if name == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
     index = int(os.environ.get("LOCAL_RANK", "0"))
     if index >= torch.cuda.device_count():

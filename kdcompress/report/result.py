@@ -153,7 +153,10 @@ def build_result(run: RunDir) -> dict[str, Any]:
         "precision": bench["precision"], "precisions": plan.get("precisions", ["fp32"]), "int8": plan.get("int8"),
         "batch": bench["batch"], "threads": bench["threads"],
         "test_samples": bench["test_samples"], "data": m["data"]["name"], "budget": budget,
-        "proxy": top["proxy"], "teacher": teacher, "students": students, "best": best,
+        "proxy": top["proxy"], "pick": top.get("pick"), "cut_rank": top.get("cut_rank"),
+        # how the students were trained, as the run's profile says (loss, schedule, aug, mix, device, amp)
+        "distill": inputs["profile"]["distill"],
+        "teacher": teacher, "students": students, "best": best,
         "budget_met": any(r["meets_budget"] for r in students),
         "nearest_miss": None if any(r["meets_budget"] for r in students) else nearest_miss(students, budget),
         "frontier": frontier, "baselines": recipes,
@@ -238,6 +241,17 @@ def markdown(result: dict[str, Any]) -> str:
     b = result["budget"]
     ranked = (f"Students ranked by the `{result['proxy']}` proxy" if result["proxy"] else
               "No search: Born-Again, the teacher's own architecture")
+    if result["proxy"] and result.get("pick") not in (None, "proxy") and result.get("cut_rank") not in (None, "proxy"):
+        ranked = (f"Family students ranked by the `{result['proxy']}` proxy, the teacher's cuts by "
+                  f"`{result['cut_rank']}`")
+    if result.get("distill"):
+        d = result["distill"]
+        shown = lambda x: f"{x:g}" if isinstance(x, (int, float)) and not isinstance(x, bool) else str(x)
+        losses = ", ".join(k + (f" ({', '.join(f'{n} {shown(x)}' for n, x in v.items())})" if v else "")
+                           for k, v in d["loss"].items() if v is not None)
+        lines += ["", f"Distilled with: {losses}; {d['epochs']} epochs, aug {d['aug']}, mix {d['mix']}"
+                      + (f", first {d['train_samples']} training images" if d.get("train_samples") else "")
+                      + f"; {d['optimizer']} lr {d['lr']:g}, batch {d['batch']}; device {d['device']}, amp {d['amp']}."]
     lines += ["", (f"Budget: latency ratio ≤ {latency_targets(b['latency_ratio'])[0]}, accuracy drop ≤ {b['max_accuracy_drop']} points. "
                    f"{ranked}; target = the latency ratio a student was "
                    "searched for, ✓ when bench confirms it; ★ = the fastest artifact that meets the budget "
