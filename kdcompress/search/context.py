@@ -132,14 +132,25 @@ def within_share(cand: Candidate, ctx: SearchContext) -> bool:
     FLOPs, so there the share is not applied. A candidate that cannot be built counts as within: :func:`evaluate`
     says why."""
     try:
-        student = build_student(cand.family, cand.as_dict(), ctx.in_channels, ctx.num_classes, ctx.pruning)
+        student = build_student(cand.family, cand.as_dict(), ctx.in_channels, ctx.num_classes, ctx.pruning).eval()
     except KDCompressError:
         return True
-    if ctx.max_params is not None and sum(p.numel() for p in student.parameters()) > ctx.max_params:
-        return False
     on_cpu = BACKENDS[ctx.backend].device == "cpu"
-    bounds = [b for b in (ctx.max_train_flops, on_cpu and ctx.max_flops and ctx.max_flops / FLOPS_SLACK) if b]
-    return not bounds or count_flops(student.eval(), ctx.x[:1]) <= min(bounds)
+    share = ctx.max_flops / FLOPS_SLACK if on_cpu and ctx.max_flops is not None else None
+    n_params = sum(p.numel() for p in student.parameters())
+    return size_reason(n_params, count_flops(student, ctx.x[:1]), ctx, share) is None
+
+
+def size_reason(n_params: int, n_flops: int, ctx: SearchContext, max_flops: float | None) -> str | None:
+    """Why a student of ``n_params`` parameters and ``n_flops`` FLOPs is out of ``ctx``'s size bounds (parameters,
+    distillation FLOPs, then ``max_flops``), or None when it is within them."""
+    if ctx.max_params is not None and n_params > ctx.max_params:
+        return f"params {n_params} > {ctx.max_params:.0f}"
+    if ctx.max_train_flops is not None and n_flops > ctx.max_train_flops:
+        return f"flops {n_flops} > {ctx.max_train_flops:.0f} (budget.flops_ratio: distillation cost)"
+    if max_flops is not None and n_flops > max_flops:
+        return f"flops {n_flops} > {max_flops:.0f} (pre-filter, latency not measured)"
+    return None
 
 
 def evaluate(cand: Candidate, ctx: SearchContext) -> Scored:
@@ -152,15 +163,8 @@ def evaluate(cand: Candidate, ctx: SearchContext) -> Scored:
         return Scored(cand.family, genes, 0, 0, None, None, False, str(e))
     n_params = sum(p.numel() for p in student.parameters())
     n_flops = count_flops(student, ctx.x[:1])
-    if ctx.max_params is not None and n_params > ctx.max_params:
-        return Scored(cand.family, genes, n_params, n_flops, None, None, False,
-                      f"params {n_params} > {ctx.max_params:.0f}")
-    if ctx.max_train_flops is not None and n_flops > ctx.max_train_flops:
-        return Scored(cand.family, genes, n_params, n_flops, None, None, False,
-                      f"flops {n_flops} > {ctx.max_train_flops:.0f} (budget.flops_ratio: distillation cost)")
-    if ctx.max_flops is not None and n_flops > ctx.max_flops:
-        return Scored(cand.family, genes, n_params, n_flops, None, None, False,
-                      f"flops {n_flops} > {ctx.max_flops:.0f} (pre-filter, latency not measured)")
+    if (reason := size_reason(n_params, n_flops, ctx, ctx.max_flops)) is not None:
+        return Scored(cand.family, genes, n_params, n_flops, None, None, False, reason)
     if cand.key not in ctx.latency_cache:
         ctx.latency_cache[cand.key] = relative_latency(onnx_bytes(student, ctx.x[:1]), ctx)
     latency, ratio = ctx.latency_cache[cand.key]
