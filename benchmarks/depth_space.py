@@ -29,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from search_correlation_report import band_scores, bootstrap_ci, tau  # noqa: E402
+from search_correlation_report import band_scores, bootstrap_ci, mean_pairwise_tau, tau  # noqa: E402
 
 from kdcompress.data import Preprocess, load_data  # noqa: E402
 from kdcompress.distill import distill, load_student  # noqa: E402
@@ -76,12 +76,16 @@ def train(students: list[dict], inits: list[str], seeds: list[int], epochs: int,
 def report(students: list[dict], work: Path) -> dict:
     """Accuracy per student and init (mean over the seeds trained), the teacher-init gain, the proxies' ranking."""
     acc: dict[str, dict[str, float]] = {}
+    by_seed: dict[str, dict[str, float]] = {}  # fresh init: seed -> student -> accuracy
     for s in students:
         for init in ("random", "teacher"):
-            runs = [read_json(f / "test.json")["test_accuracy"] for f in sorted(work.glob(f"{name(s)}-{init}-seed*"))
-                    if (f / "test.json").exists()]
+            runs = {f.name.rsplit("seed", 1)[1]: read_json(f / "test.json")["test_accuracy"]
+                    for f in sorted(work.glob(f"{name(s)}-{init}-seed*")) if (f / "test.json").exists()}
             if runs:
-                acc.setdefault(name(s), {})[init] = statistics.mean(runs)
+                acc.setdefault(name(s), {})[init] = statistics.mean(runs.values())
+            if init == "random":
+                for seed, a in runs.items():
+                    by_seed.setdefault(seed, {})[name(s)] = a
     figures: dict = {"students": [{**s, "name": name(s), "accuracy": acc.get(name(s), {})} for s in students]}
     paired = [a["teacher"] - a["random"] for a in acc.values() if {"teacher", "random"} <= set(a)]
     if paired:
@@ -105,6 +109,11 @@ def report(students: list[dict], work: Path) -> dict:
                                 "top1_regret": float(truth.max() - truth[int(np.argmax(score))])}
         figures["proxies"] = ranking
         figures["fresh_students_scored"] = len(fresh)
+        # how well one training run ranks like another: the ceiling for any proxy's tau on this setting
+        complete = [row for row in by_seed.values() if len(row) == len(students)]
+        figures["seed_tau_ceiling"] = (mean_pairwise_tau(np.array([[row[name(s)] for s in students] for row in complete]))
+                                       if len(complete) >= 2 else None)
+        figures["random_seeds_complete"] = len(complete)
     return figures
 
 
