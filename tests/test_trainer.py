@@ -32,6 +32,14 @@ class Killer(Progress):
             raise KeyboardInterrupt
 
 
+class Labels(Progress):
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def start(self, description: str, total: int | None) -> None:
+        self.seen.append(description)
+
+
 def test_distill_learns_and_resume_is_exact(teacher_files, tiny_npz, tmp_path):
     teacher = load_teacher(teacher_files["pt2"])
     data = load_data(str(tiny_npz))
@@ -46,8 +54,10 @@ def test_distill_learns_and_resume_is_exact(teacher_files, tiny_npz, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         distill(teacher, SPEC, data, prep, cfg, tmp_path / "b", tmp_path / "cache.pt", seed=1, progress=Killer())
     assert torch.load(tmp_path / "b" / "ckpt.pt", weights_only=True)["epoch"] == 1
-    resumed = distill(teacher, SPEC, data, prep, cfg, tmp_path / "b", tmp_path / "cache.pt", seed=1)
+    labels = Labels()
+    resumed = distill(teacher, SPEC, data, prep, cfg, tmp_path / "b", tmp_path / "cache.pt", seed=1, progress=labels)
     assert resumed.epochs_run == 4
+    assert labels.seen == ["distill b (resumed after epoch 1/4)"]  # the user sees where it picked up
     a = torch.load(tmp_path / "a" / "ckpt.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "b" / "ckpt.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)

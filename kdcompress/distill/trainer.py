@@ -203,7 +203,8 @@ def distill(
         history = [json.loads(line) for line in history_path.read_text().splitlines()] if history_path.exists() else []
         history = history[:start_epoch]
 
-    progress.start(f"distill {student_dir.name}", cfg.epochs * steps_per_epoch)
+    resumed = f" (resumed after epoch {start_epoch}/{cfg.epochs})" if start_epoch and not finished else ""
+    progress.start(f"distill {student_dir.name}{resumed}", cfg.epochs * steps_per_epoch)
     progress.advance(start_epoch * steps_per_epoch)
     teacher.set_eval()
     for epoch in range(start_epoch, cfg.epochs if not finished else start_epoch):
