@@ -9,6 +9,8 @@ accuracy. The fitted ``combo`` is judged on students it was not fitted on.
 
     python benchmarks/search_correlation.py            # train what is missing (resumable), score, report
     python benchmarks/search_correlation.py --report   # score and report from the runs trained so far
+    python benchmarks/search_correlation.py --teacher teachers/fmnist_vgg.pt2 --scratch-seeds 0
+        # the same students distilled from a teacher of another family (work and results named after it)
 
 Training results go to ``<work>/runs.jsonl`` one line per (student, mode, seed) as they finish, so an interrupted
 run resumes where it stopped; results to ``benchmarks/results/search_correlation.json`` and ``.png``.
@@ -63,9 +65,9 @@ def task_key(i: int, mode: str, seed: int) -> str:
 _WORKER: dict = {}
 
 
-def _init_worker() -> None:
+def _init_worker(teacher: Path) -> None:
     torch.set_num_threads(1)
-    _WORKER.update(teacher=load_teacher(TEACHER), data=load_data("fashion-mnist"), prep=Preprocess())
+    _WORKER.update(teacher=load_teacher(teacher), data=load_data("fashion-mnist"), prep=Preprocess())
 
 
 def _train_one(args: tuple[dict, int, str, int, Path]) -> dict:
@@ -80,7 +82,8 @@ def _train_one(args: tuple[dict, int, str, int, Path]) -> dict:
             "val_accuracy": res.best_val_accuracy, "seconds": round(res.seconds, 1)}
 
 
-def train(students: list[dict], work: Path, workers: int, kd_seeds: int, scratch_seeds: int) -> None:
+def train(students: list[dict], work: Path, workers: int, kd_seeds: int, scratch_seeds: int,
+          teacher: Path = TEACHER) -> None:
     """Train every (student, mode, seed) not yet in ``runs.jsonl``, ``workers`` processes of one thread each."""
     runs_path = work / "runs.jsonl"
     done = {json.loads(line)["key"] for line in runs_path.read_text().splitlines()} if runs_path.exists() else set()
@@ -89,10 +92,10 @@ def train(students: list[dict], work: Path, workers: int, kd_seeds: int, scratch
     if not todo:
         return
     data = load_data("fashion-mnist")  # teacher logits once, before the workers race to write them
-    teacher_logits_cached(load_teacher(TEACHER), data.x_train[: SCHEDULE["train_samples"]], Preprocess(),
+    teacher_logits_cached(load_teacher(teacher), data.x_train[: SCHEDULE["train_samples"]], Preprocess(),
                           work / "teacher_logits.pt")
     t0 = time.time()
-    with mp.get_context("spawn").Pool(workers, _init_worker) as pool, runs_path.open("a") as log:
+    with mp.get_context("spawn").Pool(workers, _init_worker, (teacher,)) as pool, runs_path.open("a") as log:
         for n, row in enumerate(pool.imap_unordered(_train_one, [(students[i], i, m, s, work) for i, m, s in todo])):
             log.write(json.dumps(row) + "\n")
             log.flush()
@@ -103,30 +106,43 @@ def train(students: list[dict], work: Path, workers: int, kd_seeds: int, scratch
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "search_correlation")
+    ap.add_argument("--teacher", type=Path, default=TEACHER, help="the teacher the students are distilled from")
+    ap.add_argument("--work", type=Path, help="default: benchmarks/work/search_correlation[_TEACHER]")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--kd-seeds", type=int, default=KD_SEEDS)
     ap.add_argument("--scratch-seeds", type=int, default=SCRATCH_SEEDS)
     ap.add_argument("--report", action="store_true", help="do not train; score and report what is trained")
     ap.add_argument("--write-weights", action="store_true",
                     help="refit the shipped combo weights (kdcompress/search/combo_weights.json); needs every seed")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "search_correlation.json")
+    ap.add_argument("--out", type=Path, help="default: benchmarks/results/search_correlation[_TEACHER].json")
     args = ap.parse_args()
+    # the shipped teacher's files keep their names; another teacher's carry its stem (fmnist_vgg -> _vgg)
+    suffix = "" if args.teacher.resolve() == TEACHER else "_" + args.teacher.stem.removeprefix("fmnist_")
+    args.work = args.work or ROOT / "benchmarks" / "work" / f"search_correlation{suffix}"
+    args.out = args.out or ROOT / "benchmarks" / "results" / f"search_correlation{suffix}.json"
     args.work.mkdir(parents=True, exist_ok=True)
     # The student set is fixed by the first run: trained results stay valid if the spaces change later.
     students_path = args.work / "students.json"
     if students_path.exists():
         students = json.loads(students_path.read_text())
+    elif suffix:  # another teacher: the shipped teacher's students, so the two settings differ in the teacher alone
+        shipped = json.loads((ROOT / "benchmarks" / "results" / "search_correlation.json").read_text())["students"]
+        students = [{k: st[k] for k in ("space", "genes", "flops", "params")} for st in shipped]
+        students_path.write_text(json.dumps(students, indent=1))
     else:
         students = band_students(SPACES, PER_SPACE, *BAND)
         students_path.write_text(json.dumps(students, indent=1))
     if not args.report:
-        train(students, args.work, args.workers, args.kd_seeds, args.scratch_seeds)
+        train(students, args.work, args.workers, args.kd_seeds, args.scratch_seeds, args.teacher.resolve())
     from search_correlation_report import report  # scoring and statistics, kept apart from the training loop
 
-    report(students, args.work, args.out, {"band_flops": BAND, "schedule": SCHEDULE, "kd_seeds": args.kd_seeds,
-                                           "scratch_seeds": args.scratch_seeds, "teacher": TEACHER.name},
-           args.write_weights)
+    if suffix and args.write_weights:  # the shipped weights are fitted on the shipped teacher's setting alone
+        raise SystemExit("--write-weights fits the shipped combo on the shipped teacher's setting; not with --teacher")
+    meta = {"band_flops": BAND, "schedule": SCHEDULE, "kd_seeds": args.kd_seeds,
+            "scratch_seeds": args.scratch_seeds, "teacher": args.teacher.name}
+    if suffix:
+        meta["command"] = " ".join(["python", *sys.argv])
+    report(students, args.work, args.out, meta, args.write_weights)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,94 @@
+"""Every setting of the proxy-ranking proof side by side (issue 13, item 3), and the default proxy chosen on all of
+them together rather than on the one it was first measured on.
+
+    python benchmarks/search_settings.py
+
+Reads each setting's own results (made by its benchmark) and writes ``settings`` and ``default_proxy`` into
+``benchmarks/results/search_correlation.json``. A setting whose results are not there yet is listed as missing.
+Per setting and proxy: Kendall τ with the setting's mean distilled accuracy and its 95 % bootstrap interval over
+students, and top-1 regret (the true best's accuracy minus the proxy's pick's); per setting the seed ceiling (τ
+between the rankings of two single training seeds: what a proxy can hope to reach there).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT))
+
+from kdcompress.profiles import Search  # noqa: E402
+from kdcompress.run import write_json  # noqa: E402
+
+# name -> (results file, its benchmark, what it is)
+SETTINGS = {
+    "band": ("search_correlation.json", "python benchmarks/search_correlation.py",
+             "24 students of three families (ResNet, MobileNetV2, VGG) in one 2-3 MFLOPs band, KD from the shipped "
+             "ResNet teacher, 3 seeds"),
+    "depth": ("depth_space.json", "python benchmarks/depth_space.py",
+              "the ResNet teacher's stem and widths, stage depths 1-4 (like DisWOT's S1), fresh init, KD from it; "
+              "DisWOT's semantic term is defined here"),
+    "vgg_teacher": ("search_correlation_vgg.json",
+                    "python benchmarks/search_correlation.py --teacher teachers/fmnist_vgg.pt2 --scratch-seeds 0",
+                    "the band's 24 students, KD from a VGG teacher (teachers/fmnist_vgg.pt2)"),
+}
+
+
+def setting_figures(r: dict) -> dict:
+    """One setting's per-proxy τ, interval and regret, whichever benchmark wrote it."""
+    proxies = {}
+    for name, p in r["proxies"].items():
+        proxies[name] = {"kendall_tau": p["kendall_tau"],
+                         "interval95": p.get("kendall_tau_ci95", p.get("interval95")),
+                         "top1_regret": p["top1_regret"]}
+    students = r.get("fresh_students_scored", len(r.get("students", [])))
+    return {"students": students, "seed_tau_ceiling": r.get("seed_tau_ceiling"),
+            "kendall_tau": {k: v["kendall_tau"] for k, v in proxies.items()},
+            "top1_regret": {k: v["top1_regret"] for k, v in proxies.items()}, "proxies": proxies}
+
+
+def main() -> None:
+    settings, missing = {}, {}
+    for name, (file, command, what) in SETTINGS.items():
+        path = RESULTS / file
+        if not path.exists():
+            missing[name] = f"{file} not made yet ({command})"
+            continue
+        settings[name] = {"what": what, "source": f"benchmarks/results/{file}", "command": command,
+                          **setting_figures(json.loads(path.read_text()))}
+    # the proxies every present setting scored, ranked by mean τ over the settings (the worst setting beside it)
+    common = set.intersection(*(set(s["kendall_tau"]) for s in settings.values()))
+    ranking = sorted(({"proxy": p,
+                       "mean_kendall_tau": statistics.mean(s["kendall_tau"][p] for s in settings.values()),
+                       "worst_kendall_tau": min(s["kendall_tau"][p] for s in settings.values()),
+                       "mean_top1_regret": statistics.mean(s["top1_regret"][p] for s in settings.values())}
+                      for p in common), key=lambda row: -row["mean_kendall_tau"])
+    shipped = Search.model_fields["proxy"].default
+    default = {"settings": sorted(settings), "missing": missing, "ranking": ranking, "shipped_default": shipped,
+               "best_over_settings": ranking[0]["proxy"] if ranking else None,
+               "note": "proxies scored in every present setting, by mean Kendall tau over the settings; proxies "
+                       "marked @trained score with the trained teacher"}
+    out = RESULTS / "search_correlation.json"
+    result = json.loads(out.read_text())
+    result["settings"], result["default_proxy"] = settings, default
+    write_json(out, result)
+    for name, s in settings.items():
+        ceiling = s["seed_tau_ceiling"]
+        print(f"{name}: {s['students']} students, seed ceiling "
+              f"{'n/a' if ceiling is None else f'{ceiling:.2f}'}")
+    print(f"{'proxy':28s} {'mean tau':>8s} {'worst':>6s} {'regret':>6s}   " + "  ".join(settings))
+    for row in ranking:
+        per = "  ".join(f"{settings[n]['kendall_tau'][row['proxy']]:+.2f}" for n in settings)
+        print(f"{row['proxy']:28s} {row['mean_kendall_tau']:+8.2f} {row['worst_kendall_tau']:+6.2f} "
+              f"{row['mean_top1_regret']:6.2f}   {per}")
+    for name, why in missing.items():
+        print(f"missing {name}: {why}")
+    print(f"shipped default {shipped}; best over {len(settings)} setting(s): {default['best_over_settings']}")
+
+
+if __name__ == "__main__":
+    main()
