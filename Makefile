@@ -79,13 +79,23 @@ bench-proxies: install
 bench-search: install
 	$(PY) benchmarks/search_correlation.py
 
+# The same proof on two more settings (issue 13): DisWOT's home ground (the teacher's widths, stage depths varied;
+# fresh over two seeds, and from the teacher's weights) and the band's students distilled from the second teacher
+# (VGG); then every setting side by side in search_correlation.json's `settings`. About 6 core-hours; resumable.
+bench-search-settings: install
+	$(PY) benchmarks/depth_space.py --inits random --seeds 0 1
+	$(PY) benchmarks/depth_space.py --inits teacher --seeds 0
+	$(PY) benchmarks/search_correlation.py --teacher teachers/fmnist_vgg.pt2 --scratch-seeds 0
+	$(PY) benchmarks/search_settings.py
+
 # Proxy throughput and the wall time of a 1000-evaluation evolution (a few minutes).
 bench-search-speed: install
 	$(PY) benchmarks/search_speed.py
 
-# Re-train the shipped teacher (seeded); about 10 minutes on 2 cores.
+# Re-train the shipped teachers (seeded): the ResNet about an hour on 2 cores, the VGG about 20 minutes on one.
 teacher: install
 	$(PY) teachers/train_fmnist.py --out teachers/fmnist_resnet.pt2
+	$(PY) teachers/train_fmnist.py --space vgg --out teachers/fmnist_vgg.pt2
 
 clean:
 	rm -rf runs build *.egg-info .pytest_cache

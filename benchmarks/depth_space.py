@@ -114,6 +114,8 @@ def report(students: list[dict], work: Path) -> dict:
         figures["seed_tau_ceiling"] = (mean_pairwise_tau(np.array([[row[name(s)] for s in students] for row in complete]))
                                        if len(complete) >= 2 else None)
         figures["random_seeds_complete"] = len(complete)
+    figures["seeds_trained"] = {init: sorted({f.name.rsplit("seed", 1)[1] for f in work.glob(f"*-{init}-seed*")
+                                              if (f / "test.json").exists()}) for init in ("random", "teacher")}
     return figures
 
 
@@ -134,7 +136,7 @@ def main() -> None:
     figures = report(students, args.work)
     write_json(args.out, {"benchmark": "depth_space", "command": " ".join(["python", *sys.argv]),
                           "teacher": TEACHER.name, "epochs": args.epochs, "train_samples": args.train_samples,
-                          "seeds": args.seeds, **figures, **environment()})
+                          "seeds_this_command": args.seeds, **figures, **environment()})
     for key, r in figures.get("proxies", {}).items():
         print(f"{key:24s} tau {r['kendall_tau']:+.2f} [{r['interval95'][0]:+.2f}, {r['interval95'][1]:+.2f}]  "
               f"regret {r['top1_regret']:.2f}")
