@@ -7,7 +7,9 @@ Reads each setting's own results (made by its benchmark) and writes ``settings``
 ``benchmarks/results/search_correlation.json``. A setting whose results are not there yet is listed as missing.
 Per setting and proxy: Kendall τ with the setting's mean distilled accuracy and its 95 % bootstrap interval over
 students, and top-1 regret (the true best's accuracy minus the proxy's pick's); per setting the seed ceiling (τ
-between the rankings of two single training seeds: what a proxy can hope to reach there).
+between the rankings of two single training seeds: what a proxy can hope to reach there). A setting judges the
+proxies only where its own training runs agree with each other (seed ceiling of at least ``MIN_CEILING``, measured
+over two or more seeds); the others are listed, and left out of the choice.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ sys.path.insert(0, str(ROOT))
 
 from kdcompress.profiles import Search  # noqa: E402
 from kdcompress.run import write_json  # noqa: E402
+
+# Our threshold, not a published one: below it two training seeds rank the students too differently for any
+# proxy's tau to mean much there.
+MIN_CEILING = 0.5
 
 # name -> (results file, its benchmark, what it is)
 SETTINGS = {
@@ -60,18 +66,25 @@ def main() -> None:
             continue
         settings[name] = {"what": what, "source": f"benchmarks/results/{file}", "command": command,
                           **setting_figures(json.loads(path.read_text()))}
-    # the proxies every present setting scored, ranked by mean τ over the settings (the worst setting beside it)
-    common = set.intersection(*(set(s["kendall_tau"]) for s in settings.values()))
+    judging = {n: s for n, s in settings.items()
+               if s["seed_tau_ceiling"] is not None and s["seed_tau_ceiling"] >= MIN_CEILING}
+    unjudged = {n: "no seed ceiling yet (one seed trained)" if s["seed_tau_ceiling"] is None else
+                f"seed ceiling {s['seed_tau_ceiling']:.2f} < {MIN_CEILING}"
+                for n, s in settings.items() if n not in judging}
+    # the proxies every judging setting scored, ranked by mean τ over them (the worst setting beside it)
+    common = set.intersection(*(set(s["kendall_tau"]) for s in judging.values())) if judging else set()
     ranking = sorted(({"proxy": p,
-                       "mean_kendall_tau": statistics.mean(s["kendall_tau"][p] for s in settings.values()),
-                       "worst_kendall_tau": min(s["kendall_tau"][p] for s in settings.values()),
-                       "mean_top1_regret": statistics.mean(s["top1_regret"][p] for s in settings.values())}
+                       "mean_kendall_tau": statistics.mean(s["kendall_tau"][p] for s in judging.values()),
+                       "worst_kendall_tau": min(s["kendall_tau"][p] for s in judging.values()),
+                       "mean_top1_regret": statistics.mean(s["top1_regret"][p] for s in judging.values())}
                       for p in common), key=lambda row: -row["mean_kendall_tau"])
     shipped = Search.model_fields["proxy"].default
-    default = {"settings": sorted(settings), "missing": missing, "ranking": ranking, "shipped_default": shipped,
+    default = {"judged_on": sorted(judging), "not_judging": unjudged, "missing": missing, "min_seed_ceiling": MIN_CEILING,
+               "ranking": ranking, "shipped_default": shipped,
                "best_over_settings": ranking[0]["proxy"] if ranking else None,
                "note": "proxies scored in every present setting, by mean Kendall tau over the settings; proxies "
-                       "marked @trained score with the trained teacher"}
+                       "marked @trained score with the trained teacher; only settings whose seed ceiling reaches "
+                       "min_seed_ceiling judge"}
     out = RESULTS / "search_correlation.json"
     result = json.loads(out.read_text())
     result["settings"], result["default_proxy"] = settings, default
@@ -80,14 +93,14 @@ def main() -> None:
         ceiling = s["seed_tau_ceiling"]
         print(f"{name}: {s['students']} students, seed ceiling "
               f"{'n/a' if ceiling is None else f'{ceiling:.2f}'}")
-    print(f"{'proxy':28s} {'mean tau':>8s} {'worst':>6s} {'regret':>6s}   " + "  ".join(settings))
+    print(f"{'proxy':28s} {'mean tau':>8s} {'worst':>6s} {'regret':>6s}   " + "  ".join(judging))
     for row in ranking:
-        per = "  ".join(f"{settings[n]['kendall_tau'][row['proxy']]:+.2f}" for n in settings)
+        per = "  ".join(f"{judging[n]['kendall_tau'][row['proxy']]:+.2f}" for n in judging)
         print(f"{row['proxy']:28s} {row['mean_kendall_tau']:+8.2f} {row['worst_kendall_tau']:+6.2f} "
               f"{row['mean_top1_regret']:6.2f}   {per}")
-    for name, why in missing.items():
-        print(f"missing {name}: {why}")
-    print(f"shipped default {shipped}; best over {len(settings)} setting(s): {default['best_over_settings']}")
+    for name, why in {**missing, **unjudged}.items():
+        print(f"not judging: {name}: {why}")
+    print(f"shipped default {shipped}; best over {len(judging)} judging setting(s): {default['best_over_settings']}")
 
 
 if __name__ == "__main__":
