@@ -33,11 +33,11 @@ MIN_CEILING = 0.5
 # name -> (results file, its benchmark, what it is)
 SETTINGS = {
     "band": ("search_correlation.json", "python benchmarks/search_correlation.py",
-             "24 students of three families (ResNet, MobileNetV2, VGG) in one 2-3 MFLOPs band, KD from the shipped "
-             "ResNet teacher, 3 seeds"),
+             ("24 students of three families (ResNet, MobileNetV2, VGG) in one 2-3 MFLOPs band, KD from the shipped "
+              "ResNet teacher, 3 seeds")),
     "depth": ("depth_space.json", "python benchmarks/depth_space.py",
-              "the ResNet teacher's stem and widths, stage depths 1-4 (like DisWOT's S1), fresh init, KD from it; "
-              "DisWOT's semantic term is defined here"),
+              ("the ResNet teacher's stem and widths, stage depths 1-4 (like DisWOT's S1), fresh init, KD from it; "
+               "DisWOT's semantic term is defined here")),
     "vgg_teacher": ("search_correlation_vgg.json",
                     "python benchmarks/search_correlation.py --teacher teachers/fmnist_vgg.pt2 --scratch-seeds 0",
                     "the band's 24 students, KD from a VGG teacher (teachers/fmnist_vgg.pt2)"),
