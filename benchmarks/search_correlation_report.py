@@ -286,7 +286,7 @@ def plot(r: dict, path: Path) -> None:
     ax.set_xlabel("Kendall τ with mean distilled test accuracy\n(95 % bootstrap interval; combo: held-out, spread "
                   "over splits)")
     ax.set_title(f"{len(r['students'])} students, {r['band_flops'][0] / 1e6:.1f}–{r['band_flops'][1] / 1e6:.1f} "
-                 f"MFLOPs, Fashion-MNIST", fontsize=9)
+                 f"MFLOPs, Fashion-MNIST, KD from {r['teacher']} ({r['kd_seeds_complete']} seed(s))", fontsize=9)
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=120)
