@@ -86,6 +86,11 @@ def report(students: list[dict], work: Path) -> dict:
             if init == "random":
                 for seed, a in runs.items():
                     by_seed.setdefault(seed, {})[name(s)] = a
+    # the fresh ranking from whole seeds only, as the band's: a seed half trained would mix one- and two-seed means
+    whole = [row for row in by_seed.values() if len(row) == len(students)]
+    if whole:
+        for s in students:
+            acc[name(s)]["random"] = statistics.mean(row[name(s)] for row in whole)
     figures: dict = {"students": [{**s, "name": name(s), "accuracy": acc.get(name(s), {})} for s in students]}
     paired = [a["teacher"] - a["random"] for a in acc.values() if {"teacher", "random"} <= set(a)]
     if paired:
@@ -110,10 +115,9 @@ def report(students: list[dict], work: Path) -> dict:
         figures["proxies"] = ranking
         figures["fresh_students_scored"] = len(fresh)
         # how well one training run ranks like another: the ceiling for any proxy's tau on this setting
-        complete = [row for row in by_seed.values() if len(row) == len(students)]
-        figures["seed_tau_ceiling"] = (mean_pairwise_tau(np.array([[row[name(s)] for s in students] for row in complete]))
-                                       if len(complete) >= 2 else None)
-        figures["random_seeds_complete"] = len(complete)
+        figures["seed_tau_ceiling"] = (mean_pairwise_tau(np.array([[row[name(s)] for s in students] for row in whole]))
+                                       if len(whole) >= 2 else None)
+        figures["random_seeds_complete"] = len(whole)
     figures["seeds_trained"] = {init: sorted({f.name.rsplit("seed", 1)[1] for f in work.glob(f"*-{init}-seed*")
                                               if (f / "test.json").exists()}) for init in ("random", "teacher")}
     return figures
