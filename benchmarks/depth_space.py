@@ -8,7 +8,8 @@ the proxies then rank the fresh students against their distilled accuracy.
     python benchmarks/depth_space.py --report        # only scores and summarises what has been trained
 
 Every run is resumable (one folder per student, init and seed under ``runs/depth_space``; a killed command goes on
-where it stopped): at the defaults about 1.3 hours on two cores as two commands, one per init. Saves
+where it stopped): at the defaults about an hour per init and seed on one core of a 2-core Xeon (10 students;
+the deepest take 7 minutes each), proxies scored included. Saves
 ``benchmarks/results/depth_space.json`` with machine, versions and date: per student its depths, size and accuracy
 per init; the paired gain of the teacher's weights over a fresh init; per proxy Kendall tau with a bootstrap
 interval and top-1 regret against the fresh students' accuracy.
