@@ -78,6 +78,7 @@ bench-proxies: install
 #   nohup make bench-search > bench-search.log 2>&1 &
 bench-search: install
 	$(PY) benchmarks/search_correlation.py
+	$(PY) benchmarks/search_settings.py
 
 # The same proof on two more settings (issue 13): DisWOT's home ground (the teacher's widths, stage depths varied;
 # fresh over two seeds, and from the teacher's weights) and the band's students distilled from the second teacher
