@@ -82,7 +82,7 @@ def main() -> None:
     default = {"judged_on": sorted(judging), "not_judging": unjudged, "missing": missing, "min_seed_ceiling": MIN_CEILING,
                "ranking": ranking, "shipped_default": shipped,
                "best_over_settings": ranking[0]["proxy"] if ranking else None,
-               "note": "proxies scored in every present setting, by mean Kendall tau over the settings; proxies "
+               "note": "proxies scored in every judging setting, by mean Kendall tau over them; proxies "
                        "marked @trained score with the trained teacher; only settings whose seed ceiling reaches "
                        "min_seed_ceiling judge"}
     out = RESULTS / "search_correlation.json"
