@@ -1,10 +1,11 @@
 """DisWOT's home ground (issue 13, item 2): the shipped teacher's stem and stage widths, stage depths varied (1-4
 per stage, like the paper's S1 space of ResNet-20 depths), so every student's classifier width equals the
-teacher's and DisWOT's semantic term is defined. Each student is distilled twice with the same KD schedule: freshly
-initialised, and from the teacher's weights (stem, head and the first blocks of each stage, ``init: teacher``);
-the proxies then rank the fresh students against their distilled accuracy.
+teacher's and DisWOT's semantic term is defined. Each student is distilled with the same KD schedule from up to
+three starts: freshly initialised (``random``); from the teacher's weights (stem, head and the first blocks of each
+stage) with the blocks the teacher lacks as identities (``teacher``, Net2Net's deeper step) or fresh
+(``teacher_fresh``). The proxies then rank the fresh students against their distilled accuracy.
 
-    python benchmarks/depth_space.py [--students 10] [--epochs 6] [--train-samples 5000] [--seeds 0] [--inits random teacher]
+    python benchmarks/depth_space.py [--students 10] [--epochs 6] [--train-samples 5000] [--seeds 0] [--inits random teacher teacher_fresh]
     python benchmarks/depth_space.py --report        # only scores and summarises what has been trained
 
 Every run is resumable (one folder per student, init and seed under ``runs/depth_space``; a killed command goes on
@@ -43,6 +44,7 @@ from kdcompress.search.proxies import PROXIES, TEACHER_PROXIES  # noqa: E402
 
 TEACHER = ROOT / "teachers" / "fmnist_resnet.pt2"
 DEPTHS = [1, 2, 3, 4]
+INITS = ("random", "teacher", "teacher_fresh")  # a student's start; the two teacher ones: kdcompress.distill.trainer
 PROXY_NAMES = ["params", "flops", "synflow", "zen", "nwot", "snip", "grad_norm", "diswot", "diswot_relation",
                "diswot_code", "diswot_kxk"]
 
@@ -67,19 +69,19 @@ def train(students: list[dict], inits: list[str], seeds: list[int], epochs: int,
     cfg = load_profile("ci", {"distill.epochs": epochs, "distill.train_samples": samples}).distill
     for seed, init, s in itertools.product(seeds, inits, students):
         folder = work / f"{name(s)}-{init}-seed{seed}"
-        spec = {**s, "init": "teacher"} if init == "teacher" else s
+        spec = s if init == "random" else {**s, "init": init}
         distill(teacher, spec, data, prep, cfg, folder, work / f"teacher_logits_{samples}.pt", seed)
         acc = evaluate(load_student(folder), data.x_test, data.y_test, prep)
         write_json(folder / "test.json", {"test_accuracy": acc})
-        print(f"{name(s)} {init:7s} seed {seed}: {acc:.2f} %", flush=True)
+        print(f"{name(s)} {init:13s} seed {seed}: {acc:.2f} %", flush=True)
 
 
 def report(students: list[dict], work: Path) -> dict:
-    """Accuracy per student and init (mean over the seeds trained), the teacher-init gain, the proxies' ranking."""
+    """Accuracy per student and init (mean over the seeds trained), the teacher inits' gains, the proxies' ranking."""
     acc: dict[str, dict[str, float]] = {}
     by_seed: dict[str, dict[str, float]] = {}  # fresh init: seed -> student -> accuracy
     for s in students:
-        for init in ("random", "teacher"):
+        for init in INITS:
             runs = {f.name.rsplit("seed", 1)[1]: read_json(f / "test.json")["test_accuracy"]
                     for f in sorted(work.glob(f"{name(s)}-{init}-seed*")) if (f / "test.json").exists()}
             if runs:
@@ -93,12 +95,13 @@ def report(students: list[dict], work: Path) -> dict:
         for s in students:
             acc[name(s)]["random"] = statistics.mean(row[name(s)] for row in whole)
     figures: dict = {"students": [{**s, "name": name(s), "accuracy": acc.get(name(s), {})} for s in students]}
-    paired = [a["teacher"] - a["random"] for a in acc.values() if {"teacher", "random"} <= set(a)]
-    if paired:
-        rng = np.random.default_rng(0)
-        boot = [float(np.mean(rng.choice(paired, len(paired)))) for _ in range(2000)]
-        figures["teacher_init_gain"] = {"mean": statistics.mean(paired), "students": len(paired),
-                                        "interval95": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))]}
+    for init in INITS[1:]:
+        paired = [a[init] - a["random"] for a in acc.values() if {init, "random"} <= set(a)]
+        if paired:
+            rng = np.random.default_rng(0)
+            boot = [float(np.mean(rng.choice(paired, len(paired)))) for _ in range(2000)]
+            figures[f"{init}_init_gain"] = {"mean": statistics.mean(paired), "students": len(paired), "interval95":
+                                            [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))]}
     fresh = [s for s in students if "random" in acc.get(name(s), {})]
     if len(fresh) >= 4:
         truth = np.array([acc[name(s)]["random"] for s in fresh])
@@ -120,7 +123,7 @@ def report(students: list[dict], work: Path) -> dict:
                                        if len(whole) >= 2 else None)
         figures["random_seeds_complete"] = len(whole)
     figures["seeds_trained"] = {init: sorted({f.name.rsplit("seed", 1)[1] for f in work.glob(f"*-{init}-seed*")
-                                              if (f / "test.json").exists()}) for init in ("random", "teacher")}
+                                              if (f / "test.json").exists()}) for init in INITS}
     return figures
 
 
@@ -130,7 +133,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--train-samples", type=int, default=5000)
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
-    ap.add_argument("--inits", nargs="+", choices=["random", "teacher"], default=["random", "teacher"])
+    ap.add_argument("--inits", nargs="+", choices=INITS, default=list(INITS))
     ap.add_argument("--report", action="store_true", help="score and summarise only; train nothing")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "depth_space")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "depth_space.json")
@@ -145,10 +148,11 @@ def main() -> None:
     for key, r in figures.get("proxies", {}).items():
         print(f"{key:24s} tau {r['kendall_tau']:+.2f} [{r['interval95'][0]:+.2f}, {r['interval95'][1]:+.2f}]  "
               f"regret {r['top1_regret']:.2f}")
-    if "teacher_init_gain" in figures:
-        g = figures["teacher_init_gain"]
-        print(f"teacher init - fresh init: {g['mean']:+.2f} points [{g['interval95'][0]:+.2f}, {g['interval95'][1]:+.2f}]"
-              f" over {g['students']} students")
+    for init in INITS[1:]:
+        if f"{init}_init_gain" in figures:
+            g = figures[f"{init}_init_gain"]
+            print(f"{init} init - fresh init: {g['mean']:+.2f} points [{g['interval95'][0]:+.2f}, "
+                  f"{g['interval95'][1]:+.2f}] over {g['students']} students")
     print(f"saved {args.out}")
 
 

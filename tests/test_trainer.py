@@ -317,7 +317,8 @@ def test_two_processes_on_two_gpus_train_over_nccl(teacher_files, tiny_npz, tmp_
 
 def test_a_student_of_other_depths_starts_from_the_teachers_first_blocks(teacher_files, tiny_npz, tmp_path):
     """``init: teacher`` (the depth space's students): stem, head and each stage's first blocks are the teacher's,
-    a block the teacher does not have stays fresh; at the teacher's own depths the student is the teacher."""
+    a block the teacher does not have keeps fresh convolutions; at the teacher's own depths the student is the
+    teacher."""
     from kdcompress.models.students import build_resnet, inherit_weights
     from tests.conftest import N_CLASSES, TINY_GENES
 
@@ -343,6 +344,29 @@ def test_a_student_of_other_depths_starts_from_the_teachers_first_blocks(teacher
     distill(teacher, {**spec, "init": None}, data, Preprocess(), frozen, tmp_path / "f", tmp_path / "cache.pt")
     fresh = load_student(tmp_path / "f").state_dict()
     assert not any(torch.allclose(fresh[k], theirs[k], atol=1e-6) for k in weights)
+
+
+def test_a_deeper_student_starts_as_the_teacher_and_its_extra_blocks_still_learn(teacher_files):
+    """Net2DeeperNet: blocks beyond the teacher's start as the identity, so the deeper student's logits are the
+    teacher's to rounding; their zeroed BatchNorm scale gets a gradient, so they do not stay dead. With
+    ``extra_blocks="fresh"`` the logits differ."""
+    from kdcompress.models.students import build_resnet, inherit_weights
+    from tests.conftest import N_CLASSES, SIDE, TINY_GENES
+
+    teacher = load_teacher(teacher_files["pt2"]).module  # an exported program: in eval mode as saved
+    x = torch.rand(8, 1, SIDE, SIDE)
+    with torch.no_grad():
+        want = teacher(x)
+    deeper = build_resnet({**TINY_GENES, "depths": [2, 1, 3]}, 1, N_CLASSES)
+    inherit_weights(deeper, teacher)
+    with torch.no_grad():
+        torch.testing.assert_close(deeper.eval()(x), want, rtol=1e-5, atol=1e-5)
+    deeper.train()(x).logsumexp(1).sum().backward()
+    assert all(float(deeper.stages[i].bn2.weight.grad.abs().sum()) > 0 for i in (1, 4, 5))  # the extra blocks
+    fresh = build_resnet({**TINY_GENES, "depths": [2, 1, 3]}, 1, N_CLASSES)
+    inherit_weights(fresh, teacher, extra_blocks="fresh")
+    with torch.no_grad():
+        assert not torch.allclose(fresh.eval()(x), want, atol=1e-3)
 
 
 def test_init_from_a_teacher_with_another_number_of_stages_is_one_clear_error(teacher_files, tiny_npz, tmp_path):

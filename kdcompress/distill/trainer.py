@@ -33,6 +33,9 @@ from kdcompress.models.students import build_student, inherit_weights, logits_an
 from kdcompress.profiles import Distill, Losses
 from kdcompress.run import Progress, atomic_write, write_json
 
+# a spec's ``init``: start from the teacher's weights, blocks it lacks as the identity (Net2Net) or fresh (what
+# benchmarks/depth_space.py compares it with); see :func:`inherit_weights`
+TEACHER_INITS = {"teacher": "identity", "teacher_fresh": "fresh"}
 
 @dataclass
 class DistillResult:
@@ -135,9 +138,9 @@ def distill(
     torch.manual_seed(seed)
     pruning = teacher.pruning_source(prep(data.x_train[:2])) if spec["space"] in TEACHER_FAMILIES else None
     model = build_student(spec["space"], spec["genes"], spec["in_channels"], spec["num_classes"], pruning)
-    if spec.get("init") == "teacher":  # a family student with the teacher's names: start from what it shares
+    if spec.get("init") in TEACHER_INITS:  # a family student with the teacher's names: start from what it shares
         source = teacher.eager if teacher.eager is not None else teacher.module
-        if not inherit_weights(model, source):
+        if not inherit_weights(model, source, TEACHER_INITS[spec["init"]]):
             raise KDCompressError("the student shares no weight (same name and shape) with the teacher",
                                   "drop init: teacher from the student's spec")
     ckpt_path, history_path, spec_path = student_dir / "ckpt.pt", student_dir / "history.jsonl", student_dir / "spec.json"

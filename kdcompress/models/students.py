@@ -211,22 +211,32 @@ def _stage_blocks(state: dict[str, torch.Tensor]) -> list[list[int]]:
     return [list(range(a, b)) for a, b in zip(starts, [*starts[1:], n])]
 
 
-def inherit_weights(student: nn.Module, teacher: nn.Module) -> int:
+EXTRA_BLOCKS = ("identity", "fresh")
+
+
+def inherit_weights(student: nn.Module, teacher: nn.Module, extra_blocks: str = "identity") -> int:
     """Copy into ``student`` the teacher's tensors that have a place of the same shape in it; return how many.
 
     For a :class:`ResNet` student of the teacher's widths and other depths (the depth space of DisWOT's S1
     setting) that is the stem, the head and the first blocks of each stage, block *j* of a stage from the
-    teacher's block *j* of the same stage; blocks deeper than the teacher's stay freshly initialised (a student
-    with another number of stages is a one-line error). Networks without numbered ``stages`` share tensors by
-    name."""
+    teacher's block *j* of the same stage (a student with another number of stages is a one-line error). A block
+    deeper than the teacher's starts, with ``extra_blocks="identity"``, as the identity: its last BatchNorm's scale
+    and shift are zero, so it adds nothing to its (post-ReLU, non-negative) input and a deeper student computes
+    at init exactly what the teacher computes (Net2DeeperNet, Chen et al., ICLR 2016, reached the way Goyal et al.
+    2017 zero-initialise a residual branch); ``"fresh"`` leaves it randomly initialised. Networks without numbered
+    ``stages`` share tensors by name."""
+    if extra_blocks not in EXTRA_BLOCKS:
+        raise ValueError(f"extra_blocks must be one of {EXTRA_BLOCKS}, not {extra_blocks!r}")
     theirs, ours = teacher.state_dict(), student.state_dict()
     rename: dict[str, str] = {}
+    extra: list[int] = []
     t_stages, s_stages = _stage_blocks(theirs), _stage_blocks(ours)
     if t_stages and s_stages and len(t_stages) != len(s_stages):
         raise KDCompressError(f"the student has {len(s_stages)} stages and the teacher {len(t_stages)}: init: teacher "
                               "maps their blocks stage by stage", "give the student the teacher's number of stages")
     for t_blocks, s_blocks in zip(t_stages, s_stages):
         rename.update({f"stages.{t}.": f"stages.{s}." for t, s in zip(t_blocks, s_blocks)})
+        extra += s_blocks[len(t_blocks):]
     shared = {}
     for key, value in theirs.items():
         if key.startswith("stages."):
@@ -237,6 +247,13 @@ def inherit_weights(student: nn.Module, teacher: nn.Module) -> int:
         if key in ours and ours[key].shape == value.shape:
             shared[key] = value
     student.load_state_dict({**ours, **shared})
+    if extra_blocks == "identity" and shared:
+        for i in extra:  # a stage's later blocks keep its width and stride 1: their shortcut is the identity
+            block = student.get_submodule(f"stages.{i}")
+            if isinstance(block, BasicBlock) and isinstance(block.shortcut, nn.Identity):
+                with torch.no_grad():
+                    block.bn2.weight.zero_()
+                    block.bn2.bias.zero_()
     return len(shared)
 
 
