@@ -81,11 +81,12 @@ bench-search: install
 	$(PY) benchmarks/search_settings.py
 
 # The same proof on two more settings (issue 13): DisWOT's home ground (the teacher's widths, stage depths varied;
-# fresh over two seeds, and from the teacher's weights) and the band's students distilled from the second teacher
-# (VGG); then every setting side by side in search_correlation.json's `settings`. About 6 core-hours; resumable.
+# fresh over two seeds, and from the teacher's weights with extra blocks as identities or fresh) and the band's
+# students distilled from the second teacher (VGG); then every setting side by side in search_correlation.json's
+# `settings`. About 7 core-hours; resumable.
 bench-search-settings: install
 	$(PY) benchmarks/depth_space.py --inits random --seeds 0 1
-	$(PY) benchmarks/depth_space.py --inits teacher --seeds 0
+	$(PY) benchmarks/depth_space.py --inits teacher teacher_fresh --seeds 0
 	$(PY) benchmarks/search_correlation.py --teacher teachers/fmnist_vgg.pt2 --scratch-seeds 0
 	$(PY) benchmarks/search_settings.py
 

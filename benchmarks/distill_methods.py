@@ -60,6 +60,9 @@ METHODS = {
     # the recipe itself, over seeds: how much of its lead over our cuts in frontier.json is one seed's luck
     "tp50-ft": {"student": TP50, "distill.loss": {"kd": {"alpha": 0.0}}},
     "tp50-kd": {"student": TP50, "distill.loss": {"kd": {}}},
+    # on a mild cut the labels may matter more than the profile's alpha 0.9 lets them (issue 9): half and half
+    "kd-a0.5": {"distill.loss": {"kd": {"alpha": 0.5}}},
+    "tp50-kd-a0.5": {"student": TP50, "distill.loss": {"kd": {"alpha": 0.5}}},
 }
 
 
