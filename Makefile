@@ -9,7 +9,7 @@ FMNIST_DIR := /usr/share/datasets/fashion-mnist
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: install data demo test test-all dist bench bench-baselines bench-backends bench-harness bench-check bench-proxies bench-search bench-search-speed teacher clean
+.PHONY: install data demo test test-all dist bench bench-baselines bench-backends bench-harness bench-check bench-proxies bench-search bench-search-settings bench-search-speed teacher clean
 
 # Debian's Fashion-MNIST (idx files); installed only when missing, so a second run is a no-op.
 data:

@@ -14,6 +14,7 @@ over two or more seeds); the others are listed, and left out of the choice.
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import sys
@@ -35,7 +36,7 @@ SETTINGS = {
     "band": ("search_correlation.json", "python benchmarks/search_correlation.py",
              ("24 students of three families (ResNet, MobileNetV2, VGG) in one 2-3 MFLOPs band, KD from the shipped "
               "ResNet teacher, 3 seeds")),
-    "depth": ("depth_space.json", "python benchmarks/depth_space.py",
+    "depth": ("depth_space.json", "python benchmarks/depth_space.py --inits random --seeds 0 1",
               ("the ResNet teacher's stem and widths, stage depths 1-4 (like DisWOT's S1), fresh init, KD from it; "
                "DisWOT's semantic term is defined here")),
     "vgg_teacher": ("search_correlation_vgg.json",
@@ -58,6 +59,7 @@ def setting_figures(r: dict) -> dict:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # no options; --help says what it does
     settings, missing = {}, {}
     for name, (file, command, what) in SETTINGS.items():
         path = RESULTS / file
@@ -77,7 +79,7 @@ def main() -> None:
                        "mean_kendall_tau": statistics.mean(s["kendall_tau"][p] for s in judging.values()),
                        "worst_kendall_tau": min(s["kendall_tau"][p] for s in judging.values()),
                        "mean_top1_regret": statistics.mean(s["top1_regret"][p] for s in judging.values())}
-                      for p in common), key=lambda row: -row["mean_kendall_tau"])
+                      for p in common), key=lambda row: (-row["mean_kendall_tau"], row["proxy"]))
     shipped = Search.model_fields["proxy"].default
     default = {"judged_on": sorted(judging), "not_judging": unjudged, "missing": missing, "min_seed_ceiling": MIN_CEILING,
                "ranking": ranking, "shipped_default": shipped,
