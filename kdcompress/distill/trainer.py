@@ -37,6 +37,7 @@ from kdcompress.run import Progress, atomic_write, write_json
 # benchmarks/depth_space.py compares it with); see :func:`inherit_weights`
 TEACHER_INITS = {"teacher": "identity", "teacher_fresh": "fresh"}
 
+
 @dataclass
 class DistillResult:
     student_dir: Path

@@ -221,9 +221,10 @@ def inherit_weights(student: nn.Module, teacher: nn.Module, extra_blocks: str = 
     setting) that is the stem, the head and the first blocks of each stage, block *j* of a stage from the
     teacher's block *j* of the same stage (a student with another number of stages is a one-line error). A block
     deeper than the teacher's starts, with ``extra_blocks="identity"``, as the identity: its last BatchNorm's scale
-    and shift are zero, so it adds nothing to its (post-ReLU, non-negative) input and a deeper student computes
-    at init exactly what the teacher computes (Net2DeeperNet, Chen et al., ICLR 2016, reached the way Goyal et al.
-    2017 zero-initialise a residual branch); ``"fresh"`` leaves it randomly initialised. Networks without numbered
+    and shift are zero, so it adds nothing to its (post-ReLU, non-negative) input, and a student at least as deep
+    as the teacher in every stage computes at init exactly what the teacher computes (Net2DeeperNet, Chen et al.,
+    ICLR 2016, reached the way Goyal et al. 2017 zero-initialise a residual branch; a stage shallower than the
+    teacher's drops its last blocks); ``"fresh"`` leaves it randomly initialised. Networks without numbered
     ``stages`` share tensors by name."""
     if extra_blocks not in EXTRA_BLOCKS:
         raise ValueError(f"extra_blocks must be one of {EXTRA_BLOCKS}, not {extra_blocks!r}")
