@@ -35,7 +35,7 @@ from search_correlation_report import band_scores, bootstrap_ci, mean_pairwise_t
 
 from kdcompress.data import Preprocess, load_data  # noqa: E402
 from kdcompress.distill import distill, load_student  # noqa: E402
-from kdcompress.distill.trainer import evaluate  # noqa: E402
+from kdcompress.distill.trainer import TEACHER_INITS, evaluate  # noqa: E402
 from kdcompress.models.load import load_teacher  # noqa: E402
 from kdcompress.profiles import load_profile  # noqa: E402
 from kdcompress.report.environment import environment  # noqa: E402
@@ -44,7 +44,7 @@ from kdcompress.search.proxies import PROXIES, TEACHER_PROXIES  # noqa: E402
 
 TEACHER = ROOT / "teachers" / "fmnist_resnet.pt2"
 DEPTHS = [1, 2, 3, 4]
-INITS = ("random", "teacher", "teacher_fresh")  # a student's start; the two teacher ones: kdcompress.distill.trainer
+INITS = ("random", *TEACHER_INITS)  # a student's start: fresh, or one of the trainer's starts from the teacher
 PROXY_NAMES = ["params", "flops", "synflow", "zen", "nwot", "snip", "grad_norm", "diswot", "diswot_relation",
                "diswot_code", "diswot_kxk"]
 
