@@ -50,7 +50,7 @@ bench: install
 	$(PY) benchmarks/shrink_tradeoff.py
 
 # Our front against the recipes users would use instead (int8 PTQ, Torch-Pruning + fine-tune / + int8 / + KD), on
-# the shipped teacher, in one run (resumable; about half an hour on 2 cores) -> benchmarks/results/frontier.json
+# the shipped teacher, in one run (resumable; about an hour on 2 cores) -> benchmarks/results/frontier.json
 bench-baselines: install
 	$(PY) benchmarks/vs_baselines.py
 
