@@ -33,9 +33,10 @@ STUDENT = {"space": "pruned-teacher", "genes": {"downsample": 1, "drop_blocks": 
 # teacher's weights (kdcompress/baselines.py)
 TP50 = {"space": "pruned-teacher", "genes": {"ratio": 0.5, "importance": "l2", "global": 0}, "in_channels": 1,
         "num_classes": 10}
-# Milder cuts than STUDENT (issue 9): the teacher whole at half resolution (its first stride doubled), and the
-# teacher at full resolution without its three deepest blocks; in int8 each runs faster than tp50-ft-int8; and the
-# cut `cut_rank: fidelity` ranks second of all (20 % of channels, in 16s: full resolution, every block)
+# Milder cuts than STUDENT (issue 9): the teacher whole at half resolution (its first stride doubled) and the
+# teacher at full resolution without its three deepest blocks, whose int8 twins run about as fast as tp50-ft-int8 or
+# faster; and the cut `cut_rank: fidelity` ranks second of all (20 % of channels in 16s, full resolution, every
+# block: vs_baselines' 0.5x pick)
 HALF_RES = {"space": "pruned-teacher", "genes": {"downsample": 1, "drop_blocks": 0, "global": 0, "importance": "l2",
                                                 "ratio": 0.0}, "in_channels": 1, "num_classes": 10}
 DROP3 = {"space": "pruned-teacher", "genes": {"downsample": 0, "drop_blocks": 3, "global": 0, "importance": "l2",
