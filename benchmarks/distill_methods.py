@@ -27,22 +27,26 @@ from kdcompress.report.environment import environment
 from kdcompress.run import read_json, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
-STUDENT = {"space": "pruned-teacher", "genes": {"downsample": 1, "drop_blocks": 2, "global": 0, "importance": "l2",
-                                                "ratio": 0.0}, "in_channels": 1, "num_classes": 10}
+
+
+def teacher_cut(**genes: object) -> dict:
+    """The spec of a cut of the shipped teacher (the pruned-teacher space): channels ranked by L2 magnitude per
+    layer, ``genes`` for the rest."""
+    return {"space": "pruned-teacher", "genes": {"global": 0, "importance": "l2", **genes}, "in_channels": 1,
+            "num_classes": 10}
+
+
+STUDENT = teacher_cut(downsample=1, drop_blocks=2, ratio=0.0)
 # The network of vs_baselines' strongest recipes (tp50-ft, tp50-ft-int8): DepGraph 50 %, L2 magnitude, from the
 # teacher's weights (kdcompress/baselines.py)
-TP50 = {"space": "pruned-teacher", "genes": {"ratio": 0.5, "importance": "l2", "global": 0}, "in_channels": 1,
-        "num_classes": 10}
+TP50 = teacher_cut(ratio=0.5)
 # Milder cuts than STUDENT (issue 9): the teacher whole at half resolution (its first stride doubled) and the
 # teacher at full resolution without its three deepest blocks, whose int8 twins run about as fast as tp50-ft-int8 or
 # faster; and the cut `cut_rank: fidelity` ranks second of all (20 % of channels in 16s, full resolution, every
 # block: vs_baselines' 0.5x pick)
-HALF_RES = {"space": "pruned-teacher", "genes": {"downsample": 1, "drop_blocks": 0, "global": 0, "importance": "l2",
-                                                "ratio": 0.0}, "in_channels": 1, "num_classes": 10}
-DROP3 = {"space": "pruned-teacher", "genes": {"downsample": 0, "drop_blocks": 3, "global": 0, "importance": "l2",
-                                             "ratio": 0.0}, "in_channels": 1, "num_classes": 10}
-PRUNE20 = {"space": "pruned-teacher", "genes": {"downsample": 0, "drop_blocks": 0, "global": 0, "importance": "l2",
-                                               "ratio": 0.2, "round_to": 16}, "in_channels": 1, "num_classes": 10}
+HALF_RES = teacher_cut(downsample=1, drop_blocks=0, ratio=0.0)
+DROP3 = teacher_cut(downsample=0, drop_blocks=3, ratio=0.0)
+PRUNE20 = teacher_cut(downsample=0, drop_blocks=0, ratio=0.2, round_to=16)
 # STUDENT's network as a family student (the same 308 k-parameter ResNet), freshly initialised
 FRESH = {"space": "resnet", "genes": {"stem": 32, "stem_stride": 2, "widths": [32, 64, 128], "depths": [1, 1, 1]},
          "in_channels": 1, "num_classes": 10}
