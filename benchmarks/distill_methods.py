@@ -47,6 +47,8 @@ TP50 = teacher_cut(ratio=0.5)
 HALF_RES = teacher_cut(downsample=1, drop_blocks=0, ratio=0.0)
 DROP3 = teacher_cut(downsample=0, drop_blocks=3, ratio=0.0)
 PRUNE20 = teacher_cut(downsample=0, drop_blocks=0, ratio=0.2, round_to=16)
+# vs_baselines' 0.1x pick: half resolution, the three deepest blocks dropped (290 k weights)
+HALF_DROP3 = teacher_cut(downsample=1, drop_blocks=3, ratio=0.0)
 # STUDENT's network as a family student (the same 308 k-parameter ResNet), freshly initialised
 FRESH = {"space": "resnet", "genes": {"stem": 32, "stem_stride": 2, "widths": [32, 64, 128], "depths": [1, 1, 1]},
          "in_channels": 1, "num_classes": 10}
@@ -75,8 +77,14 @@ METHODS = {
     "tp50-ft": {"student": TP50, "distill.loss": {"kd": {"alpha": 0.0}}},
     "tp50-kd": {"student": TP50, "distill.loss": {"kd": {}}},
     # on a mild cut the labels may matter more than the profile's alpha 0.9 lets them (issue 9): half and half
+    # and on each of vs_baselines' picks (PRUNE20, STUDENT, HALF_DROP3) and the recipe's network, with neighbours
+    "kd-a0.3": {"distill.loss": {"kd": {"alpha": 0.3}}},
     "kd-a0.5": {"distill.loss": {"kd": {"alpha": 0.5}}},
+    "kd-a0.7": {"distill.loss": {"kd": {"alpha": 0.7}}},
     "tp50-kd-a0.5": {"student": TP50, "distill.loss": {"kd": {"alpha": 0.5}}},
+    "prune20-kd-a0.5": {"student": PRUNE20, "distill.loss": {"kd": {"alpha": 0.5}}},
+    "halfdrop3-kd": {"student": HALF_DROP3, "distill.loss": {"kd": {}}},
+    "halfdrop3-kd-a0.5": {"student": HALF_DROP3, "distill.loss": {"kd": {"alpha": 0.5}}},
     "halfres-kd": {"student": HALF_RES, "distill.loss": {"kd": {}}},
     "drop3-kd": {"student": DROP3, "distill.loss": {"kd": {}}},
     "prune20-kd": {"student": PRUNE20, "distill.loss": {"kd": {}}},

@@ -8,6 +8,8 @@
 #    the real user path on a GPU without TensorRT.
 # 4. distillation on the GPU (benchmarks/distill_methods.py, the ci student from the shipped teacher): one epoch of
 #    each way of feeding the teacher, and KD seed 0 over the ci schedule, in fp16 (autocast + scaler) and in fp32.
+# 5. KD's alpha on each of vs_baselines' picks and the tp50 recipe's network (issue 9), fp32 on the GPU: one chain
+#    of seeds per method, the chains in parallel, within ALPHA_SECONDS; merged into OUTDIR/distill_alpha_gpu.json.
 # STEPS=13 runs steps 1 and 3 only. Each step has its own time limit and writes its log to OUTDIR as it goes, so a cut-short run still reports.
 # Extra packages the machine lacks can come as wheels in .whl/ (see ../.library/device/README.md), the data in
 # $KDCOMPRESS_FASHION_MNIST.
@@ -52,4 +54,35 @@ for amp in fp16 off; do
     echo "rc=${PIPESTATUS[0]} ($amp $what)" | tee -a "$out/distill_gpu.log"  # 124: cut short by the time limit
   done
 done
+fi
+if [[ $steps == *5* ]]; then
+echo "== 5. KD's alpha on each cut, chains of seeds in parallel (fp32)"
+work=/tmp/alpha; mkdir -p $work
+methods=${ALPHA_METHODS:-kd kd-a0.3 kd-a0.5 kd-a0.7 tp50-kd tp50-kd-a0.5 prune20-kd prune20-kd-a0.5 halfdrop3-kd halfdrop3-kd-a0.5}
+for m in $methods; do
+  # one process per seed: each writes its figures as it ends, so a chain cut short keeps its finished seeds
+  timeout "${ALPHA_SECONDS:-400}" bash -c "for s in ${SEEDS:-0 1 2}; do OMP_NUM_THREADS=1 $py benchmarks/distill_methods.py \
+    --device ${ALPHA_DEVICE:-cuda} --amp off --methods $m --seeds \$s --work $work/$m --out $work/$m.json \
+    || echo rc=\$? seed \$s; done" > "$work/$m.log" 2>&1 &
+done
+wait
+$py - "$work" "$out/distill_alpha_gpu.json" "$methods" <<'PY'
+import json, sys
+from pathlib import Path
+from kdcompress.report.environment import environment
+work, out, methods = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3].split()
+merged = {"benchmark": "distill_methods: KD alpha per cut on a GPU (gpu_check.sh step 5)", "runs": {}, "summary": {},
+          "logs": {}}
+for m in methods:
+    f = work / f"{m}.json"
+    if f.exists():
+        d = json.loads(f.read_text())
+        merged["runs"][m], merged["summary"][m] = d["runs"][m], d["summary"][m]
+        merged.setdefault("placement", d["placement"])
+        merged.setdefault("other_students", d["other_students"]); merged.setdefault("student", d["student"])
+    merged["logs"][m] = [l for l in (work / f"{m}.log").read_text().splitlines() if "Warning" not in l][-6:]
+    s = merged["summary"].get(m)
+    print(f"{m:18s}", f"{s['mean']:.2f} sd {s['stdev'] or 0:.2f} ({s['seeds']} seeds)" if s else "no finished seed")
+out.write_text(json.dumps({**merged, **environment()}, indent=2))
+PY
 fi
