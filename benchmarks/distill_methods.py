@@ -78,11 +78,15 @@ METHODS = {
     "tp50-kd": {"student": TP50, "distill.loss": {"kd": {}}},
     # on a mild cut the labels may matter more than the profile's alpha 0.9 lets them (issue 9): half and half
     # and on each of vs_baselines' picks (PRUNE20, STUDENT, HALF_DROP3) and the recipe's network, with neighbours
+    "kd-a0.1": {"distill.loss": {"kd": {"alpha": 0.1}}},
     "kd-a0.3": {"distill.loss": {"kd": {"alpha": 0.3}}},
     "kd-a0.5": {"distill.loss": {"kd": {"alpha": 0.5}}},
     "kd-a0.7": {"distill.loss": {"kd": {"alpha": 0.7}}},
     "tp50-kd-a0.5": {"student": TP50, "distill.loss": {"kd": {"alpha": 0.5}}},
+    "tp50-kd-a0.3": {"student": TP50, "distill.loss": {"kd": {"alpha": 0.3}}},
     "prune20-kd-a0.5": {"student": PRUNE20, "distill.loss": {"kd": {"alpha": 0.5}}},
+    "prune20-kd-a0.3": {"student": PRUNE20, "distill.loss": {"kd": {"alpha": 0.3}}},
+    "halfdrop3-kd-a0.3": {"student": HALF_DROP3, "distill.loss": {"kd": {"alpha": 0.3}}},
     "halfdrop3-kd": {"student": HALF_DROP3, "distill.loss": {"kd": {}}},
     "halfdrop3-kd-a0.5": {"student": HALF_DROP3, "distill.loss": {"kd": {"alpha": 0.5}}},
     "halfres-kd": {"student": HALF_RES, "distill.loss": {"kd": {}}},
