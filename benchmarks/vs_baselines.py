@@ -70,8 +70,9 @@ def mcnemar_p(only_a: int, only_b: int) -> float:
 
 
 def closest_contender(baseline: dict, ours: list[dict], data: DataSplits, prep: Preprocess) -> dict | None:
-    """For a recipe none of our rows beats: our most accurate row at least as fast, and whether its accuracy gap is
-    more than test-set noise — both on the same 10,000 images, so paired (McNemar)."""
+    """Our most accurate row at least as fast as a recipe, and whether its accuracy gap to the recipe is more than
+    test-set noise — both on the same 10,000 images, so paired (McNemar). For every recipe, beaten or not: a win
+    by a few images is a tie, and the file says so."""
     faster = [r for r in ours if r["latency_ms"]["p50"] <= baseline["latency_ms"]["p50"]]
     if not faster:
         return None
@@ -104,7 +105,7 @@ def main() -> None:
     data = load_data("fashion-mnist", profile.data.val_fraction, 0)
     prep = Preprocess(tuple(profile.data.mean), tuple(profile.data.std))
     baselines = {r["name"]: row(r) | {"description": r["description"], "beaten_by": r["beaten_by"],
-                                      "closest": None if r["beaten_by"] else closest_contender(r, result["students"], data, prep)}
+                                      "closest": closest_contender(r, result["students"], data, prep)}
                  for r in result["baselines"]}
     ok = [r for r in ours if r["accuracy_drop"] <= 0.5]
     best_b1 = max((r["speedup_b1"] for r in ok), default=None)
