@@ -22,6 +22,12 @@ from kdcompress.run import RunDir, write_json
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def shown(path: Path) -> str:
+    """``path`` relative to the repository where it lies inside it, else as given."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, default=ROOT / "runs" / "demo")
@@ -38,7 +44,8 @@ def main() -> None:
     best = next(s for s in result["students"] if s["id"] == result["best"])
     figures = {
         "benchmark": "shrink_tradeoff",
-        "command": f"python benchmarks/shrink_tradeoff.py --run {args.run} --profile {args.profile}",
+        # the run folder as the user would type it from the repository (the default is an absolute path)
+        "command": f"python benchmarks/shrink_tradeoff.py --run {shown(args.run)} --profile {args.profile}",
         "profile": result["profile"], "backend": result["backend"], "batch": result["batch"],
         "threads": result["threads"], "test_samples": result["test_samples"],
         "teacher": {k: result["teacher"][k] for k in ("params", "flops", "latency_ms", "accuracy")},
