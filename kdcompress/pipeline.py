@@ -33,7 +33,7 @@ from kdcompress.errors import KDCompressError
 from kdcompress.export import check_parity, to_onnx
 from kdcompress.export.artifacts import ArtifactPlan, build_model_artifacts, calibration_images, plan_artifacts
 from kdcompress.export.int8 import resolve_scheme
-from kdcompress.models.load import OnnxTeacher, Teacher, infer_io, load_teacher
+from kdcompress.models.load import OnnxTeacher, Teacher, check_teacher_learned, infer_io, load_teacher
 from kdcompress.models.pruning import TEACHER_FAMILIES, PruningSource
 from kdcompress.profiles import KDLoss, Losses, Profile
 from kdcompress.report.environment import environment
@@ -158,7 +158,7 @@ def stage_load(s: Session) -> dict:
                                   "fix those labels, or use a teacher trained on these classes")
         raise KDCompressError(f"teacher outputs {k} classes but the data has {data.num_classes}",
                               "use data with the teacher's classes")
-    teacher.set_eval()
+    teacher_accuracy = check_teacher_learned(teacher, data.x_val, data.y_val, prep, s.inputs["data"])
     module = teacher.module
     params = module.param_count() if isinstance(module, OnnxTeacher) else sum(p.numel() for p in module.parameters())
     try:
@@ -188,14 +188,16 @@ def stage_load(s: Session) -> dict:
     if plan.format != "onnx":  # candidates are timed as ONNX: on the GPU through onnxruntime where it can
         search_backend = "onnxruntime-cuda" if status["onnxruntime-cuda"].startswith("available") else "onnxruntime-cpu"
         notes.append(f"search times candidates on {search_backend} (artifacts are measured on {backend})")
+    # every check of the stage passed: a failing one must stay the run's only line
+    s.progress.note(f"teacher: {teacher_accuracy:.1f} % on {min(len(data.y_val), 2000)} validation images")
     for n in notes:
         s.progress.note(n)
     if plan.int8:
         s.progress.note(f"int8: {plan.int8.scheme}, reduce_range {plan.int8.reduce_range} — {plan.int8.reason}")
     s.run.manifest.update({
         "teacher": {"path": str(teacher.path), "kind": teacher.kind, "sha256": teacher.sha256, "params": params,
-                    "flops": flops, "num_classes": k, "artifact": str(onnx_path), "exporter": exporter,
-                    "parity": parity},
+                    "flops": flops, "num_classes": k, "val_accuracy": teacher_accuracy, "artifact": str(onnx_path),
+                    "exporter": exporter, "parity": parity},
         "data": data.summary(), "input_shape": list(data.input_shape), "preprocess": prep.to_json(),
         "backend": backend, "search_backend": search_backend, "backend_note": "; ".join(notes) or None,
         "precision": t.precision, "plan": plan.to_json(), "environment": environment(),

@@ -42,6 +42,11 @@ def _x(files: dict) -> np.ndarray:
         return z["x_train"]
 
 
+def _y(files: dict) -> np.ndarray:
+    with np.load(files["npz"]) as z:
+        return z["y_train"]
+
+
 def _bytes(files: dict, name: str, data: bytes) -> Path:
     path = files["dir"] / name
     path.write_bytes(data)
@@ -103,6 +108,9 @@ CORPUS = [
     Case("label-range", "a label outside 0..K−1",
          lambda f: shrink(f, data=_npz(f, "l13.npz", y_train=np.where(np.arange(len(_x(f))) == 5, 13,
                                                                         np.arange(len(_x(f))) % 4))), "label(s) 13"),
+    Case("labels-shifted", "data the teacher has not learnt: here its labels shifted by one (as other data, or "
+         "`--data` left at its default, looks to it)",
+         lambda f: shrink(f, data=_npz(f, "shifted.npz", y_train=(_y(f) + 1) % 4)), "has not learnt these data"),
     Case("missing-data", "a data path that does not exist",
          lambda f: shrink(f, data=f["dir"] / "missing.npz"), "dataset not found"),
     Case("broken-yaml", "a profile that is not valid YAML",

@@ -6,13 +6,15 @@ import pickle
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from kdcompress.data import Preprocess
 from kdcompress.errors import KDCompressError
-from kdcompress.models.load import infer_io, load_teacher
+from kdcompress.models.load import check_teacher_learned, infer_io, load_teacher
 
-from .conftest import N_CLASSES, SIDE
+from .conftest import N_CLASSES, SIDE, make_images
 
 
 @pytest.mark.parametrize("fmt, kind", [("pt2", "exported"), ("ts", "torchscript"), ("sd", "state_dict")])
@@ -113,3 +115,16 @@ def test_a_trusted_pickle_finds_its_class_beside_the_model_or_says_which_module_
     monkeypatch.delitem(sys.modules, "userarch", raising=False)
     with pytest.raises(KDCompressError, match="needs module 'userarch'"):
         load_teacher(moved, trust_pickle=True)
+
+
+def test_a_teacher_no_better_than_chance_on_the_data_is_refused(teacher_files):
+    """A teacher given data it has not learnt (other data, labels in another order) scores about chance: one line
+    before any search or training; on its own data its accuracy is returned."""
+    t = load_teacher(teacher_files["pt2"])
+    x, y = make_images(400, np.random.default_rng(5))
+    x, y = torch.from_numpy(x), torch.from_numpy(y).long()
+    assert check_teacher_learned(t, x, y, Preprocess(), "tiny") > 60
+    with pytest.raises(KDCompressError, match=r"scores \d+\.\d % on 400 validation images of shifted \(chance: "):
+        check_teacher_learned(t, x, (y + 1) % N_CLASSES, Preprocess(), "shifted")
+    # the bar is a tenth of the way from the majority class's share to 100 %, so a weak but real teacher passes
+    assert check_teacher_learned(t, x[:10], y[:10], Preprocess(), "ten", limit=10) >= 0

@@ -15,6 +15,7 @@ import math
 import pickle
 import sys
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -286,6 +287,30 @@ def _accepts(teacher: Teacher, shape: tuple[int, ...]) -> bool:
         return True
     except Exception:  # noqa: BLE001
         return False
+
+
+def check_teacher_learned(teacher: Teacher, x: torch.Tensor, y: torch.Tensor, prep: Callable[[torch.Tensor], torch.Tensor],
+                          data_name: str, limit: int = 2000) -> float:
+    """The teacher's accuracy (%) on the first ``limit`` images of ``x`` (the validation split); one clear error when
+    it is not clearly above chance: less than a tenth of the way from the majority class's share to 100 %. That is
+    what a teacher given other data than it learnt (``--data`` left at its default), labels in another order or
+    another normalisation (``--mean``/``--std``) scores, and distilling from it would spend the run for nothing."""
+    x, y = x[:limit], y[:limit]
+    if len(y) == 0:
+        return float("nan")
+    teacher.set_eval()
+    with torch.no_grad():
+        correct = sum(int((teacher.module(prep(x[i:i + 500])).argmax(1) == y[i:i + 500]).sum())
+                      for i in range(0, len(y), 500))
+    accuracy, chance = 100.0 * correct / len(y), 100.0 * float(torch.bincount(y).max()) / len(y)
+    if accuracy < chance + 0.1 * (100.0 - chance):
+        raise KDCompressError(
+            f"teacher {teacher.path.name} scores {accuracy:.1f} % on {len(y)} validation images of {data_name} "
+            f"(chance: {chance:.1f} %): it has not learnt these data as given",
+            "pass the data it was trained on with --data (default: fashion-mnist), in the same label order, and its "
+            "normalisation as data.mean/data.std",
+        )
+    return accuracy
 
 
 def infer_io(teacher: Teacher, input_shape: tuple[int, ...]) -> int:
