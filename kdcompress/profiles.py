@@ -367,10 +367,14 @@ def _field_names(model: type[BaseModel], loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
+_TYPE_TAGS = frozenset({"float", "int", "str", "bool", "none"})
+
+
 def _first_error(source: str, exc: ValidationError, overridden: frozenset[str] = frozenset()) -> KDCompressError:
     """The first validation error, in the user's words: blamed on ``--set key`` when the value came from there."""
     err = exc.errors()[0]
-    loc = tuple(err["loc"])
+    # pydantic names the member of a union it tried (`latency_ratio.float`, `…list[float]`): not a key of ours
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and (p in _TYPE_TAGS or "[" in p)))
     key = ".".join(str(p) for p in loc)
     # the value came from --set when that key, a section above it or a key below it was set there
     from_set = any(key == o or key.startswith(o + ".") or o.startswith(key + ".") for o in overridden)

@@ -40,6 +40,9 @@ def test_overrides_apply_and_validate():
     assert load_profile("ci", {"distill.epochs": 3}).distill.epochs == 3
     with pytest.raises(KDCompressError, match="unknown key"):
         load_profile("ci", {"distill.epoch": 3})
+    # a field that takes one value or a list: the error names the key, not pydantic's union member (`….float`)
+    with pytest.raises(KDCompressError, match=r"^--set budget\.latency_ratio: Input should be a valid number"):
+        load_profile("ci", {"budget.latency_ratio": "abc"})
 
 
 def test_amp_off_as_yaml_writes_it_and_a_missing_gpu_fails_when_the_profile_is_read(monkeypatch):
