@@ -40,7 +40,7 @@ def pareto_png(result: dict[str, Any], candidates: list[float]) -> bytes:
     import matplotlib.ticker
 
     t = result["teacher"]
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    fig, ax = plt.subplots(figsize=(10, 5), dpi=110)
     points = {"teacher": (t["latency_ms"]["p50"], t["accuracy"])}
     ax.scatter([t["latency_ms"]["p50"]], [t["accuracy"]], marker="*", s=260, color="black", zorder=4,
                label="teacher (fp32)")
@@ -82,7 +82,8 @@ def pareto_png(result: dict[str, Any], candidates: list[float]) -> bytes:
     ax.set_ylabel("test accuracy, %")
     ax.set_title(f"kdcompress — {result['profile']}: latency vs accuracy of every artifact")
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=7, loc="lower right")
+    # outside the axes: inside, any corner covers some run's points (a weak teacher sits low right)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
