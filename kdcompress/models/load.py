@@ -308,7 +308,7 @@ def check_teacher_learned(teacher: Teacher, x: torch.Tensor, y: torch.Tensor, pr
             f"teacher {teacher.path.name} scores {accuracy:.1f} % on {len(y)} validation images of {data_name} "
             f"(chance: {chance:.1f} %): it has not learnt these data as given",
             "pass the data it was trained on with --data (default: fashion-mnist), in the same label order, and its "
-            "normalisation as data.mean/data.std",
+            "normalisation with --mean/--std",
         )
     return accuracy
 
