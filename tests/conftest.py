@@ -43,21 +43,24 @@ def tiny_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def tiny_module() -> torch.nn.Module:
-    """A tiny ResNet teacher trained for a few steps on the tiny data (enough to beat chance clearly)."""
-    torch.manual_seed(0)
-    model = build_resnet(TINY_GENES, 1, N_CLASSES)
-    rng = np.random.default_rng(1)
-    x, y = make_images(256, rng)
+def train_briefly(model: torch.nn.Module, steps: int = 30) -> torch.nn.Module:
+    """``model`` trained for a few full-batch steps on tiny data (enough to beat chance clearly, which load checks)."""
+    x, y = make_images(256, np.random.default_rng(1))
     xt, yt = torch.from_numpy(x).float() / 255, torch.from_numpy(y)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     model.train()
-    for _ in range(30):
+    for _ in range(steps):
         opt.zero_grad()
         torch.nn.functional.cross_entropy(model(xt), yt).backward()
         opt.step()
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_module() -> torch.nn.Module:
+    """A tiny ResNet teacher trained for a few steps on the tiny data."""
+    torch.manual_seed(0)
+    return train_briefly(build_resnet(TINY_GENES, 1, N_CLASSES))
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,8 @@ from kdcompress.models.load import load_teacher
 from kdcompress.models.pruning import PruningSource, check_prunable
 from kdcompress.profiles import load_profile
 
+from .conftest import train_briefly
+
 CONCAT_ARCH = '''
 import torch
 from torch import nn
@@ -43,7 +45,7 @@ def concat_teacher(tmp_path_factory):
     ns: dict = {}
     exec(CONCAT_ARCH, ns)  # the same class the CLI will import from the file
     torch.manual_seed(0)
-    torch.save(ns["ConcatNet"]().state_dict(), d / "concat_sd.pt")
+    torch.save(train_briefly(ns["ConcatNet"]()).state_dict(), d / "concat_sd.pt")  # a teacher beats chance
     return d / "concat_sd.pt", f"{d / 'concat_arch.py'}:ConcatNet"
 
 
