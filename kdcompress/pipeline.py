@@ -189,7 +189,8 @@ def stage_load(s: Session) -> dict:
         search_backend = "onnxruntime-cuda" if status["onnxruntime-cuda"].startswith("available") else "onnxruntime-cpu"
         notes.append(f"search times candidates on {search_backend} (artifacts are measured on {backend})")
     # every check of the stage passed: a failing one must stay the run's only line
-    s.progress.note(f"teacher: {teacher_accuracy:.1f} % on {min(len(data.y_val), 2000)} validation images")
+    s.progress.note(f"teacher: {teacher_accuracy:.1f} % on {min(len(data.y_val), 2000)} validation images (a check that "
+                    "it knows these data; they may be images it trained on: its test accuracy comes with bench)")
     for n in notes:
         s.progress.note(n)
     if plan.int8:
