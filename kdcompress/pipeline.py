@@ -158,7 +158,7 @@ def stage_load(s: Session) -> dict:
                                   "fix those labels, or use a teacher trained on these classes")
         raise KDCompressError(f"teacher outputs {k} classes but the data has {data.num_classes}",
                               "use data with the teacher's classes")
-    teacher_accuracy = check_teacher_learned(teacher, data.x_val, data.y_val, prep, s.inputs["data"])
+    teacher_accuracy, checked = check_teacher_learned(teacher, data.x_val, data.y_val, prep, s.inputs["data"])
     module = teacher.module
     params = module.param_count() if isinstance(module, OnnxTeacher) else sum(p.numel() for p in module.parameters())
     try:
@@ -189,8 +189,8 @@ def stage_load(s: Session) -> dict:
         search_backend = "onnxruntime-cuda" if status["onnxruntime-cuda"].startswith("available") else "onnxruntime-cpu"
         notes.append(f"search times candidates on {search_backend} (artifacts are measured on {backend})")
     # every check of the stage passed: a failing one must stay the run's only line
-    s.progress.note(f"teacher: {teacher_accuracy:.1f} % on {min(len(data.y_val), 2000)} validation images (a check that "
-                    "it knows these data; they may be images it trained on: its test accuracy comes with bench)")
+    s.progress.note(f"teacher: {teacher_accuracy:.1f} % on {checked} validation images (a check that it knows these "
+                    "data; they may be images it trained on: its test accuracy comes with bench)")
     for n in notes:
         s.progress.note(n)
     if plan.int8:

@@ -57,9 +57,12 @@ class Teacher:
         return PruningSource(module, example)
 
     @torch.no_grad()
-    def logits(self, x: torch.Tensor, batch: int = 512) -> torch.Tensor:
+    def logits(self, x: torch.Tensor, batch: int = 512,
+               prep: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """The teacher's logits on ``x`` in batches; ``prep`` applied to each batch (raw images stay small)."""
         self.set_eval()
-        return torch.cat([self.module(x[i : i + batch]) for i in range(0, len(x), batch)])
+        return torch.cat([self.module(x[i : i + batch] if prep is None else prep(x[i : i + batch]))
+                          for i in range(0, len(x), batch)])
 
 
 # Recipe files name our own families only: a JSON file never makes us import code.
@@ -290,18 +293,17 @@ def _accepts(teacher: Teacher, shape: tuple[int, ...]) -> bool:
 
 
 def check_teacher_learned(teacher: Teacher, x: torch.Tensor, y: torch.Tensor, prep: Callable[[torch.Tensor], torch.Tensor],
-                          data_name: str, limit: int = 2000) -> float:
-    """The teacher's accuracy (%) on the first ``limit`` images of ``x`` (the validation split); one clear error when
+                          data_name: str, limit: int = 2000) -> tuple[float, int]:
+    """The teacher's accuracy (%) on the first ``limit`` images of ``x`` (the validation split) and how many images
+    that is; one clear error when
     it is not clearly above chance: less than a tenth of the way from the majority class's share to 100 %. That is
     what a teacher given other data than it learnt (``--data`` left at its default), labels in another order or
     another normalisation (``--mean``/``--std``) scores, and distilling from it would spend the run for nothing."""
     x, y = x[:limit], y[:limit]
     if len(y) == 0:
-        return float("nan")
-    teacher.set_eval()
+        return float("nan"), 0
     with torch.no_grad():
-        correct = sum(int((teacher.module(prep(x[i:i + 500])).argmax(1) == y[i:i + 500]).sum())
-                      for i in range(0, len(y), 500))
+        correct = int((teacher.logits(x, 500, prep).argmax(1) == y).sum())
     accuracy, chance = 100.0 * correct / len(y), 100.0 * float(torch.bincount(y).max()) / len(y)
     if accuracy < chance + 0.1 * (100.0 - chance):
         raise KDCompressError(
@@ -310,7 +312,7 @@ def check_teacher_learned(teacher: Teacher, x: torch.Tensor, y: torch.Tensor, pr
             "pass the data it was trained on with --data (default: fashion-mnist), in the same label order, and its "
             "normalisation with --mean/--std",
         )
-    return accuracy
+    return accuracy, len(y)
 
 
 def infer_io(teacher: Teacher, input_shape: tuple[int, ...]) -> int:
