@@ -2,6 +2,13 @@
 
     python teachers/train_fmnist.py --out teachers/fmnist_resnet.pt2                 # the demo's ResNet
     python teachers/train_fmnist.py --space vgg --out teachers/fmnist_vgg.pt2        # a second family (issue 13)
+    python teachers/train_fmnist.py --train-only --epochs 40 --patience 5 \
+        --out teachers/fmnist_resnet_trainonly.pt2                                    # the front's teacher (issue 29)
+
+``--train-only`` is the protocol the front's benchmark needs: the teacher sees the training split alone (the
+validation split that ``kdcompress`` carves with its default seed and fraction stays unseen), the epoch kept is the
+one with the best validation accuracy, training stops after ``--patience`` epochs without a better one, and the test
+split is read once, at the end. Without it, the shipped teachers' recipe: train + validation, test printed per epoch.
 
 Saves a ``torch.export`` ExportedProgram (dynamic batch) — loadable without executing a pickle — and a JSON
 file beside it with the genes, training recipe and measured test accuracy.
@@ -44,13 +51,20 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--space", choices=list(GENES), default="resnet")
+    ap.add_argument("--train-only", action="store_true", help="train on the train split alone; keep the best "
+                    "validation epoch; read the test split once, at the end")
+    ap.add_argument("--patience", type=int, default=0, help="with --train-only: stop after this many epochs "
+                    "without a better validation accuracy (0: run every epoch)")
+    ap.add_argument("--ckpt-dir", type=Path, help="where the per-epoch checkpoint lives [default: beside --out]")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
     data = load_data("fashion-mnist", val_fraction=0.1, seed=0)
-    # The teacher sees train + val: the shrink pipeline's validation split is for early stopping the student.
-    x = torch.cat([data.x_train, data.x_val])
-    y = torch.cat([data.y_train, data.y_val])
+    if args.train_only:  # the validation split stays unseen: it picks the epoch here and the students' choices later
+        x, y = data.x_train, data.y_train
+    else:  # the shipped teachers see train + val: the pipeline's validation split is for early stopping the student
+        x = torch.cat([data.x_train, data.x_val])
+        y = torch.cat([data.y_train, data.y_val])
     prep = Preprocess()
     model = STUDENTS[args.space](GENES[args.space], 1, 10)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
@@ -59,13 +73,14 @@ def main() -> None:
     g = torch.Generator().manual_seed(args.seed)
     # a checkpoint after every epoch: a killed training resumes where it stopped (train_seconds then counts this
     # process only)
-    ckpt = args.out.with_suffix(".ckpt.pt")
-    start = 0
+    ckpt = (args.ckpt_dir / args.out.name if args.ckpt_dir else args.out).with_suffix(".ckpt.pt")
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    start, best, history = 0, {"val": -1.0, "epoch": 0, "model": None}, []
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=True)
         model.load_state_dict(state["model"]), opt.load_state_dict(state["opt"]), sched.load_state_dict(state["sched"])
         g.set_state(state["generator"])
-        start = state["epoch"]
+        start, best, history = state["epoch"], state.get("best", best), state.get("history", [])
         print(f"resuming after epoch {start}")
     t0 = time.time()
     for epoch in range(start, args.epochs):
@@ -76,15 +91,29 @@ def main() -> None:
             loss.backward()
             opt.step()
             sched.step()
-        acc = evaluate(model, data.x_test, data.y_test, prep)
-        print(f"epoch {epoch + 1}/{args.epochs} loss {loss.item():.3f} test acc {acc:.2f}% ({time.time() - t0:.0f}s)",
-              flush=True)
+        if args.train_only:
+            acc = evaluate(model, data.x_val, data.y_val, prep)
+            history.append({"epoch": epoch + 1, "val_accuracy": round(acc, 2), "seconds": round(time.time() - t0)})
+            if acc > best["val"]:
+                best = {"val": acc, "epoch": epoch + 1, "model": {k: v.clone() for k, v in model.state_dict().items()}}
+            print(f"epoch {epoch + 1}/{args.epochs} loss {loss.item():.3f} val acc {acc:.2f}% (best {best['val']:.2f}"
+                  f" at {best['epoch']}) ({time.time() - t0:.0f}s)", flush=True)
+        else:
+            acc = evaluate(model, data.x_test, data.y_test, prep)
+            print(f"epoch {epoch + 1}/{args.epochs} loss {loss.item():.3f} test acc {acc:.2f}% "
+                  f"({time.time() - t0:.0f}s)", flush=True)
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                    "generator": g.get_state(), "epoch": epoch + 1}, ckpt.with_suffix(".tmp"))
+                    "generator": g.get_state(), "epoch": epoch + 1, "best": best, "history": history},
+                   ckpt.with_suffix(".tmp"))
         os.replace(ckpt.with_suffix(".tmp"), ckpt)
+        if args.train_only and args.patience and epoch + 1 - best["epoch"] >= args.patience:
+            print(f"no better validation accuracy in {args.patience} epochs: stopping", flush=True)
+            break
 
+    if args.train_only:
+        model.load_state_dict(best["model"])
     model.eval()
-    acc = evaluate(model, data.x_test, data.y_test, prep)
+    acc = evaluate(model, data.x_test, data.y_test, prep)  # the test split, read once (with --train-only)
     batch = torch.export.Dim("batch", min=1, max=65536)
     ep = torch.export.export(model, (torch.zeros(2, 1, 28, 28),), dynamic_shapes={"x": {0: batch}})
     tmp = args.out.with_name(args.out.stem + ".tmp.pt2")  # torch.export.save wants a .pt2 name
@@ -98,6 +127,10 @@ def main() -> None:
         "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
         "recipe": f"SGD nesterov lr {args.lr} one-cycle, wd 5e-4, batch {args.batch}, crop+flip, {args.epochs} epochs",
     }
+    if args.train_only:
+        meta.update({"trained_on": "train split only (val_fraction 0.1, seed 0 held out)", "best_epoch": best["epoch"],
+                     "val_accuracy": round(best["val"], 2), "patience": args.patience, "history": history,
+                     "recipe": meta["recipe"] + f" (one-cycle over {args.epochs}; best validation epoch kept)"})
     args.out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
     print(json.dumps(meta))
 
