@@ -33,7 +33,7 @@ from kdcompress.models.load import load_teacher  # noqa: E402
 from kdcompress.models.students import build_student  # noqa: E402
 from kdcompress.report.environment import environment  # noqa: E402
 from kdcompress.run import write_json  # noqa: E402
-from kdcompress.search.probe import gaussian_init_, proxy_batches, student_signals  # noqa: E402
+from kdcompress.models.probe import gaussian_init_, proxy_batches, student_signals  # noqa: E402
 from kdcompress.search.proxies import kxk_terms  # noqa: E402
 
 TERMS = {

@@ -23,7 +23,7 @@ from kdcompress.data import Preprocess, load_data
 from kdcompress.models.load import load_teacher
 from kdcompress.report.environment import environment
 from kdcompress.run import write_json
-from kdcompress.search.probe import TeacherProbe
+from kdcompress.models.probe import TeacherProbe
 from kdcompress.search.proxies import (
     PROXIES,
     score_student,

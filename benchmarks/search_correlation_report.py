@@ -20,7 +20,7 @@ from kdcompress.models.load import load_teacher
 from kdcompress.report.environment import environment
 from kdcompress.run import atomic_write, write_json
 from kdcompress.search.combo import COMBO_COMPONENTS, WEIGHTS_FILE, combo_features, fit_combo
-from kdcompress.search.probe import proxy_batches
+from kdcompress.models.probe import proxy_batches
 from kdcompress.search.proxies import PROXIES, TEACHER_PROXIES, score_student
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,7 +41,7 @@ def scores_key(students: list[dict]) -> str:
     import hashlib
 
     import kdcompress.search.combo as combo_src
-    import kdcompress.search.probe as probe_src
+    import kdcompress.models.probe as probe_src
     import kdcompress.search.proxies as proxies_src
     import kdcompress.search.rivals as rivals_src
 

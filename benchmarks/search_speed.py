@@ -30,7 +30,7 @@ from kdcompress.profiles import load_profile  # noqa: E402
 from kdcompress.report.environment import environment  # noqa: E402
 from kdcompress.run import write_json  # noqa: E402
 from kdcompress.search.evolution import search  # noqa: E402
-from kdcompress.search.probe import proxy_batches  # noqa: E402
+from kdcompress.models.probe import proxy_batches  # noqa: E402
 from kdcompress.search.proxies import PROXIES, count_flops, score_student  # noqa: E402
 
 

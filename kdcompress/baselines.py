@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kdcompress.models.pruning import PRUNED_FAMILY
+from kdcompress.records import StudentSpec
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,9 @@ class PruneAndTrain:
     ratio: float
     kd: bool
 
-    def spec(self, in_channels: int, num_classes: int) -> dict:
-        return {"space": PRUNED_FAMILY, "genes": {"ratio": self.ratio, "importance": "l2", "global": 0},
-                "in_channels": in_channels, "num_classes": num_classes, "scores": {}}
+    def spec(self, in_channels: int, num_classes: int) -> StudentSpec:
+        return StudentSpec(PRUNED_FAMILY, {"ratio": self.ratio, "importance": "l2", "global": 0}, in_channels,
+                           num_classes)
 
 
 TRAINED = (PruneAndTrain("b-tp50-ft", 0.5, kd=False), PruneAndTrain("b-tp75-kd", 0.75, kd=True))
@@ -55,10 +56,3 @@ RECIPES = (
 def precisions_of(model: str) -> list[str]:
     """The precisions the recipes need of ``model``."""
     return sorted({r.precision for r in RECIPES if r.model == model}, key=["fp32", "fp16", "int8"].index)
-
-
-def beaten_by(baseline: dict, ours: list[dict]) -> str | None:
-    """The fastest of our rows that is at least as fast and at least as accurate as ``baseline`` (None: none is)."""
-    lat, acc = baseline["latency_ms"]["p50"], baseline["accuracy"]
-    wins = [r for r in ours if r["latency_ms"]["p50"] <= lat and r["accuracy"] >= acc]
-    return min(wins, key=lambda r: r["latency_ms"]["p50"])["id"] if wins else None

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kdcompress.errors import KDCompressError, did_you_mean, first_line
+from kdcompress.names import PROXIES, SPACES
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -126,8 +127,6 @@ class Search(_Strict):
     @field_validator("space")
     @classmethod
     def _known_spaces(cls, v: list[str]) -> list[str]:
-        from kdcompress.search.space import SPACES
-
         for name in v:
             if name not in SPACES:
                 raise ValueError(f"unknown space {name!r}: {did_you_mean(name, SPACES)}")
@@ -136,8 +135,6 @@ class Search(_Strict):
     @field_validator("proxy", "also_score")
     @classmethod
     def _known_proxies(cls, v: str | list[str]) -> str | list[str]:
-        from kdcompress.search.proxies import PROXIES
-
         for name in [v] if isinstance(v, str) else v:
             if name not in PROXIES:
                 raise ValueError(f"unknown proxy {name!r}: {did_you_mean(name, PROXIES)}")
@@ -262,8 +259,8 @@ class Distill(_Strict):
     @model_validator(mode="after")
     def _device_is_there(self) -> Distill:
         """``device: cuda`` without a GPU fails here, when the profile is read, not after the search."""
-        if self.device == "cuda":  # imported here: kdcompress.distill imports this module
-            from kdcompress.distill.device import check_device
+        if self.device == "cuda":
+            from kdcompress.device import check_device  # torch: only for a cuda profile
 
             check_device(self.device)
         return self

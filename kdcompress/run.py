@@ -22,22 +22,17 @@ from typing import Any
 from kdcompress.errors import KDCompressError
 
 MANIFEST = "manifest.json"
-STAGES = ("load", "search", "distill", "export", "bench", "report")
-# What each stage writes (globs under the run directory): removed when the stage is invalidated, so that a re-run
-# never mixes new results with stale files.
-STAGE_OUTPUTS = {
-    "load": ("artifacts/teacher.onnx", "cache"),
-    "search": ("search",),
-    "distill": ("students",),
-    # TensorRT timing caches (artifacts/timing.*.cache) are kept: they only make the next engine build faster
-    "export": ("artifacts/s*", "artifacts/b-*", "artifacts/teacher.fp*", "artifacts/teacher.int8*",
-               "artifacts/export.json", "artifacts/export.partial.json", "artifacts/ort_trt_cache"),
-    "bench": ("bench.json",),
-    "report": ("result.json", "report.md", "report.html"),
-}
 
-# Outputs that later stages keep writing to (the teacher-logit cache, TensorRT's caches): not hashed
-UNHASHED = ("cache", "artifacts/ort_trt_cache")
+
+@dataclass(frozen=True)
+class StageFiles:
+    """What one stage owns in a run directory: ``outputs`` (globs; removed when the stage is invalidated, so that a
+    re-run never mixes new results with stale files, and hashed when it finishes) and, among them, ``unhashed``
+    caches that later stages keep writing to. Each stage module declares its own (:mod:`kdcompress.stages`)."""
+
+    name: str
+    outputs: tuple[str, ...]
+    unhashed: tuple[str, ...] = ()
 
 
 def file_sha256(path: Path) -> str:
@@ -113,30 +108,32 @@ def differences(recorded: Any, now: Any, prefix: str = "") -> list[str]:
 
 @dataclass
 class RunDir:
-    """A run directory and its manifest."""
+    """A run directory, its manifest, and the stages it runs, in order (what each owns)."""
 
     path: Path
     manifest: dict[str, Any]
+    stages: tuple[StageFiles, ...] = ()
 
     @classmethod
-    def open(cls, path: Path | str, resume: bool = False, must_exist: bool = False) -> RunDir:
+    def open(cls, path: Path | str, resume: bool = False, must_exist: bool = False,
+             stages: tuple[StageFiles, ...] = ()) -> RunDir:
         """Open ``path``: resume its manifest, or start a fresh run (refusing to clobber a finished one)."""
         path = Path(path)
         mpath = path / MANIFEST
         if mpath.exists():
-            run = cls(path, read_json(mpath))
+            run = cls(path, read_json(mpath), stages)
             if resume:
                 run.remove_stale_temp_files()
             if resume or must_exist:
                 return run
-            if any(run.done(s) for s in STAGES):
+            if any(stage for stage in run.manifest.get("stages", {}).values() if stage.get("status") == "done"):
                 raise KDCompressError(f"{path} already holds a run",
                                       "pass --resume to continue it, or choose another --out")
             # a run that failed before finishing any stage holds nothing worth keeping: start it afresh
         elif must_exist:
             raise KDCompressError(f"{path}: no run here ({MANIFEST} missing)", "run `kdcompress shrink` first")
         path.mkdir(parents=True, exist_ok=True)
-        run = cls(path, {"version": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "stages": {}})
+        run = cls(path, {"version": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "stages": {}}, stages)
         run.save()
         return run
 
@@ -153,19 +150,30 @@ class RunDir:
     def done(self, stage: str) -> bool:
         return self.manifest["stages"].get(stage, {}).get("status") == "done"
 
+    def _stage(self, name: str) -> StageFiles:
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise ValueError(f"no stage {name!r} in this run's stages {[s.name for s in self.stages]}")
+
+    def _from(self, name: str) -> tuple[StageFiles, ...]:
+        """``name``'s stage and every later one."""
+        return self.stages[self.stages.index(self._stage(name)) :]
+
     def output_files(self, stage: str) -> dict[str, str]:
-        """{path relative to the run: sha256} of every file ``stage`` wrote (its :data:`STAGE_OUTPUTS`)."""
-        return self.hashes(*STAGE_OUTPUTS[stage])
+        """{path relative to the run: sha256} of every file ``stage`` wrote (its declared outputs)."""
+        return self.hashes(*self._stage(stage).outputs)
 
     def hashes(self, *patterns: str) -> dict[str, str]:
         """{path relative to the run: sha256} of the files under ``patterns`` (globs; folders whole), leaving out
-        temp files and the :data:`UNHASHED` caches."""
+        temp files and the stages' unhashed caches."""
+        unhashed = tuple(u for s in self.stages for u in s.unhashed)
         files = {}
         for pattern in patterns:
             for p in sorted(self.path.glob(pattern)):
                 for f in sorted(p.rglob("*")) if p.is_dir() else [p]:
                     rel = f.relative_to(self.path).as_posix()
-                    if f.is_file() and not f.name.endswith(".tmp") and not rel.startswith(UNHASHED):
+                    if f.is_file() and not f.name.endswith(".tmp") and not (unhashed and rel.startswith(unhashed)):
                         files[rel] = file_sha256(f)
         return files
 
@@ -187,19 +195,20 @@ class RunDir:
 
     def invalidate_from(self, stage: str) -> None:
         """Mark ``stage`` and every later stage as not done and delete their outputs (their inputs changed)."""
-        for s in STAGES[STAGES.index(stage) :]:
-            self.manifest["stages"].pop(s, None)
+        later = self._from(stage)
+        for s in later:
+            self.manifest["stages"].pop(s.name, None)
         self.save()
-        for s in STAGES[STAGES.index(stage) :]:
-            for pattern in STAGE_OUTPUTS[s]:
+        for s in later:
+            for pattern in s.outputs:
                 for p in self.path.glob(pattern):
                     shutil.rmtree(p) if p.is_dir() else p.unlink()
 
     def require(self, stage: str) -> None:
         """Raise unless every stage before ``stage`` is done."""
-        for s in STAGES[: STAGES.index(stage)]:
-            if not self.done(s):
-                raise KDCompressError(f"{self.path}: stage {s!r} has not finished",
+        for s in self.stages[: self.stages.index(self._stage(stage))]:
+            if not self.done(s.name):
+                raise KDCompressError(f"{self.path}: stage {s.name!r} has not finished",
                                       "finish the run first: `kdcompress shrink ... --resume`")
 
     def sub(self, *parts: str) -> Path:

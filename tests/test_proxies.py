@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from kdcompress.models.students import build_resnet
-from kdcompress.search.probe import Signals, gaussian_init_, student_signals
+from kdcompress.models.probe import Signals, gaussian_init_, student_signals
 from kdcompress.search.proxies import (
     PROXIES,
     class_semantic,

@@ -16,7 +16,7 @@ from kdcompress.profiles import load_profile
 from kdcompress.search import evolution
 from kdcompress.search.cuts import channel_multiple, sized_cuts
 from kdcompress.search.evolution import search
-from kdcompress.search.probe import TeacherProbe
+from kdcompress.models.probe import TeacherProbe
 
 
 def test_probe_finds_prepool_features_for_every_kind(teacher_files):

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kdcompress.bench.runners import OrtRunner, Runner, TensorRTRunner, aoti_runner
-from kdcompress.errors import KDCompressError, lookup
+from kdcompress.errors import KDCompressError
+from kdcompress.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ def _ort_trt_options(artifact: Path | bytes) -> dict[str, str]:
             "trt_timing_cache_path": cache}
 
 
-BACKENDS: dict[str, Backend] = {b.name: b for b in (
+BACKENDS: Registry[Backend] = Registry("backend", {b.name: b for b in (
     Backend("onnxruntime-cpu", "onnx", "cpu", "onnxruntime",
             lambda a, threads=1: OrtRunner(a, "cpu", threads)),
     Backend("onnxruntime-cuda", "onnx", "cuda", "onnxruntime-gpu (extra 'gpu') and a CUDA GPU",
@@ -51,11 +52,11 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
             lambda a, threads=1: aoti_runner(Path(a), "cpu")),
     Backend("aoti-cuda", "aoti", "cuda", "torch with CUDA, Triton, a C++ compiler and a CUDA GPU",
             lambda a, threads=1: aoti_runner(Path(a), "cuda")),
-)}
+)})
 
 
 def get_backend(name: str) -> Backend:
-    return lookup(BACKENDS, name, "backend")
+    return BACKENDS[name]
 
 
 def backend_status() -> dict[str, str]:

@@ -30,6 +30,7 @@ from kdcompress.check.paired import PairedSamples, measure_paired
 from kdcompress.check.stats import Shift, shift
 from kdcompress.errors import KDCompressError
 from kdcompress.profiles import Check
+from kdcompress.records import Result
 from kdcompress.run import file_sha256, read_json, write_json
 
 BASELINE_KIND = "kdcompress-baseline"
@@ -90,22 +91,21 @@ class Subject:
 
 def subject_from_run(run: Path, data: TestData | None = None) -> Subject:
     """A shrink run's best artifact, on the run's backend, batch and threads; its own test data unless ``data``."""
-    result = read_json(run / "result.json")
-    best = result.get("best")
-    rows = {r["id"]: r for r in result.get("students", [])}
-    if best not in rows:
+    result = Result.from_json(read_json(run / "result.json"), str(run / "result.json"))
+    best = result.row(result.best)
+    if best is None:
         raise KDCompressError(f"{run} has no best artifact to check (no row met the accuracy budget)",
                               "pass the artifact file to check instead of the run directory")
-    stored = Path(rows[best]["artifact"])
+    stored = Path(best.artifact)
     path = run / "artifacts" / stored.name  # the run's own copy first: a moved run keeps its stored paths
     if not path.exists():
         path = stored
-    if data is None and result.get("data"):
+    if data is None and result.data:
         inputs = read_json(run / "manifest.json")["inputs"]
         prof = inputs["profile"]["data"]
-        data = TestData(inputs["data"], tuple(prof["mean"]), tuple(prof["std"]), result.get("test_samples"),
+        data = TestData(inputs["data"], tuple(prof["mean"]), tuple(prof["std"]), result.test_samples,
                         prof["val_fraction"], inputs["seed"])
-    return subject_from_file(path, result["backend"], result["batch"], result["threads"], None, data)
+    return subject_from_file(path, result.backend, result.batch, result.threads, None, data)
 
 
 def subject_from_file(path: Path, backend: str | None = None, batch: int = 1, threads: int = 1,

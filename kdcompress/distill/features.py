@@ -1,7 +1,7 @@
 """Feature distillation: the last feature map before pooling of student and teacher, and the losses over it.
 
 The teacher may be any format kdcompress loads (TorchScript, a ``torch.export`` program, an ``nn.Module``): its map
-comes from the same rewired graph the DisWOT proxy uses (:class:`kdcompress.search.probe.TeacherProbe`), which
+comes from the same rewired graph the DisWOT proxy uses (:class:`kdcompress.models.probe.TeacherProbe`), which
 returns ``(logits, features)``. The student is one of our networks (a family or a cut of a family teacher), which
 expose ``forward_features`` and ``head``. Where student and teacher maps differ in size, the larger one is
 average-pooled to the smaller for FitNets (the one loss that compares positions one to one); SP, ICKD and CAT-KD
@@ -22,8 +22,8 @@ from kdcompress.distill.losses import LOSSES, class_activation_maps
 from kdcompress.distill.teacher_cache import cached_on_disk
 from kdcompress.errors import KDCompressError
 from kdcompress.models.load import Teacher
+from kdcompress.models.probe import TeacherProbe
 from kdcompress.profiles import Losses
-from kdcompress.search.probe import TeacherProbe
 
 
 def _adapter(c_in: int, c_out: int) -> nn.Module:

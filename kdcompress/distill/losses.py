@@ -7,6 +7,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from kdcompress.registry import Registry
+
 
 def kd_loss(
     student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor, T: float = 4.0, alpha: float = 0.9
@@ -166,7 +168,7 @@ def cat_kd_loss(student_cams: torch.Tensor, teacher_cams: torch.Tensor, resoluti
 
 Loss = Callable[..., torch.Tensor]
 
-LOSSES: dict[str, Loss] = {
+LOSSES: Registry[Loss] = Registry("loss", {
     "kd": kd_loss,
     "dkd": dkd_loss,
     "fitnet": fitnet_loss,
@@ -175,4 +177,4 @@ LOSSES: dict[str, Loss] = {
     "rkd": rkd_loss,
     "nd": nd_loss,
     "cat": cat_kd_loss,
-}
+})

@@ -21,7 +21,7 @@ from torch import nn
 from kdcompress.data import DataSplits, Preprocess
 from kdcompress.data.augment import MIXES, Mixed, cutmix_pick, random_crop_flip
 from kdcompress.data.splits import batches
-from kdcompress.distill.device import amp_dtype, training_device
+from kdcompress.device import amp_dtype, training_device
 from kdcompress.distill.distributed import barrier, from_rank0, rank0_first, rank_and_world
 from kdcompress.distill.features import FeatureDistiller
 from kdcompress.distill.losses import LOSSES
@@ -31,6 +31,7 @@ from kdcompress.models.load import Teacher
 from kdcompress.models.pruning import TEACHER_FAMILIES, PruningSource
 from kdcompress.models.students import build_student, inherit_weights, logits_and_features
 from kdcompress.profiles import Distill, Losses
+from kdcompress.records import StudentSpec
 from kdcompress.run import Progress, atomic_write, write_json
 
 # a spec's ``init``: start from the teacher's weights, blocks it lacks as the identity (Net2Net) or fresh (what
@@ -119,17 +120,17 @@ def mix_batch(cfg: Distill, x: torch.Tensor, y: torch.Tensor, generator: torch.G
 def load_student(student_dir: Path, pruning: PruningSource | None = None) -> nn.Module:
     """Rebuild a trained student from ``spec.json`` + ``model.pt`` (no pickle executed); a pruned-teacher student
     is re-cut from its teacher (``pruning``) first."""
-    spec = json.loads((student_dir / "spec.json").read_text())
-    model = build_student(spec["space"], spec["genes"], spec["in_channels"], spec["num_classes"], pruning)
+    spec = StudentSpec.from_json(json.loads((student_dir / "spec.json").read_text()), str(student_dir / "spec.json"))
+    model = build_student(spec.space, spec.genes, spec.in_channels, spec.num_classes, pruning)
     model.load_state_dict(torch.load(student_dir / "model.pt", map_location="cpu", weights_only=True))
     return model.eval()
 
 
 def distill(
-    teacher: Teacher, spec: dict, data: DataSplits, prep: Preprocess, cfg: Distill, student_dir: Path,
+    teacher: Teacher, spec: StudentSpec, data: DataSplits, prep: Preprocess, cfg: Distill, student_dir: Path,
     logit_cache: Path, seed: int = 0, progress: Progress | None = None,
 ) -> DistillResult:
-    """Distil one student described by ``spec`` (``space``, ``genes``); resume from ``ckpt.pt`` when present.
+    """Distil the student ``spec`` describes; resume from ``ckpt.pt`` when present.
     Under torchrun, data-parallel over its processes (:mod:`kdcompress.distill.distributed`)."""
     rank, world = rank_and_world()
     device = training_device(cfg.device)  # before any work: a device that is not there is the user's to fix
@@ -137,18 +138,18 @@ def distill(
     progress = (progress or Progress()) if rank == 0 else Progress()
     t_start = time.time()
     torch.manual_seed(seed)
-    pruning = teacher.pruning_source(prep(data.x_train[:2])) if spec["space"] in TEACHER_FAMILIES else None
-    model = build_student(spec["space"], spec["genes"], spec["in_channels"], spec["num_classes"], pruning)
-    if spec.get("init") in TEACHER_INITS:  # a family student with the teacher's names: start from what it shares
+    pruning = teacher.pruning_source(prep(data.x_train[:2])) if spec.space in TEACHER_FAMILIES else None
+    model = build_student(spec.space, spec.genes, spec.in_channels, spec.num_classes, pruning)
+    if spec.init in TEACHER_INITS:  # a family student with the teacher's names: start from what it shares
         source = teacher.eager if teacher.eager is not None else teacher.module
-        if not inherit_weights(model, source, TEACHER_INITS[spec["init"]]):
+        if not inherit_weights(model, source, TEACHER_INITS[spec.init]):
             raise KDCompressError("the student shares no weight (same name and shape) with the teacher",
                                   "drop init: teacher from the student's spec")
     ckpt_path, history_path, spec_path = student_dir / "ckpt.pt", student_dir / "history.jsonl", student_dir / "spec.json"
     if rank == 0:
-        if spec_path.exists() and json.loads(spec_path.read_text()) != spec:
+        if spec_path.exists() and json.loads(spec_path.read_text()) != spec.to_json():
             ckpt_path.unlink(missing_ok=True)  # a checkpoint of another student: never resume from it
-        write_json(spec_path, spec)
+        write_json(spec_path, spec.to_json())
     barrier()  # the others look for a checkpoint only once rank 0 has judged it
     x, y = data.x_train, data.y_train
     if cfg.train_samples is not None:

@@ -21,6 +21,7 @@ from kdcompress.export.fp16 import to_fp16
 from kdcompress.export.int8 import Int8Scheme, resolve_scheme, to_int8
 from kdcompress.export.tensorrt import build_engine
 from kdcompress.profiles import Profile
+from kdcompress.records import ArtifactRecord
 
 
 @dataclass
@@ -77,10 +78,10 @@ def calibration_images(x: torch.Tensor, n: int, seed: int) -> torch.Tensor:
 def build_model_artifacts(
     plan: ArtifactPlan, stem: str, fp32_onnx: Path, out_dir: Path, model: nn.Module | None, example: torch.Tensor,
     calibration: np.ndarray | None, cache_dir: Path, precisions: list[str] | None = None,
-) -> dict[str, dict]:
+) -> dict[str, ArtifactRecord]:
     """Build ``stem``'s artifacts for each precision of the plan (or ``precisions``); return a record per precision
     with the measured artifact's ``path`` and ``format``, the ONNX it came from, and how it was made."""
-    records: dict[str, dict] = {}
+    records: dict[str, ArtifactRecord] = {}
     for p in precisions or plan.precisions:
         rec: dict = {"precision": p, "backend": plan.backend, "format": plan.format}
         if p == "fp32":
@@ -104,5 +105,5 @@ def build_model_artifacts(
             path = out_dir / f"{stem}.{p}.aoti.pt2"
             rec["aoti"] = to_aoti(model, example, path, plan.device, p, plan.batch[2])
             rec["path"] = str(path)
-        records[p] = rec
+        records[p] = ArtifactRecord(**rec)
     return records

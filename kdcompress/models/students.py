@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdcompress.errors import KDCompressError
-from kdcompress.models.pruning import BORN_AGAIN, TEACHER_FAMILIES, PruningSource
+from kdcompress.models.pruning import BORN_AGAIN, PRUNED_FAMILY, PruningSource
+from kdcompress.registry import Registry
 
 Genes = dict[str, Any]
 
@@ -83,7 +84,7 @@ class ResNet(nn.Module):
         return self.head(torch.flatten(self.pool(self.forward_features(x)), 1))
 
 
-def build_resnet(genes: Genes, in_channels: int, num_classes: int) -> ResNet:
+def build_resnet(genes: Genes, in_channels: int, num_classes: int, pruning: PruningSource | None = None) -> ResNet:
     """Build a :class:`ResNet` from genes; widths are rounded to multiples of 8."""
     return ResNet(
         in_channels,
@@ -138,7 +139,7 @@ def _conv_bn_relu(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> list
     return [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
-def build_mobilenetv2(genes: Genes, in_channels: int, num_classes: int) -> nn.Module:
+def build_mobilenetv2(genes: Genes, in_channels: int, num_classes: int, pruning: PruningSource | None = None) -> nn.Module:
     """MobileNetV2-style student: 3x3 stem (stride 1 or 2), three stages of inverted residuals (first block of
     stages 2 and 3 strides 2), a 1x1 conv to ``last`` channels, pool, linear head.
 
@@ -156,7 +157,7 @@ def build_mobilenetv2(genes: Genes, in_channels: int, num_classes: int) -> nn.Mo
     return _Backbone(nn.Sequential(*layers), last, num_classes)
 
 
-def build_vgg(genes: Genes, in_channels: int, num_classes: int) -> nn.Module:
+def build_vgg(genes: Genes, in_channels: int, num_classes: int, pruning: PruningSource | None = None) -> nn.Module:
     """VGG-style student (Simonyan & Zisserman, ICLR 2015) with BatchNorm: stages of kxk conv-BN-ReLU, a 2x2 max
     pool between stages, global pool, linear head. No shortcuts.
 
@@ -173,13 +174,32 @@ def build_vgg(genes: Genes, in_channels: int, num_classes: int) -> nn.Module:
     return _Backbone(nn.Sequential(*layers), cin, num_classes)
 
 
-StudentBuilder = Callable[[Genes, int, int], nn.Module]
+def build_cut(genes: Genes, in_channels: int, num_classes: int, pruning: PruningSource | None = None) -> nn.Module:
+    """A cut of the teacher (``pruned-teacher``): rebuilt from it, keeping its surviving trained weights."""
+    return _teacher(pruning, PRUNED_FAMILY).build(genes)
 
-STUDENTS: dict[str, StudentBuilder] = {
+
+def build_born_again(genes: Genes, in_channels: int, num_classes: int,
+                     pruning: PruningSource | None = None) -> nn.Module:
+    """The teacher's whole architecture, freshly initialised (``born-again``)."""
+    return _teacher(pruning, BORN_AGAIN).fresh()
+
+
+def _teacher(pruning: PruningSource | None, family: str) -> PruningSource:
+    if pruning is None:
+        raise KDCompressError(f"a {family} student is rebuilt from its teacher, and none was given")
+    return pruning
+
+
+StudentBuilder = Callable[..., nn.Module]  # (genes, in_channels, num_classes, pruning=None) -> student
+
+STUDENTS: Registry[StudentBuilder] = Registry("student family", {
     "resnet": build_resnet,
     "mobilenetv2": build_mobilenetv2,
     "vgg": build_vgg,
-}
+    PRUNED_FAMILY: build_cut,
+    BORN_AGAIN: build_born_again,
+})
 
 
 def build_student(
@@ -191,13 +211,7 @@ def build_student(
     input); they start from the teacher's surviving weights, the other families from a fresh init. ``born-again``
     is the teacher's whole architecture, freshly initialised (it needs ``pruning`` too).
     """
-    from kdcompress.errors import lookup
-
-    if family in TEACHER_FAMILIES:
-        if pruning is None:
-            raise KDCompressError(f"a {family} student is rebuilt from its teacher, and none was given")
-        return pruning.fresh() if family == BORN_AGAIN else pruning.build(genes)
-    return lookup(STUDENTS, family, "student family")(genes, in_channels, num_classes)
+    return STUDENTS[family](genes, in_channels, num_classes, pruning)
 
 
 def _stage_blocks(state: dict[str, torch.Tensor]) -> list[list[int]]:

@@ -1,6 +1,6 @@
 """Training-free student search: spaces, zero-cost proxies (DisWOT and baselines), aging evolution."""
 
-from kdcompress.search.context import Scored
+from kdcompress.records import Scored
 from kdcompress.search.evolution import search
 from kdcompress.search.proxies import PROXIES
 from kdcompress.search.space import SPACES, Candidate

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from kdcompress.search.probe import Signals
+from kdcompress.models.probe import Signals
 
 COMBO_COMPONENTS = ["params", "flops", "grad_norm", "snip", "synflow", "nwot", "zen", "diswot_relation",
                     "diswot_kxk_semantic"]
@@ -75,14 +75,15 @@ def shipped_weights() -> dict[str, float]:
     return json.loads(resources.files(__package__).joinpath(WEIGHTS_FILE.name).read_text())["weights"]
 
 
-def combo(teacher: Signals | None, student: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Weighted sum of the transformed component proxies (weights in ``combo_weights.json``).
+def weighted_sum(proxies: Mapping[str, Callable], inits: Mapping[str, Callable], teacher: Signals | None,
+                 student: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Weighted sum of the transformed component proxies (weights in ``combo_weights.json``); the ``combo`` proxy
+    of :mod:`kdcompress.search.proxies`, which hands in its registry (``proxies``) and their inits.
 
     Each component scores its own copy of ``student`` at the init it asks for, seeded by the seed the caller set
     (``torch.initial_seed()``, set by :func:`~kdcompress.search.proxies.score_student`).
     """
-    from kdcompress.search.proxies import PROXIES, PROXY_INIT
-
+    PROXIES, PROXY_INIT = proxies, inits  # noqa: N806 — the registries' names
     total = 0.0
     for name, w in shipped_weights().items():
         net = copy.deepcopy(student)

@@ -12,7 +12,7 @@ rather than the teacher itself costs a fraction of the time (the reference is as
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +25,13 @@ from kdcompress.data import DataSplits, Preprocess
 from kdcompress.errors import KDCompressError, lookup
 from kdcompress.export.onnx import onnx_bytes
 from kdcompress.models.load import Teacher
+from kdcompress.models.probe import ProxyBatch, proxy_batches
 from kdcompress.models.pruning import PRUNED_FAMILY, PruningSource
 from kdcompress.models.students import build_student
 from kdcompress.profiles import Profile
+from kdcompress.records import Scored
 from kdcompress.run import Progress
 from kdcompress.search.latency_store import LatencyStore, graph_key, measurement_key
-from kdcompress.search.probe import ProxyBatch, proxy_batches
 from kdcompress.search.proxies import PROXIES, TEACHER_PROXIES, count_flops, score_batches
 from kdcompress.search.space import Candidate
 
@@ -43,24 +44,6 @@ REFERENCE_GENES = {"stem": 16, "stem_stride": 1, "widths": [16, 32, 64], "depths
 # teacher's FLOPs by this factor: passing would need them to run that much more efficiently per FLOP than the
 # teacher, and smaller networks are less efficient per FLOP, not more.
 FLOPS_SLACK = 2.0
-
-
-@dataclass
-class Scored:
-    """One evaluated candidate, as logged to ``candidates.jsonl``."""
-
-    space: str
-    genes: dict
-    params: int
-    flops: int
-    latency_ms: float | None
-    latency_ratio: float | None  # p50 / teacher p50 (see the module docstring)
-    feasible: bool
-    reason: str | None = None
-    scores: dict[str, float] = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 @dataclass

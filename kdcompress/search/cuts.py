@@ -18,8 +18,9 @@ from kdcompress.bench.backends import BACKENDS
 from kdcompress.errors import KDCompressError
 from kdcompress.export.int8 import cpu_flags
 from kdcompress.models.pruning import PRUNED_FAMILY, PruningSource
+from kdcompress.records import Scored
 from kdcompress.run import Progress, atomic_path
-from kdcompress.search.context import Scored, SearchContext, evaluate
+from kdcompress.search.context import SearchContext, evaluate
 from kdcompress.search.fidelity import FidelityProbe
 from kdcompress.search.journal import remember
 from kdcompress.search.space import Candidate, get_space

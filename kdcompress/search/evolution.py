@@ -29,8 +29,9 @@ from kdcompress.errors import KDCompressError
 from kdcompress.models.load import Teacher
 from kdcompress.models.pruning import BORN_AGAIN, PRUNED_FAMILY
 from kdcompress.profiles import Profile
+from kdcompress.records import Scored, SearchPick, TopFile
 from kdcompress.run import Progress, atomic_path, write_json
-from kdcompress.search.context import FLOPS_SLACK, Scored, SearchContext, evaluate, prepare_context, within_share
+from kdcompress.search.context import FLOPS_SLACK, SearchContext, evaluate, prepare_context, within_share
 from kdcompress.search.cuts import candidate_identity, largest_cuts
 from kdcompress.search.fidelity import FidelityProbe
 from kdcompress.search.journal import JOURNAL, open_journal, remember
@@ -214,23 +215,22 @@ def _nearest_miss(ctx: SearchContext, targets: list[float | None]) -> KDCompress
     )
 
 
-def born_again(out_dir: Path, profile: Profile, backend: str, teacher_params: int, teacher_flops: int) -> list[Scored]:
+def born_again(out_dir: Path, profile: Profile, backend: str, teacher_params: int, teacher_flops: int) -> TopFile:
     """The search stage of a Born-Again run (``search.student: same``): no search; ``top.json`` names the teacher's
     own architecture (family ``born-again``, freshly initialised when it is built) as the one student."""
-    pick = Scored(BORN_AGAIN, {}, teacher_params, teacher_flops, None, None, True)  # nothing timed: no search
-    write_json(out_dir / "top.json", {
-        "proxy": None, "student": "same", "backend": backend, "targets": profile.budget.targets,
-        "within_budget": 0, "top": [{**pick.to_json(), "target": None}],
-    })
-    return [pick]
+    pick = SearchPick(BORN_AGAIN, {}, teacher_params, teacher_flops, None, None, True)  # nothing timed: no search
+    top = TopFile(top=(pick,), proxy=None, student="same", backend=backend, targets=profile.budget.targets,
+                  within_budget=0)
+    write_json(out_dir / "top.json", top.to_json())
+    return top
 
 
 def search(
     teacher: Teacher, data: DataSplits, prep: Preprocess, profile: Profile, out_dir: Path, backend: str,
     teacher_artifact: Path, teacher_params: int, teacher_flops: int, seed: int = 0,
     progress: Progress | None = None,
-) -> list[Scored]:
-    """The search stage: write ``candidates.jsonl`` and ``top.json`` under ``out_dir``; return the picks.
+) -> TopFile:
+    """The search stage: write ``candidates.jsonl`` and ``top.json`` under ``out_dir``; return the latter.
 
     With several latency targets (``budget.latency_ratio: [0.3, 0.15]``), each target is searched under its own
     budget, once per origin (:func:`origin_groups`: an evolution for family students, the largest-first sweep of
@@ -296,14 +296,14 @@ def search(
         raise _nearest_miss(ctx, targets) or missed[0]
     for e in missed:
         (progress or Progress()).note(f"a latency target was skipped: {e.message}")
-    write_json(out_dir / "top.json", {
-        "proxy": cfg.proxy, "pick": cfg.pick, "cut_rank": cfg.cut_rank, "teacher_init": cfg.teacher_init, "backend": backend,
-        "max_latency_ratio": ctx.max_latency_ratio, "targets": targets, "max_params": ctx.max_params,
-        "max_flops": ctx.max_flops, "max_train_flops": ctx.max_train_flops,
-        # reference_ratio: the small reference student's p50 / the teacher's; candidates are timed beside it
-        "reference_ratio": ctx.reference_ratio, "workers": workers, "within_budget": len(within),
-        "top": [{**s.to_json(), "target": target} for target, s in picks],
-        **({"refine": refined, "refine_cost_in_distillations": sum(r["cost_in_distillations"] for r in refined)}
-           if cfg.refine is not None else {}),
-    })
-    return [s for _, s in picks]
+    top = TopFile(
+        top=tuple(SearchPick.of(s, target) for target, s in picks), proxy=cfg.proxy, pick=cfg.pick,
+        cut_rank=cfg.cut_rank, teacher_init=cfg.teacher_init, backend=backend, max_latency_ratio=ctx.max_latency_ratio,
+        targets=targets, max_params=ctx.max_params, max_flops=ctx.max_flops, max_train_flops=ctx.max_train_flops,
+        reference_ratio=ctx.reference_ratio, workers=workers, within_budget=len(within),
+        refine=refined if cfg.refine is not None else None,
+        refine_cost_in_distillations=(sum(r["cost_in_distillations"] for r in refined)
+                                      if cfg.refine is not None else None),
+    )
+    write_json(out_dir / "top.json", top.to_json())
+    return top

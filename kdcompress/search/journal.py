@@ -13,8 +13,9 @@ import dataclasses
 import json
 from pathlib import Path
 
+from kdcompress.records import Scored
 from kdcompress.run import Progress
-from kdcompress.search.context import Scored, SearchContext
+from kdcompress.search.context import SearchContext
 
 JOURNAL = "journal.jsonl"
 

@@ -13,10 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdcompress.models.probe import ProxyBatch, Signals, gaussian_init_, student_signals
 from kdcompress.models.pruning import PRUNED_FAMILY, PruningSource, reinitialise_
+from kdcompress.registry import Registry
 from kdcompress.search import rivals
-from kdcompress.search.combo import combo
-from kdcompress.search.probe import ProxyBatch, Signals, gaussian_init_, student_signals
+from kdcompress.search.combo import weighted_sum
 
 
 def sp_relation(f_t: torch.Tensor, f_s: torch.Tensor) -> torch.Tensor:
@@ -217,9 +218,14 @@ def score_batches(
                for b in batches) / len(batches)
 
 
+def combo(teacher: Signals | None, student: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """RoBoT-style weighted sum of the other proxies (He et al., ICLR 2024; :mod:`kdcompress.search.combo`)."""
+    return weighted_sum(PROXIES, PROXY_INIT, teacher, student, x, y)
+
+
 Proxy = Callable[[Signals, nn.Module, torch.Tensor, torch.Tensor], float]
 
-PROXIES: dict[str, Proxy] = {
+PROXIES: Registry[Proxy] = Registry("proxy", {
     "diswot": diswot,
     "diswot_code": diswot_code,
     "diswot_relation": diswot_relation,
@@ -234,4 +240,4 @@ PROXIES: dict[str, Proxy] = {
     "nwot": rivals.nwot,
     "zen": rivals.zen,
     "combo": combo,
-}
+})

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from kdcompress.data import DataSplits, Preprocess
+from kdcompress.distill.trainer import distill
 from kdcompress.models.load import Teacher
 from kdcompress.profiles import Profile
+from kdcompress.records import Scored, StudentSpec
 from kdcompress.run import Progress
-from kdcompress.search.context import Scored
 from kdcompress.search.cuts import candidate_identity
 
 C = TypeVar("C")
@@ -64,8 +65,6 @@ def refine(
 ) -> tuple[list[Scored], dict]:
     """``ranked`` (best first) with its first ``search.refine.candidates`` reordered by successive halving; and a
     record of what was trained and what it cost (in full distillations of the profile)."""
-    from kdcompress.distill.trainer import distill
-
     cfg = profile.search.refine
     assert cfg is not None
     head, tail = ranked[: cfg.candidates], ranked[cfg.candidates :]
@@ -73,8 +72,7 @@ def refine(
     schedule = profile.distill.model_copy(update={"train_samples": samples, "patience": None})
 
     def train(s: Scored, epochs: int) -> float:
-        spec = {"space": s.space, "genes": s.genes, "in_channels": data.input_shape[0],
-                "num_classes": data.num_classes}
+        spec = StudentSpec(s.space, s.genes, data.input_shape[0], data.num_classes)
         key = hashlib.sha1(candidate_identity(s.space, s.genes).encode()).hexdigest()[:10]
         run = folder / f"{s.space}-{key}-e{epochs}"  # a killed search resumes each short run where it stopped
         r = distill(teacher, spec, data, prep, schedule.model_copy(update={"epochs": epochs}), run,

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdcompress.search.probe import Signals
+from kdcompress.models.probe import Signals
 
 
 def _ce_backward(student: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -84,7 +84,7 @@ def zen(teacher: Signals | None, student: nn.Module, x: torch.Tensor, y: torch.T
     Defined for our student families (``forward_features``); any other network (a pruned teacher) scores ``-inf``,
     so zen never prefers a candidate it cannot measure.
     """
-    from kdcompress.search.probe import gaussian_init_
+    from kdcompress.models.probe import gaussian_init_
 
     if not hasattr(student, "forward_features"):
         return float("-inf")

@@ -7,8 +7,8 @@ import random
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from kdcompress.errors import lookup
 from kdcompress.models.pruning import IMPORTANCE_NAMES, PRUNED_FAMILY
+from kdcompress.registry import Registry
 
 Genes = dict[str, Any]
 
@@ -187,10 +187,10 @@ class PrunedTeacherSpace(GeneSpace):
         return Candidate.of(self.family, {**genes, **rng.choice(moves)}) if moves else None
 
 
-SPACES: dict[str, GeneSpace] = {
+SPACES: Registry[GeneSpace] = Registry("search space", {
     s.family: s for s in (ResNetSpace(), MobileNetV2Space(), VGGSpace(), PrunedTeacherSpace())
-}
+})
 
 
 def get_space(name: str) -> GeneSpace:
-    return lookup(SPACES, name, "search space")
+    return SPACES[name]

@@ -1,0 +1,5 @@
+"""``python -m kdcompress.cli`` (what torchrun and the tests start)."""
+
+from kdcompress.cli import main
+
+main()
