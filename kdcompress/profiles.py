@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kdcompress.errors import KDCompressError, did_you_mean, first_line
+from kdcompress.loss_configs import FEATURE_LOSSES, KDLoss, Losses  # noqa: F401 — re-exported
 from kdcompress.names import PROXIES, SPACES
 
 if TYPE_CHECKING:
@@ -139,91 +140,6 @@ class Search(_Strict):
             if name not in PROXIES:
                 raise ValueError(f"unknown proxy {name!r}: {did_you_mean(name, PROXIES)}")
         return v
-
-
-class KDLoss(_Strict):
-    T: float = Field(4.0, gt=0, description="softmax temperature")
-    alpha: float = Field(0.9, ge=0, le=1, description="weight of the KD term; 1 - alpha weights cross-entropy")
-
-
-class DKDLoss(_Strict):
-    """Decoupled KD (Zhao et al., CVPR 2022); the defaults are their CIFAR recipe."""
-
-    T: float = Field(4.0, gt=0, description="softmax temperature")
-    alpha: float = Field(1.0, ge=0, description="weight of TCKD (target vs non-target mass)")
-    beta: float = Field(8.0, ge=0, description="weight of NCKD (the distribution among non-target classes)")
-    ce: float = Field(1.0, ge=0, description="weight of the cross-entropy with the labels")
-    warmup: float = Field(1 / 12, ge=0, le=1, description="share of the epochs over which the distillation term "
-                                                            "ramps up linearly (their recipe: 20 of 240)")
-
-
-class FitNetLoss(_Strict):
-    """FitNets hint (Romero et al., ICLR 2015) on the last feature map, through a learned 1x1 regressor."""
-
-    weight: float = Field(100.0, ge=0, description="weight of the hint loss (CRD's benchmark uses 100)")
-
-
-class SPLoss(_Strict):
-    """Similarity-Preserving KD (Tung & Mori, ICCV 2019) on the last feature map."""
-
-    weight: float = Field(3000.0, ge=0, description="weight of the SP loss (the paper's 3000)")
-
-
-class ICKDLoss(_Strict):
-    """Inter-Channel Correlation KD (Liu et al., ICCV 2021) on the last feature map (a learned 1x1 embedding where
-    the channel counts differ)."""
-
-    weight: float = Field(1.0, ge=0, description="weight of the ICKD loss (ours: not tuned)")
-
-
-class RKDLoss(_Strict):
-    """Relational KD (Park et al., CVPR 2019) on the pooled embedding."""
-
-    distance: float = Field(25.0, ge=0, description="weight of the distance term (the paper's 25)")
-    angle: float = Field(50.0, ge=0, description="weight of the angle term (the paper's 50)")
-
-
-class NDLoss(_Strict):
-    """ND loss (Wang et al., NeurIPS 2023) on the pooled embedding (a learned linear map where the widths differ)."""
-
-    weight: float = Field(1.0, ge=0, description="weight of the ND loss (the authors' CIFAR default, 1)")
-
-
-class CATLoss(_Strict):
-    """Class Attention Transfer (Guo et al., CVPR 2023): the networks' class activation maps."""
-
-    weight: float = Field(400.0, ge=0, description="weight of the CAT loss (400: their CIFAR config)")
-    resolution: int = Field(2, ge=1, description="side the maps are pooled to before comparing")
-    normalize: bool = Field(True, description="L2-normalise each map over its positions")
-
-
-FEATURE_LOSSES = ("fitnet", "sp", "ickd", "rkd", "nd", "cat")  # those that need feature maps, not only logits
-
-
-class Losses(_Strict):
-    """The distillation loss: the sum of the losses named here. Hinton KD is added unless a logit loss (kd or dkd)
-    is named; the feature losses (fitnet, sp, ickd, rkd, nd, cat) come on top of it."""
-
-    kd: KDLoss | None = None
-    dkd: DKDLoss | None = None
-    fitnet: FitNetLoss | None = None
-    sp: SPLoss | None = None
-    ickd: ICKDLoss | None = None
-    rkd: RKDLoss | None = None
-    nd: NDLoss | None = None
-    cat: CATLoss | None = None
-
-    @property
-    def features(self) -> bool:
-        """Whether a loss needs the networks' feature maps (not only their logits)."""
-        return any(getattr(self, name) is not None for name in FEATURE_LOSSES)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _kd_by_default(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("kd") is None and data.get("dkd") is None:
-            return {**data, "kd": {}}
-        return data
 
 
 class Distill(_Strict):

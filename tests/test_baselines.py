@@ -10,7 +10,8 @@ import subprocess
 import pytest
 import torch
 
-from kdcompress.baselines import beaten_by
+from kdcompress.records import RecipeRow, ResultRow
+from kdcompress.report.result import beaten_by
 from kdcompress.models.load import load_teacher
 from tests.conftest import N_CLASSES, SIDE, TINY_GENES
 
@@ -20,11 +21,16 @@ def run(cmd, *args):
 
 
 def test_beaten_by_needs_both_as_fast_and_as_accurate():
-    rec = {"latency_ms": {"p50": 1.0}, "accuracy": 90.0}
-    ours = [{"id": "fast_bad", "latency_ms": {"p50": 0.5}, "accuracy": 89.9},
-            {"id": "slow_good", "latency_ms": {"p50": 1.1}, "accuracy": 95.0},
-            {"id": "tie", "latency_ms": {"p50": 1.0}, "accuracy": 90.0},
-            {"id": "win", "latency_ms": {"p50": 0.7}, "accuracy": 91.0}]
+    def recipe(p50: float, acc: float) -> RecipeRow:
+        return RecipeRow("recipe:r", "r", None, "fp32", "onnx", {"p50": p50}, acc, 1.0, 0.0, None, "r.onnx", {})
+
+    def ours_row(name: str, p50: float, acc: float) -> ResultRow:
+        return ResultRow(name, name, "fp32", "onnx", "resnet", {}, 1, 1, {}, {"p50": p50}, acc, 1.0, 0.0, "a.onnx",
+                         {}, None, 1.0, None, True, None, True, True, True, False, [])
+
+    rec = recipe(1.0, 90.0)
+    ours = [ours_row("fast_bad", 0.5, 89.9), ours_row("slow_good", 1.1, 95.0), ours_row("tie", 1.0, 90.0),
+            ours_row("win", 0.7, 91.0)]
     assert beaten_by(rec, ours) == "win"  # the fastest that is at least as good on both
     assert beaten_by(rec, ours[:2]) is None
     assert beaten_by(rec, ours[:3]) == "tie"
@@ -97,15 +103,19 @@ def test_a_recipe_file_makes_an_exported_teacher_prunable(teacher_files, tmp_pat
 
 
 def test_nearest_miss_and_the_budget_line():
-    from kdcompress.report.result import budget_line, nearest_miss
+    from types import SimpleNamespace
+
+    from kdcompress.report.result import nearest_miss
+    from kdcompress.report.table import budget_line
 
     budget = {"latency_ratio": [0.2, 0.1], "max_accuracy_drop": 1.0}
-    rows = [{"id": "slow", "speedup": 2.5, "accuracy_drop": 0.2},  # needs 5x: shortfall 1.0
-            {"id": "close", "speedup": 4.5, "accuracy_drop": 1.1},  # 0.11 + 0.1
-            {"id": "bad", "speedup": 9.0, "accuracy_drop": 3.0}]  # 0 + 2.0
+    rows = [SimpleNamespace(id="slow", speedup=2.5, accuracy_drop=0.2),  # needs 5x: shortfall 1.0
+            SimpleNamespace(id="close", speedup=4.5, accuracy_drop=1.1),  # 0.11 + 0.1
+            SimpleNamespace(id="bad", speedup=9.0, accuracy_drop=3.0)]  # 0 + 2.0
     assert nearest_miss(rows, budget) == "close"
-    result = {"budget": budget, "budget_met": False, "nearest_miss": "close",
-              "students": [{**r, "accuracy_drop": r["accuracy_drop"]} for r in rows]}
+    by_id = {r.id: r for r in rows}
+    result = SimpleNamespace(budget=budget, budget_met=False, nearest_miss="close", row=by_id.get)
     line = budget_line(result)
     assert "≥ 5.00× faster" in line and "≤ 1.0 points" in line and "close at 4.50×, -1.10 points" in line
-    assert budget_line({**result, "budget_met": True}) is None
+    result.budget_met = True
+    assert budget_line(result) is None

@@ -16,7 +16,8 @@ import torch
 from scipy.stats import mannwhitneyu
 
 from kdcompress.check.control import control_model_bytes
-from kdcompress.check.gate import judge_latency, refuse_mismatch, subject_from_file
+from kdcompress.check.gate import refuse_mismatch, subject_from_file
+from kdcompress.check.verdict import judge_latency
 from kdcompress.check.history import _inversion_counts, detect_creep, rising_p_value, sen_slope
 from kdcompress.check.paired import PairedSamples
 from kdcompress.check.stats import shift, u_critical
@@ -246,7 +247,7 @@ def test_example_workflow_uses_real_options() -> None:
     """The shipped GitHub Actions example calls `kdcompress check` with options that exist."""
     import yaml
 
-    from kdcompress.check_commands import check
+    from kdcompress.cli.check import check
 
     root = Path(__file__).resolve().parent.parent
     flow = yaml.safe_load((root / "examples" / "ci" / "latency-gate.yml").read_text())
@@ -259,7 +260,7 @@ def test_example_workflow_uses_real_options() -> None:
 
 
 def test_exit_codes_of_a_verdict() -> None:
-    from kdcompress.check.gate import Verdict
+    from kdcompress.check.verdict import Verdict
 
     rng = np.random.default_rng(7)
     lat = judge_latency(paired(rng, 6, noise=0.08), paired(rng, 60, noise=0.08), POLICY)

@@ -15,6 +15,7 @@ import onnxruntime as ort
 import pytest
 
 from kdcompress.data import Preprocess, load_data
+from kdcompress.pipeline import open_run
 from kdcompress.run import RunDir, file_sha256
 
 
@@ -148,7 +149,7 @@ def test_shrink_end_to_end(cli_cmd, teacher_files, tiny_npz, tiny_profile, tmp_p
     bench = run(cli_cmd, "bench", out)
     assert bench.returncode == 0, bench.stderr
     assert "teacher" in bench.stdout and f"{student['id']}.int8" in bench.stdout and (out / "report.md").exists()
-    RunDir.open(out, must_exist=True).invalidate_from("bench")
+    open_run(out, must_exist=True).invalidate_from("bench")
     assert not (out / "bench.json").exists() and not (out / "result.json").exists()
     assert_user_error(run(cli_cmd, "report", out), "stage 'bench' has not finished")
     assert run(cli_cmd, "shrink", teacher_files["pt2"], "--profile", tiny_profile, "--data", tiny_npz,
@@ -159,15 +160,15 @@ def test_shrink_end_to_end(cli_cmd, teacher_files, tiny_npz, tiny_profile, tmp_p
 @pytest.mark.parametrize("fmt", ["ts", "sd"])
 def test_shrink_accepts_other_formats_through_load(cli_cmd, teacher_files, tiny_npz, tiny_profile, tmp_path, fmt):
     """Every input format gets through the load stage (teacher exported and parity-checked)."""
-    from kdcompress.pipeline import Inputs, Session, stage_load
+    from kdcompress.pipeline import Inputs, Session
     from kdcompress.profiles import load_profile
-    from kdcompress.run import RunDir
+    from kdcompress.stages import load
 
     arch = f"{teacher_files['arch']}:TinyNet" if fmt == "sd" else None
-    run_dir = RunDir.open(tmp_path / fmt)
+    run_dir = open_run(tmp_path / fmt)
     run_dir.manifest["inputs"] = Inputs(str(teacher_files[fmt]), str(tiny_npz), load_profile(tiny_profile), arch).to_json()
     session = Session(run_dir)
-    stage_load(session)
+    load.run(session)
     assert run_dir.manifest["teacher"]["parity"]["passed"]
     assert Path(run_dir.manifest["teacher"]["artifact"]).exists()
 
@@ -309,7 +310,7 @@ def test_distill_stage_runs_data_parallel_under_torchrun(cli_cmd, teacher_files,
                "kdcompress.cli"], "distill", out, "--json")
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     result = json.loads(ddp.stdout)  # one JSON document: rank 1 printed nothing
-    assert result["students"] and RunDir.open(out, must_exist=True).done("report")
+    assert result["students"] and open_run(out, must_exist=True).done("report")
     wrong = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
                  "kdcompress.cli"], "export", out)
     assert wrong.returncode != 0 and "only the distill stage runs across processes" in wrong.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kdcompress.errors import KDCompressError
+from kdcompress.pipeline import open_run
 from kdcompress.run import RunDir, atomic_path, atomic_write
 
 
@@ -19,15 +20,18 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
 
 
 def test_run_refuses_to_clobber_and_resumes(tmp_path):
-    run = RunDir.open(tmp_path / "r")
+    run = open_run(tmp_path / "r")
     run.mark_done("load", 1.0)
     run.mark_done("search", 2.0)
     with pytest.raises(KDCompressError, match="--resume"):
-        RunDir.open(tmp_path / "r")
-    again = RunDir.open(tmp_path / "r", resume=True)
+        open_run(tmp_path / "r")
+    again = open_run(tmp_path / "r", resume=True)
     assert again.done("load") and again.done("search")
+    (tmp_path / "r" / "search").mkdir()
+    (tmp_path / "r" / "search" / "top.json").write_text("{}")
     again.invalidate_from("search")
-    assert again.done("load") and not RunDir.open(tmp_path / "r", resume=True).done("search")
+    assert again.done("load") and not open_run(tmp_path / "r", resume=True).done("search")
+    assert not (tmp_path / "r" / "search").exists()  # the search stage's declared output went with it
 
 
 def test_missing_run_for_stage_command(tmp_path):

@@ -57,10 +57,10 @@ def test_evolution_respects_budget_and_is_deterministic(teacher_files, tiny_npz,
     assert all(c["params"] <= budget for c in log1 if c["feasible"])
     assert all(c["latency_ratio"] <= 5.0 for c in log1 if c["feasible"])  # the tiny profile's latency budget
     assert any(not c["feasible"] for c in log1)  # the budget did bite
-    assert [c.genes for c in top1] == [c.genes for c in top2]
+    assert [c.genes for c in top1.top] == [c.genes for c in top2.top]
     strip = lambda log: [(c["genes"], c["feasible"], c["scores"]) for c in log]
     assert strip(log1) == strip(log2)
-    assert top1[0].scores["diswot"] == max(c["scores"]["diswot"] for c in log1 if c["feasible"])
+    assert top1.top[0].scores["diswot"] == max(c["scores"]["diswot"] for c in log1 if c["feasible"])
 
 
 def test_several_latency_targets_give_a_student_each(teacher_files, tiny_npz, tiny_profile, tmp_path):
@@ -98,7 +98,7 @@ def test_an_unreachable_target_is_skipped_when_another_is_met(teacher_files, tin
     to_onnx(t.module, torch.zeros(1, 1, 12, 12), onnx_path)
     top = search(t, load_data(str(tiny_npz)), Preprocess(), profile, tmp_path / "s", "onnxruntime-cpu", onnx_path,
                  sum(p.numel() for p in t.module.parameters()), 10**7, 0, notes)
-    assert len(top) == 1 and any("latency target was skipped" in n and "0.0001" in n for n in notes.lines)
+    assert len(top.top) == 1 and any("latency target was skipped" in n and "0.0001" in n for n in notes.lines)
 
 
 def test_latency_targets_are_validated(tiny_profile):
@@ -134,7 +134,7 @@ def test_pick_keeps_the_teachers_cuts_apart_from_family_students(tiny_npz, tiny_
                                               "search.space": ["pruned-teacher", "vgg"], "search.pick": pick,
                                               "search.cut_rank": "params"})
         top = search(t, data, Preprocess(), profile, tmp_path / pick, "onnxruntime-cpu", onnx_path, params, 10**7)
-        spaces[pick] = [s.space for s in top]
+        spaces[pick] = [s.space for s in top.top]
         log = [json.loads(line) for line in (tmp_path / pick / "candidates.jsonl").read_text().splitlines()]
         if pick == "teacher-first":  # a cut fitted, so the family students were not even searched
             assert {c["space"] for c in log} == {"pruned-teacher"}
@@ -142,9 +142,9 @@ def test_pick_keeps_the_teachers_cuts_apart_from_family_students(tiny_npz, tiny_
             # larger cut of the sweep was measured and did not fit; the search proxy is still scored beside
             assert [c["params"] for c in log] == sorted((c["params"] for c in log), reverse=True)
             assert [c["feasible"] for c in log] == [False] * (len(log) - 1) + [True]
-            assert top[0].params == log[-1]["params"] and "synflow" in log[-1]["scores"]
+            assert top.top[0].params == log[-1]["params"] and "synflow" in log[-1]["scores"]
             sizes = [n for n, _ in sized_cuts(t.pruning_source(torch.zeros(2, 1, 12, 12)), channel_multiple("cpu"))]
-            assert sum(n > top[0].params for n in sizes) == len(log) - 1
+            assert sum(n > top.top[0].params for n in sizes) == len(log) - 1
     assert spaces["teacher-first"] == ["pruned-teacher"]
     assert sorted(spaces["per-origin"]) == ["pruned-teacher", "vgg"]
     assert len(spaces["proxy"]) == 1
@@ -255,7 +255,7 @@ def test_a_repeated_search_times_nothing_and_makes_the_same_pick(teacher_files, 
 
     monkeypatch.setattr(context, "interleaved_latency", no_timing)
     top2, _, log2 = _search(teacher_files, tiny_npz, tiny_profile, tmp_path / "b", seed=5)
-    assert [c.genes for c in top1] == [c.genes for c in top2]
+    assert [c.genes for c in top1.top] == [c.genes for c in top2.top]
     assert [(c["genes"], c["latency_ratio"], c["feasible"]) for c in log1] == \
            [(c["genes"], c["latency_ratio"], c["feasible"]) for c in log2]
     with pytest.raises(AssertionError, match="timed again"):  # off: measured afresh

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kdcompress.check.gate import Verdict
+from kdcompress.check.verdict import Verdict
 from kdcompress.errors import KDCompressError
 from kdcompress.profiles import Check
 from kdcompress.run import atomic_write

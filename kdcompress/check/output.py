@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from kdcompress.check.gate import Verdict
+from kdcompress.check.verdict import Verdict
 
 
 def _pct(x: float | None) -> str:
