@@ -36,7 +36,7 @@ from onnx import helper, numpy_helper, shape_inference
 from scipy.stats import mannwhitneyu
 
 from kdcompress.bench import BACKENDS
-from kdcompress.check.gate import judge_latency
+from kdcompress.check.verdict import judge_latency
 from kdcompress.check.paired import PairedSamples, measure_paired
 from kdcompress.export import to_onnx
 from kdcompress.models.students import build_resnet

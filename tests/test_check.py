@@ -282,9 +282,15 @@ def test_run_directory_subject_uses_the_runs_own_copy(onnx_pair: tuple[Path, Pat
     run_dir = tmp_path / "moved_run"
     (run_dir / "artifacts").mkdir(parents=True)
     (run_dir / "artifacts" / "s0.onnx").write_bytes(small.read_bytes())
-    write_json(run_dir / "result.json", {
-        "best": "s0", "students": [{"id": "s0", "artifact": "/gone/runs/demo/artifacts/s0.onnx"}],
-        "backend": "onnxruntime-cpu", "batch": 2, "threads": 1, "data": "tiny.npz", "test_samples": 50})
+    from kdcompress.records import Result, ResultRow, TeacherRow
+
+    lat = {"p50": 1.0, "p90": 1.0, "p99": 1.0}
+    row = ResultRow("s0", "s0-resnet", "fp32", "onnx", "resnet", {}, 1, 1, {}, lat, 90.0, 1.0, 0.0,
+                    "/gone/runs/demo/artifacts/s0.onnx", {}, None, 1.0, None, True, None, True, True, True, False, [])
+    teacher = TeacherRow("t.pt2", 2, 2, "fp32", lat, 90.0, "/gone/runs/demo/artifacts/teacher.onnx", None)
+    result = Result(2, "ci", "onnxruntime-cpu", None, "fp32", ["fp32"], None, 2, 1, 50, "tiny.npz", {}, "synflow",
+                    None, None, None, teacher, (row,), "s0", True, None, ["s0"], (), None, {})
+    write_json(run_dir / "result.json", result.to_json())
     write_json(run_dir / "manifest.json", {"inputs": {"data": str(tiny_npz), "seed": 0, "profile": {
         "data": {"mean": [0.0], "std": [1.0], "val_fraction": 0.1}}}})
     s = subject_from_run(run_dir)

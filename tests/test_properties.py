@@ -10,7 +10,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kdcompress.check.gate import judge_accuracy, judge_latency
+from kdcompress.check.verdict import judge_accuracy, judge_latency
 from kdcompress.check.paired import PairedSamples
 from kdcompress.errors import KDCompressError
 from kdcompress.profiles import Check, Profile, available_profiles, load_profile, validate_profile
