@@ -207,7 +207,7 @@ def test_search_command_scores_every_proxy_side_by_side(cli_cmd, teacher_files, 
 
 
 def test_search_help_names_every_proxy():
-    from kdcompress.cli import PROXY_HELP
+    from kdcompress.cli.options import PROXY_HELP
     from kdcompress.search.proxies import PROXIES
 
     words = set(re.findall(r"\w+", PROXY_HELP))
