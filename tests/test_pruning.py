@@ -89,7 +89,9 @@ def test_search_yields_pruned_candidates_and_shrink_distills_one(concat_teacher,
     teacher = load_teacher(sd, arch=arch)
     data = load_data(str(tiny_npz))
     profile = load_profile(tiny_profile, {"distill.epochs": 1})
-    spec = {"space": "pruned-teacher", "genes": pruned[0]["genes"], "in_channels": 1, "num_classes": 4}
+    from kdcompress.records import StudentSpec
+
+    spec = StudentSpec("pruned-teacher", pruned[0]["genes"], 1, 4)
     distill(teacher, spec, data, Preprocess(), profile.distill, tmp_path / "s0", tmp_path / "logits.pt")
     source = PruningSource(teacher.module, torch.zeros(2, 1, 12, 12))
     model = load_student(tmp_path / "s0", source)

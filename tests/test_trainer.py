@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from kdcompress.records import StudentSpec
 from kdcompress.data import Preprocess, load_data
 from kdcompress.distill import distill, load_student
 from kdcompress.distill.trainer import evaluate
@@ -17,8 +18,7 @@ from kdcompress.models.load import load_teacher
 from kdcompress.profiles import Distill
 from kdcompress.run import Progress
 
-SPEC = {"space": "resnet", "genes": {"stem": 8, "widths": [8, 16, 16], "depths": [1, 1, 1], "stem_stride": 1},
-        "in_channels": 1, "num_classes": 4}
+SPEC = StudentSpec("resnet", {"stem": 8, "widths": [8, 16, 16], "depths": [1, 1, 1], "stem_stride": 1}, 1, 4)
 
 
 class Killer(Progress):
@@ -197,6 +197,7 @@ from pathlib import Path
 
 from kdcompress.data import Preprocess, load_data
 from kdcompress.distill import distill
+from kdcompress.records import StudentSpec
 from kdcompress.distill.distributed import init_from_env
 from kdcompress.models.load import load_teacher
 from kdcompress.profiles import Distill
@@ -204,7 +205,7 @@ from kdcompress.profiles import Distill
 grouped = init_from_env()  # False for one process: it trains alone
 teacher, npz, out = load_teacher(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 cfg = Distill.model_validate_json(sys.argv[4])
-distill(teacher, {spec!r}, load_data(npz), Preprocess(), cfg, out / "student", out / "cache.pt", seed=6)
+distill(teacher, StudentSpec.from_json({spec!r}), load_data(npz), Preprocess(), cfg, out / "student", out / "cache.pt", seed=6)
 print("group", torch.distributed.get_backend_config() if grouped else "none")
 """
 
@@ -212,7 +213,7 @@ print("group", torch.distributed.get_backend_config() if grouped else "none")
 def run_torchrun(processes: int, teacher: Path, npz: Path, out: Path, cfg: Distill):
     """``torchrun --standalone`` over :data:`DDP_SCRIPT`: a real launcher and real processes."""
     script = out.parent / f"{out.name}.py"
-    script.write_text(DDP_SCRIPT.format(spec=SPEC))
+    script.write_text(DDP_SCRIPT.format(spec=SPEC.to_json()))
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
                            str(processes), str(script), str(teacher), str(npz), str(out), cfg.model_dump_json()],
                           capture_output=True, text=True, timeout=600, check=False)
@@ -335,7 +336,7 @@ def test_a_student_of_other_depths_starts_from_the_teachers_first_blocks(teacher
                    for v in theirs.values())
 
     data = load_data(str(tiny_npz))
-    spec = {"space": "resnet", "genes": TINY_GENES, "in_channels": 1, "num_classes": N_CLASSES, "init": "teacher"}
+    spec = StudentSpec("resnet", TINY_GENES, 1, N_CLASSES, init="teacher")
     frozen = Distill(epochs=1, batch=32, lr=1e-9, device="cpu")  # a learning rate that changes nothing
     distill(teacher, spec, data, Preprocess(), frozen, tmp_path / "s", tmp_path / "cache.pt")
     trained = load_student(tmp_path / "s").state_dict()
