@@ -151,7 +151,7 @@ def test_pick_keeps_the_teachers_cuts_apart_from_family_students(tiny_npz, tiny_
     # ranked by fidelity (the default), the sweep measures the cuts closest to the teacher first, and two targets
     # never distil the same cut twice: the tighter one takes the best cut not already picked
     profile = load_profile(tiny_profile, {"search.space": ["pruned-teacher"], "budget.latency_ratio": [5.0, 4.0]})
-    two = search(t, data, Preprocess(), profile, tmp_path / "two", "onnxruntime-cpu", onnx_path, params, 10**7)
+    two = search(t, data, Preprocess(), profile, tmp_path / "two", "onnxruntime-cpu", onnx_path, params, 10**7).top
     assert len(two) == 2 and two[0].genes != two[1].genes
     assert two[0].scores["fidelity"] >= two[1].scores["fidelity"]
     log = [json.loads(line) for line in (tmp_path / "two" / "candidates.jsonl").read_text().splitlines()]
@@ -293,7 +293,7 @@ def test_refine_reorders_the_picks_by_short_distillation(teacher_files, tiny_npz
     first = refined["rungs"][0]
     assert first["epochs"] == 1 and len(first["val_accuracy"]) == 3
     winner = refined["candidates"][refined["order"][0]]
-    assert [top[0].space, top[0].genes] == [winner["space"], winner["genes"]]
+    assert [top.top[0].space, top.top[0].genes] == [winner["space"], winner["genes"]]
     last = refined["rungs"][-1]["val_accuracy"]
     assert last[str(refined["order"][0])] == max(last.values())
     # 3 runs of 1 epoch + 2 of 2 epochs on 200 of the 360 training images, against 2 epochs on all 360

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -342,7 +343,7 @@ def test_a_student_of_other_depths_starts_from_the_teachers_first_blocks(teacher
     trained = load_student(tmp_path / "s").state_dict()
     weights = [k for k in theirs if k.endswith(".weight")]
     assert all(torch.allclose(trained[k], theirs[k], atol=1e-6) for k in weights)  # it started as the teacher
-    distill(teacher, {**spec, "init": None}, data, Preprocess(), frozen, tmp_path / "f", tmp_path / "cache.pt")
+    distill(teacher, dataclasses.replace(spec, init=None), data, Preprocess(), frozen, tmp_path / "f", tmp_path / "cache.pt")
     fresh = load_student(tmp_path / "f").state_dict()
     assert not any(torch.allclose(fresh[k], theirs[k], atol=1e-6) for k in weights)
 
@@ -377,5 +378,5 @@ def test_init_from_a_teacher_with_another_number_of_stages_is_one_clear_error(te
     two_stages = {"space": "resnet", "genes": {"stem": 16, "widths": [16, 24], "depths": [1, 1]}, "in_channels": 1,
                   "num_classes": N_CLASSES, "init": "teacher"}
     with pytest.raises(KDCompressError, match="the student has 2 stages and the teacher 3"):
-        distill(load_teacher(teacher_files["pt2"]), two_stages, load_data(str(tiny_npz)), Preprocess(),
+        distill(load_teacher(teacher_files["pt2"]), StudentSpec.from_json(two_stages), load_data(str(tiny_npz)), Preprocess(),
                 Distill(epochs=1, device="cpu"), tmp_path / "s", tmp_path / "cache.pt")
