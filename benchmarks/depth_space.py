@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from search_correlation_report import band_scores, bootstrap_ci, mean_pairwise_tau, tau  # noqa: E402
 
+from kdcompress.job import Job  # noqa: E402
 from kdcompress.records import StudentSpec  # noqa: E402
 from kdcompress.data import Preprocess, load_data  # noqa: E402
 from kdcompress.distill import distill, load_student  # noqa: E402
@@ -71,7 +72,7 @@ def train(students: list[dict], inits: list[str], seeds: list[int], epochs: int,
     for seed, init, s in itertools.product(seeds, inits, students):
         folder = work / f"{name(s)}-{init}-seed{seed}"
         spec = s if init == "random" else {**s, "init": init}
-        distill(teacher, StudentSpec.from_json(spec), data, prep, cfg, folder, work / f"teacher_logits_{samples}.pt", seed)
+        distill(Job(teacher, data, prep, work / f"teacher_logits_{samples}.pt", seed), StudentSpec.from_json(spec), cfg, folder)
         acc = evaluate(load_student(folder), data.x_test, data.y_test, prep)
         write_json(folder / "test.json", {"test_accuracy": acc})
         print(f"{name(s)} {init:13s} seed {seed}: {acc:.2f} %", flush=True)

@@ -18,6 +18,7 @@ import statistics
 import sys
 from pathlib import Path
 
+from kdcompress.job import Job
 from kdcompress.records import StudentSpec
 from kdcompress.data import DataSplits, Preprocess, load_data
 from kdcompress.distill import distill, load_student
@@ -114,7 +115,7 @@ def epoch_seconds(args: argparse.Namespace, teacher: Teacher, data: DataSplits, 
         cfg = load_profile(args.profile, {**sets, **placement(args), "distill.epochs": 1}).distill
         folder = args.work / "epoch_seconds" / name
         cache = args.work / "epoch_seconds" / (shared or name) / "teacher_logits_train.pt"
-        r = distill(teacher, StudentSpec.from_json(STUDENT), data, prep, cfg, folder, cache, 0)
+        r = distill(Job(teacher, data, prep, cache, 0), StudentSpec.from_json(STUDENT), cfg, folder)
         out[name] = json.loads((folder / "history.jsonl").read_text().splitlines()[-1])["seconds"]
         print(f"{name:14s} {out[name]:.1f} s/epoch ({r.epochs_run} epoch)", flush=True)
     return out
@@ -158,7 +159,7 @@ def main() -> None:
         cfg = load_profile(args.profile, {**sets, **placement(args)}).distill
         for seed in args.seeds:
             folder = args.work / f"{method}-seed{seed}"
-            r = distill(teacher, StudentSpec.from_json(student), data, prep, cfg, folder, args.work / "teacher_logits_train.pt", seed)
+            r = distill(Job(teacher, data, prep, args.work / "teacher_logits_train.pt", seed), StudentSpec.from_json(student), cfg, folder)
             acc = evaluate(load_student(folder, pruning), data.x_test, data.y_test, prep)
             history = [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
             runs.setdefault(method, []).append({

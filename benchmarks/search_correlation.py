@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from band import band_students  # noqa: E402
 
+from kdcompress.job import Job  # noqa: E402
 from kdcompress.records import StudentSpec  # noqa: E402
 from kdcompress.data import Preprocess, load_data  # noqa: E402
 from kdcompress.distill.trainer import distill, evaluate, load_student, teacher_logits_cached  # noqa: E402
@@ -77,7 +78,7 @@ def _train_one(args: tuple[dict, int, str, int, Path]) -> dict:
     spec = {"space": student["space"], "genes": student["genes"], "in_channels": 1, "num_classes": 10}
     out_dir = work / f"s{i:02d}_{mode}_{seed}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    res = distill(teacher, StudentSpec.from_json(spec), data, prep, schedule(mode), out_dir, work / "teacher_logits.pt", seed=seed)
+    res = distill(Job(teacher, data, prep, work / "teacher_logits.pt", seed), StudentSpec.from_json(spec), schedule(mode), out_dir)
     test = evaluate(load_student(out_dir), data.x_test, data.y_test, prep)
     return {"key": task_key(i, mode, seed), "student": i, "mode": mode, "seed": seed, "test_accuracy": test,
             "val_accuracy": res.best_val_accuracy, "seconds": round(res.seconds, 1)}

@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from search_correlation import SCHEDULE, TEACHER, schedule  # noqa: E402
 from search_correlation_report import band_scores  # noqa: E402
 
+from kdcompress.job import Job  # noqa: E402
 from kdcompress.records import StudentSpec  # noqa: E402
 from kdcompress.data import Preprocess, load_data  # noqa: E402
 from kdcompress.distill.trainer import distill, teacher_logits_cached  # noqa: E402
@@ -51,7 +52,7 @@ def short_runs(students: list[dict], work: Path, samples: int, rungs: list[int])
         cfg = schedule("kd").model_copy(update={"epochs": epochs, "train_samples": samples})
         for i, s in enumerate(students):
             spec = {"space": s["space"], "genes": s["genes"], "in_channels": 1, "num_classes": 10}
-            r = distill(teacher, StudentSpec.from_json(spec), data, prep, cfg, work / f"s{i:02d}-e{epochs}", work / "teacher_logits.pt", 0)
+            r = distill(Job(teacher, data, prep, work / "teacher_logits.pt", 0), StudentSpec.from_json(spec), cfg, work / f"s{i:02d}-e{epochs}")
             out[(i, epochs)] = r.best_val_accuracy
         print(f"short runs of {epochs} epoch(s) done", flush=True)
     return out

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from kdcompress.job import Job
+from kdcompress.records import TeacherRecord
 from kdcompress.data import Preprocess, load_data
 from kdcompress.export import to_onnx
 from kdcompress.models.load import load_teacher
@@ -44,7 +46,7 @@ def one_search(teacher, data, prep, iterations: int, seed: int, work: Path) -> d
     params = sum(p.numel() for p in teacher.module.parameters())
     out = Path(tempfile.mkdtemp(dir=work))
     t0 = time.perf_counter()
-    evolution.search(teacher, data, prep, profile, out, "onnxruntime-cpu", teacher_onnx, params, flops, seed=seed)
+    evolution.search(Job(teacher, data, prep, out / "teacher_logits.pt", seed), profile, TeacherRecord(str(teacher_onnx), "pt2", "", params, flops, data.num_classes, str(teacher_onnx), "", {}), "onnxruntime-cpu", out)
     seconds = time.perf_counter() - t0
     log = [json.loads(line) for line in (out / "candidates.jsonl").read_text().splitlines()]
     timed = [c for c in log if c["latency_ms"] is not None]

@@ -23,6 +23,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from band import band_students  # noqa: E402
 
+from kdcompress.job import Job  # noqa: E402
+from kdcompress.records import TeacherRecord  # noqa: E402
 from kdcompress.data import Preprocess, load_data  # noqa: E402
 from kdcompress.export import to_onnx  # noqa: E402
 from kdcompress.models.load import load_teacher  # noqa: E402
@@ -61,7 +63,7 @@ def timed_evolution(teacher, data, prep, evaluations: int, workers: int, tmp: Pa
     out = tmp / f"w{workers}"
     out.mkdir(exist_ok=True)
     t0 = time.perf_counter()
-    search(teacher, data, prep, profile, out, "onnxruntime-cpu", teacher_onnx, params, flops, seed=0)
+    search(Job(teacher, data, prep, out / "teacher_logits.pt", 0), profile, TeacherRecord(str(teacher_onnx), "pt2", "", params, flops, data.num_classes, str(teacher_onnx), "", {}), "onnxruntime-cpu", out)
     seconds = time.perf_counter() - t0
     log = (out / "candidates.jsonl").read_text().splitlines()
     measured = sum('"latency_ms": null' not in line for line in log)

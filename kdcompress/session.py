@@ -13,6 +13,7 @@ import torch
 from kdcompress.data import DataSplits, Preprocess, load_data
 from kdcompress.errors import KDCompressError
 from kdcompress.export.artifacts import ArtifactPlan
+from kdcompress.job import Job
 from kdcompress.models.load import Teacher, load_teacher
 from kdcompress.models.pruning import PruningSource
 from kdcompress.profiles import Profile
@@ -92,6 +93,12 @@ class Session:
     @functools.cached_property
     def data(self) -> DataSplits:
         return load_data(self.inputs.data, self.profile.data.val_fraction, self.seed)
+
+    @property
+    def job(self) -> Job:
+        """The teacher, data, normalisation and seed as search and distill take them; the teacher's logits on the
+        training images cached in the run's ``cache/``."""
+        return Job(self.teacher, self.data, self.prep, self.run.path / "cache" / "teacher_logits_train.pt", self.seed)
 
     @property
     def example(self) -> torch.Tensor:

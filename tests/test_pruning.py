@@ -8,6 +8,7 @@ import subprocess
 import pytest
 import torch
 
+from kdcompress.job import Job
 from kdcompress.data import Preprocess, load_data
 from kdcompress.distill.trainer import distill, load_student
 from kdcompress.errors import KDCompressError
@@ -92,7 +93,7 @@ def test_search_yields_pruned_candidates_and_shrink_distills_one(concat_teacher,
     from kdcompress.records import StudentSpec
 
     spec = StudentSpec("pruned-teacher", pruned[0]["genes"], 1, 4)
-    distill(teacher, spec, data, Preprocess(), profile.distill, tmp_path / "s0", tmp_path / "logits.pt")
+    distill(Job(teacher, data, Preprocess(), tmp_path / "logits.pt"), spec, profile.distill, tmp_path / "s0")
     source = PruningSource(teacher.module, torch.zeros(2, 1, 12, 12))
     model = load_student(tmp_path / "s0", source)
     assert sum(p.numel() for p in model.parameters()) == pruned[0]["params"]

@@ -8,6 +8,8 @@ import json
 import pytest
 import torch
 
+from kdcompress.job import Job
+from kdcompress.records import TeacherRecord
 from kdcompress.data import Preprocess, load_data
 from kdcompress.errors import KDCompressError
 from kdcompress.export import to_onnx
@@ -38,6 +40,13 @@ def test_probe_finds_prepool_features_for_every_kind(teacher_files):
         torch.testing.assert_close(t.logits(x), before)  # the probe never touches the teacher itself
 
 
+
+def search_with(teacher, data, profile, out, onnx_path, params, flops, seed=0, progress=None):
+    """The search stage's function on a teacher and its ONNX file, as the pipeline calls it."""
+    record = TeacherRecord(str(onnx_path), "pt2", "", params, flops, data.num_classes, str(onnx_path), "test", {})
+    job = Job(teacher, data, Preprocess(), out / "teacher_logits.pt", seed)
+    return search(job, profile, record, "onnxruntime-cpu", out, progress)
+
 def _search(teacher_files, tiny_npz, tiny_profile, out, seed, **overrides):
     profile = load_profile(tiny_profile, {"search.iterations": 3, **overrides})
     t = load_teacher(teacher_files["pt2"])
@@ -46,7 +55,7 @@ def _search(teacher_files, tiny_npz, tiny_profile, out, seed, **overrides):
     onnx_path = out.parent / "teacher.onnx"
     if not onnx_path.exists():
         to_onnx(t.module, torch.zeros(1, 1, 12, 12), onnx_path)
-    top = search(t, data, Preprocess(), profile, out, "onnxruntime-cpu", onnx_path, teacher_params, 10**7, seed)
+    top = search_with(t, data, profile, out, onnx_path, teacher_params, 10**7, seed)
     return top, teacher_params, [json.loads(line) for line in (out / "candidates.jsonl").read_text().splitlines()]
 
 
@@ -96,7 +105,7 @@ def test_an_unreachable_target_is_skipped_when_another_is_met(teacher_files, tin
     t = load_teacher(teacher_files["pt2"])
     onnx_path = tmp_path / "teacher.onnx"
     to_onnx(t.module, torch.zeros(1, 1, 12, 12), onnx_path)
-    top = search(t, load_data(str(tiny_npz)), Preprocess(), profile, tmp_path / "s", "onnxruntime-cpu", onnx_path,
+    top = search_with(t, load_data(str(tiny_npz)), profile, tmp_path / "s", onnx_path,
                  sum(p.numel() for p in t.module.parameters()), 10**7, 0, notes)
     assert len(top.top) == 1 and any("latency target was skipped" in n and "0.0001" in n for n in notes.lines)
 
@@ -133,7 +142,7 @@ def test_pick_keeps_the_teachers_cuts_apart_from_family_students(tiny_npz, tiny_
         profile = load_profile(tiny_profile, {"search.iterations": 3, "search.proxy": "synflow",
                                               "search.space": ["pruned-teacher", "vgg"], "search.pick": pick,
                                               "search.cut_rank": "params"})
-        top = search(t, data, Preprocess(), profile, tmp_path / pick, "onnxruntime-cpu", onnx_path, params, 10**7)
+        top = search_with(t, data, profile, tmp_path / pick, onnx_path, params, 10**7)
         spaces[pick] = [s.space for s in top.top]
         log = [json.loads(line) for line in (tmp_path / pick / "candidates.jsonl").read_text().splitlines()]
         if pick == "teacher-first":  # a cut fitted, so the family students were not even searched
@@ -151,7 +160,7 @@ def test_pick_keeps_the_teachers_cuts_apart_from_family_students(tiny_npz, tiny_
     # ranked by fidelity (the default), the sweep measures the cuts closest to the teacher first, and two targets
     # never distil the same cut twice: the tighter one takes the best cut not already picked
     profile = load_profile(tiny_profile, {"search.space": ["pruned-teacher"], "budget.latency_ratio": [5.0, 4.0]})
-    two = search(t, data, Preprocess(), profile, tmp_path / "two", "onnxruntime-cpu", onnx_path, params, 10**7).top
+    two = search_with(t, data, profile, tmp_path / "two", onnx_path, params, 10**7).top
     assert len(two) == 2 and two[0].genes != two[1].genes
     assert two[0].scores["fidelity"] >= two[1].scores["fidelity"]
     log = [json.loads(line) for line in (tmp_path / "two" / "candidates.jsonl").read_text().splitlines()]
@@ -220,7 +229,7 @@ def test_when_no_student_meets_the_budget_the_error_names_the_nearest_miss(teach
     to_onnx(t.module, torch.zeros(1, 1, 12, 12), onnx_path)
     with pytest.raises(KDCompressError, match=r"no student meets latency ratio 0.0001 here: the fastest of the \d+ "
                                               r"candidates measured ran at [\d.]+× the teacher .* relax the budget"):
-        search(t, load_data(str(tiny_npz)), Preprocess(), profile, tmp_path / "s", "onnxruntime-cpu", onnx_path,
+        search_with(t, load_data(str(tiny_npz)), profile, tmp_path / "s", onnx_path,
                sum(p.numel() for p in t.module.parameters()), 0)  # FLOPs unknown: every candidate gets timed
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from kdcompress.job import Job
 from kdcompress.records import StudentSpec
 from kdcompress.data import Preprocess, load_data
 from kdcompress.distill import distill, load_student
@@ -46,17 +47,17 @@ def test_distill_learns_and_resume_is_exact(teacher_files, tiny_npz, tmp_path):
     data = load_data(str(tiny_npz))
     prep = Preprocess()
     cfg = Distill(epochs=4, batch=32, lr=0.05)
-    straight = distill(teacher, SPEC, data, prep, cfg, tmp_path / "a", tmp_path / "cache.pt", seed=1)
+    straight = distill(Job(teacher, data, prep, tmp_path / "cache.pt", 1), SPEC, cfg, tmp_path / "a")
     assert straight.epochs_run == 4
     model = load_student(tmp_path / "a")
     assert evaluate(model, data.x_test, data.y_test, prep) > 50.0  # 4 classes: chance is 25 %
 
     # Killed in the middle of epoch 2, then resumed: the same weights as the straight run, bit for bit.
     with pytest.raises(KeyboardInterrupt):
-        distill(teacher, SPEC, data, prep, cfg, tmp_path / "b", tmp_path / "cache.pt", seed=1, progress=Killer())
+        distill(Job(teacher, data, prep, tmp_path / "cache.pt", 1), SPEC, cfg, tmp_path / "b", progress=Killer())
     assert torch.load(tmp_path / "b" / "ckpt.pt", weights_only=True)["epoch"] == 1
     labels = Labels()
-    resumed = distill(teacher, SPEC, data, prep, cfg, tmp_path / "b", tmp_path / "cache.pt", seed=1, progress=labels)
+    resumed = distill(Job(teacher, data, prep, tmp_path / "cache.pt", 1), SPEC, cfg, tmp_path / "b", progress=labels)
     assert resumed.epochs_run == 4
     assert labels.seen == ["distill b (resumed after epoch 1/4)"]  # the user sees where it picked up
     a = torch.load(tmp_path / "a" / "ckpt.pt", weights_only=True)["model"]
@@ -68,9 +69,9 @@ def test_early_stopped_student_is_not_trained_again(teacher_files, tiny_npz, tmp
     teacher = load_teacher(teacher_files["pt2"])
     data = load_data(str(tiny_npz))
     cfg = Distill(epochs=30, batch=128, lr=1e-9, patience=1)  # lr ~ 0: validation never improves after epoch 1
-    first = distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "s", tmp_path / "cache.pt", seed=0)
+    first = distill(Job(teacher, data, Preprocess(), tmp_path / "cache.pt", 0), SPEC, cfg, tmp_path / "s")
     assert first.epochs_run == 2
-    again = distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "s", tmp_path / "cache.pt", seed=0)
+    again = distill(Job(teacher, data, Preprocess(), tmp_path / "cache.pt", 0), SPEC, cfg, tmp_path / "s")
     assert again.epochs_run == 2
 
 
@@ -107,12 +108,11 @@ def test_weight_averaging_resumes_exactly_and_is_what_is_saved(teacher_files, ti
     teacher = load_teacher(teacher_files["pt2"])
     data = load_data(str(tiny_npz))
     cfg = Distill(epochs=3, batch=32, lr=0.05, ema=0.9)
-    distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "a", tmp_path / "cache.pt", seed=2)
+    distill(Job(teacher, data, Preprocess(), tmp_path / "cache.pt", 2), SPEC, cfg, tmp_path / "a")
 
     with pytest.raises(KeyboardInterrupt):
-        distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "b", tmp_path / "cache.pt", seed=2,
-                progress=Killer())
-    distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "b", tmp_path / "cache.pt", seed=2)
+        distill(Job(teacher, data, Preprocess(), tmp_path / "cache.pt", 2), SPEC, cfg, tmp_path / "b", progress=Killer())
+    distill(Job(teacher, data, Preprocess(), tmp_path / "cache.pt", 2), SPEC, cfg, tmp_path / "b")
     a, b = (torch.load(tmp_path / d / "ckpt.pt", weights_only=True) for d in "ab")
     assert all(torch.equal(a["ema"][k], b["ema"][k]) for k in a["ema"])
     saved = torch.load(tmp_path / "a" / "model.pt", weights_only=True)
@@ -133,7 +133,7 @@ def test_feature_losses_train_through_any_teacher_format_and_resume_exactly(fmt,
     loss = {"kd": {}, "fitnet": {"weight": 1.0}, "sp": {"weight": 100.0}, "ickd": {}, "rkd": {}, "nd": {},
             "cat": {"weight": 10.0}}
     cfg = Distill(epochs=3, batch=32, lr=0.05, loss=loss, cache_teacher_logits=fmt == "pt2")
-    distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "a", tmp_path / "cache.pt", seed=3)
+    distill(Job(teacher, data, Preprocess(), tmp_path / "cache.pt", 3), SPEC, cfg, tmp_path / "a")
     assert evaluate(load_student(tmp_path / "a"), data.x_test, data.y_test, Preprocess()) > 50.0
     maps = tmp_path / "teacher_features_train.pt"
     assert maps.exists() == (fmt == "pt2") and not (tmp_path / "cache.pt").exists()
@@ -141,9 +141,8 @@ def test_feature_losses_train_through_any_teacher_format_and_resume_exactly(fmt,
         kept = torch.load(maps, weights_only=True)
         assert kept["features"].shape[:2] == (360, 32) and kept["features"].dtype == torch.float16
     with pytest.raises(KeyboardInterrupt):
-        distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "b", tmp_path / "cache.pt", seed=3,
-                progress=Killer())
-    distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "b", tmp_path / "cache.pt", seed=3)
+        distill(Job(teacher, data, Preprocess(), tmp_path / "cache.pt", 3), SPEC, cfg, tmp_path / "b", progress=Killer())
+    distill(Job(teacher, data, Preprocess(), tmp_path / "cache.pt", 3), SPEC, cfg, tmp_path / "b")
     a, b = (torch.load(tmp_path / d / "ckpt.pt", weights_only=True) for d in "ab")
     assert set(a["adapters"]) == {"fitnet", "ickd", "nd"}  # the student's 16 channels, the teacher's 32: adapted
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
@@ -157,13 +156,12 @@ def test_mixed_batches_learn_and_resume_exactly(teacher_files, tiny_npz, tmp_pat
     teacher = load_teacher(teacher_files["pt2"])
     data = load_data(str(tiny_npz))
     cfg = Distill(epochs=3, batch=32, lr=0.05, mix="cutmix_pick")
-    distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "a", tmp_path / "cache.pt", seed=4)
+    distill(Job(teacher, data, Preprocess(), tmp_path / "cache.pt", 4), SPEC, cfg, tmp_path / "a")
     assert evaluate(load_student(tmp_path / "a"), data.x_test, data.y_test, Preprocess()) > 50.0
     assert not (tmp_path / "cache.pt").exists()
     with pytest.raises(KeyboardInterrupt):
-        distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "b", tmp_path / "cache.pt", seed=4,
-                progress=Killer())
-    distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "b", tmp_path / "cache.pt", seed=4)
+        distill(Job(teacher, data, Preprocess(), tmp_path / "cache.pt", 4), SPEC, cfg, tmp_path / "b", progress=Killer())
+    distill(Job(teacher, data, Preprocess(), tmp_path / "cache.pt", 4), SPEC, cfg, tmp_path / "b")
     a, b = (torch.load(tmp_path / d / "ckpt.pt", weights_only=True)["model"] for d in "ab")
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -181,12 +179,12 @@ def test_teacher_outputs_on_augmented_batches_are_replayed_for_the_next_student(
     teacher = load_teacher(teacher_files["pt2"])
     data = load_data(str(tiny_npz))
     cfg = Distill(epochs=2, batch=32, lr=0.05, aug="crop_flip", mix="cutmix")
-    distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "a", tmp_path / "cache.pt", seed=5)
+    distill(Job(teacher, data, Preprocess(), tmp_path / "cache.pt", 5), SPEC, cfg, tmp_path / "a")
     assert len(list((tmp_path / "teacher_views").rglob("epoch*.pt"))) == 2
     replay = dataclasses.replace(teacher, module=Unusable())
-    distill(replay, SPEC, data, Preprocess(), cfg, tmp_path / "b", tmp_path / "cache.pt", seed=5)
+    distill(Job(replay, data, Preprocess(), tmp_path / "cache.pt", 5), SPEC, cfg, tmp_path / "b")
     live = cfg.model_copy(update={"cache_teacher_logits": False})
-    distill(teacher, SPEC, data, Preprocess(), live, tmp_path / "c", tmp_path / "other.pt", seed=5)
+    distill(Job(teacher, data, Preprocess(), tmp_path / "other.pt", 5), SPEC, live, tmp_path / "c")
     a, b, c = (torch.load(tmp_path / d / "ckpt.pt", weights_only=True)["model"] for d in "abc")
     assert all(torch.equal(a[k], b[k]) and torch.equal(a[k], c[k]) for k in a)
 
@@ -199,6 +197,7 @@ from pathlib import Path
 from kdcompress.data import Preprocess, load_data
 from kdcompress.distill import distill
 from kdcompress.records import StudentSpec
+from kdcompress.job import Job
 from kdcompress.distill.distributed import init_from_env
 from kdcompress.models.load import load_teacher
 from kdcompress.profiles import Distill
@@ -206,7 +205,7 @@ from kdcompress.profiles import Distill
 grouped = init_from_env()  # False for one process: it trains alone
 teacher, npz, out = load_teacher(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 cfg = Distill.model_validate_json(sys.argv[4])
-distill(teacher, StudentSpec.from_json({spec!r}), load_data(npz), Preprocess(), cfg, out / "student", out / "cache.pt", seed=6)
+distill(Job(teacher, load_data(npz), Preprocess(), out / "cache.pt", 6), StudentSpec.from_json({spec!r}), cfg, out / "student")
 print("group", torch.distributed.get_backend_config() if grouped else "none")
 """
 
@@ -228,9 +227,8 @@ def test_two_processes_under_torchrun_train_what_one_process_trains(teacher_file
     assert r.returncode == 0, r.stderr[-3000:]
     assert "group" in r.stdout and "gloo" in r.stdout, r.stdout
     teacher, data = load_teacher(teacher_files["pt2"]), load_data(str(tiny_npz))
-    distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "one" / "student", tmp_path / "one" / "cache.pt", seed=6)
-    distill(teacher, SPEC, data, Preprocess(), cfg, tmp_path / "other" / "student", tmp_path / "other" / "cache.pt",
-            seed=7)
+    distill(Job(teacher, data, Preprocess(), tmp_path / "one" / "cache.pt", 6), SPEC, cfg, tmp_path / "one" / "student")
+    distill(Job(teacher, data, Preprocess(), tmp_path / "other" / "cache.pt", 7), SPEC, cfg, tmp_path / "other" / "student")
     two, one, other = (torch.load(tmp_path / d / "student" / "ckpt.pt", weights_only=True)["model"]
                        for d in ("two", "one", "other"))
     weights = [k for k in one if k.endswith("weight")]
@@ -249,19 +247,18 @@ def test_mixed_precision_trains_and_resumes_exactly_with_its_loss_scale(teacher_
     data = load_data(str(tiny_npz))
     prep = Preprocess()
     cfg = Distill(epochs=3, batch=32, lr=0.05, device="cpu", amp="fp16")
-    distill(teacher, SPEC, data, prep, cfg, tmp_path / "a", tmp_path / "cache.pt", seed=3)
+    distill(Job(teacher, data, prep, tmp_path / "cache.pt", 3), SPEC, cfg, tmp_path / "a")
     assert evaluate(load_student(tmp_path / "a"), data.x_test, data.y_test, prep) > 50.0
     a = torch.load(tmp_path / "a" / "ckpt.pt", weights_only=True)
     assert a["scaler"]["scale"] > 0 and a["scaler"]["_growth_tracker"] > 0  # the scaler stepped
     with pytest.raises(KeyboardInterrupt):
-        distill(teacher, SPEC, data, prep, cfg, tmp_path / "b", tmp_path / "cache.pt", seed=3, progress=Killer())
-    distill(teacher, SPEC, data, prep, cfg, tmp_path / "b", tmp_path / "cache.pt", seed=3)
+        distill(Job(teacher, data, prep, tmp_path / "cache.pt", 3), SPEC, cfg, tmp_path / "b", progress=Killer())
+    distill(Job(teacher, data, prep, tmp_path / "cache.pt", 3), SPEC, cfg, tmp_path / "b")
     b = torch.load(tmp_path / "b" / "ckpt.pt", weights_only=True)
     assert a["scaler"] == b["scaler"]
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     # and it is not the fp32 run: autocast changed the arithmetic
-    distill(teacher, SPEC, data, prep, cfg.model_copy(update={"amp": "off"}), tmp_path / "c", tmp_path / "cache.pt",
-            seed=3)
+    distill(Job(teacher, data, prep, tmp_path / "cache.pt", 3), SPEC, cfg.model_copy(update={"amp": "off"}), tmp_path / "c")
     c = torch.load(tmp_path / "c" / "ckpt.pt", weights_only=True)
     assert "scaler" not in c
     assert any(not torch.equal(a["model"][k], c["model"][k]) for k in a["model"] if k.endswith("weight"))
@@ -272,8 +269,7 @@ def test_asking_for_a_gpu_that_is_not_there_is_one_clear_error(teacher_files, ti
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(KDCompressError, match="PyTorch sees no GPU"):
-        distill(load_teacher(teacher_files["pt2"]), SPEC, load_data(str(tiny_npz)), Preprocess(),
-                Distill(epochs=1, device="cuda"), tmp_path / "s", tmp_path / "cache.pt")
+        distill(Job(load_teacher(teacher_files["pt2"]), load_data(str(tiny_npz)), Preprocess(), tmp_path / "cache.pt"), SPEC, Distill(epochs=1, device="cuda"), tmp_path / "s")
     assert not (tmp_path / "s").exists() or not any((tmp_path / "s").iterdir())  # nothing started
 
 
@@ -283,7 +279,7 @@ def test_on_a_gpu_the_student_trains_in_fp16_and_saves_cpu_loadable_weights(teac
     teacher = load_teacher(teacher_files["pt2"])
     data = load_data(str(tiny_npz))
     prep = Preprocess()
-    distill(teacher, SPEC, data, prep, Distill(epochs=3, batch=32, lr=0.05), tmp_path / "g", tmp_path / "cache.pt")
+    distill(Job(teacher, data, prep, tmp_path / "cache.pt"), SPEC, Distill(epochs=3, batch=32, lr=0.05), tmp_path / "g")
     assert "scaler" in torch.load(tmp_path / "g" / "ckpt.pt", map_location="cpu", weights_only=True)  # amp auto: fp16
     assert evaluate(load_student(tmp_path / "g"), data.x_test, data.y_test, prep) > 50.0
 
@@ -339,11 +335,11 @@ def test_a_student_of_other_depths_starts_from_the_teachers_first_blocks(teacher
     data = load_data(str(tiny_npz))
     spec = StudentSpec("resnet", TINY_GENES, 1, N_CLASSES, init="teacher")
     frozen = Distill(epochs=1, batch=32, lr=1e-9, device="cpu")  # a learning rate that changes nothing
-    distill(teacher, spec, data, Preprocess(), frozen, tmp_path / "s", tmp_path / "cache.pt")
+    distill(Job(teacher, data, Preprocess(), tmp_path / "cache.pt"), spec, frozen, tmp_path / "s")
     trained = load_student(tmp_path / "s").state_dict()
     weights = [k for k in theirs if k.endswith(".weight")]
     assert all(torch.allclose(trained[k], theirs[k], atol=1e-6) for k in weights)  # it started as the teacher
-    distill(teacher, dataclasses.replace(spec, init=None), data, Preprocess(), frozen, tmp_path / "f", tmp_path / "cache.pt")
+    distill(Job(teacher, data, Preprocess(), tmp_path / "cache.pt"), dataclasses.replace(spec, init=None), frozen, tmp_path / "f")
     fresh = load_student(tmp_path / "f").state_dict()
     assert not any(torch.allclose(fresh[k], theirs[k], atol=1e-6) for k in weights)
 
@@ -378,5 +374,4 @@ def test_init_from_a_teacher_with_another_number_of_stages_is_one_clear_error(te
     two_stages = {"space": "resnet", "genes": {"stem": 16, "widths": [16, 24], "depths": [1, 1]}, "in_channels": 1,
                   "num_classes": N_CLASSES, "init": "teacher"}
     with pytest.raises(KDCompressError, match="the student has 2 stages and the teacher 3"):
-        distill(load_teacher(teacher_files["pt2"]), StudentSpec.from_json(two_stages), load_data(str(tiny_npz)), Preprocess(),
-                Distill(epochs=1, device="cpu"), tmp_path / "s", tmp_path / "cache.pt")
+        distill(Job(load_teacher(teacher_files["pt2"]), load_data(str(tiny_npz)), Preprocess(), tmp_path / "cache.pt"), StudentSpec.from_json(two_stages), Distill(epochs=1, device="cpu"), tmp_path / "s")

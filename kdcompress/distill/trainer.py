@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from kdcompress.data import DataSplits, Preprocess
+from kdcompress.data import Preprocess
 from kdcompress.data.augment import MIXES, Mixed, cutmix_pick, random_crop_flip
 from kdcompress.data.splits import batches
 from kdcompress.device import amp_dtype, training_device
@@ -27,6 +27,7 @@ from kdcompress.distill.features import FeatureDistiller
 from kdcompress.distill.losses import LOSSES
 from kdcompress.distill.teacher_cache import ViewCache, save_torch, teacher_logits_cached
 from kdcompress.errors import KDCompressError
+from kdcompress.job import Job
 from kdcompress.models.load import Teacher
 from kdcompress.models.pruning import TEACHER_FAMILIES, PruningSource
 from kdcompress.models.students import build_student, inherit_weights, logits_and_features
@@ -126,12 +127,11 @@ def load_student(student_dir: Path, pruning: PruningSource | None = None) -> nn.
     return model.eval()
 
 
-def distill(
-    teacher: Teacher, spec: StudentSpec, data: DataSplits, prep: Preprocess, cfg: Distill, student_dir: Path,
-    logit_cache: Path, seed: int = 0, progress: Progress | None = None,
-) -> DistillResult:
+def distill(job: Job, spec: StudentSpec, cfg: Distill, student_dir: Path,
+            progress: Progress | None = None) -> DistillResult:
     """Distil the student ``spec`` describes; resume from ``ckpt.pt`` when present.
     Under torchrun, data-parallel over its processes (:mod:`kdcompress.distill.distributed`)."""
+    teacher, data, prep, logit_cache, seed = job.teacher, job.data, job.prep, job.logit_cache, job.seed
     rank, world = rank_and_world()
     device = training_device(cfg.device)  # before any work: a device that is not there is the user's to fix
     amp = amp_dtype(cfg.amp, device)

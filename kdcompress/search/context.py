@@ -21,15 +21,15 @@ import torch
 from kdcompress.bench import interleaved_latency
 from kdcompress.bench.backends import BACKENDS
 from kdcompress.bench.runners import Runner
-from kdcompress.data import DataSplits, Preprocess
 from kdcompress.errors import KDCompressError, lookup
 from kdcompress.export.onnx import onnx_bytes
+from kdcompress.job import Job
 from kdcompress.models.load import Teacher
 from kdcompress.models.probe import ProxyBatch, proxy_batches
 from kdcompress.models.pruning import PRUNED_FAMILY, PruningSource
 from kdcompress.models.students import build_student
 from kdcompress.profiles import Profile
-from kdcompress.records import Scored
+from kdcompress.records import Scored, TeacherRecord
 from kdcompress.run import Progress
 from kdcompress.search.latency_store import LatencyStore, graph_key, measurement_key
 from kdcompress.search.proxies import PROXIES, TEACHER_PROXIES, count_flops, score_batches
@@ -193,10 +193,13 @@ def reference_ratio(reference: bytes, teacher_artifact: Path, backend: str, thre
     return ratio
 
 
-def prepare_context(
-    teacher: Teacher, data: DataSplits, prep: Preprocess, profile: Profile, backend: str, teacher_artifact: Path,
-    teacher_params: int, teacher_flops: int, seed: int, progress: Progress | None = None,
-) -> SearchContext:
+def prepare_context(job: Job, profile: Profile, teacher_record: TeacherRecord, backend: str,
+                    progress: Progress | None = None) -> SearchContext:
+    """The fixed inputs of one search: scoring batches with the teacher's signals, the budget in absolute terms,
+    the reference student's ratio to the teacher on ``backend``."""
+    teacher, data, prep, seed = job.teacher, job.data, job.prep, job.seed
+    teacher_artifact, teacher_params, teacher_flops = Path(teacher_record.artifact), teacher_record.params, \
+        teacher_record.flops
     cfg = profile.search
     lookup(PROXIES, cfg.proxy, "proxy")
     spaces, pruning = list(cfg.space), None

@@ -24,12 +24,11 @@ from pathlib import Path
 
 import torch
 
-from kdcompress.data import DataSplits, Preprocess
 from kdcompress.errors import KDCompressError
-from kdcompress.models.load import Teacher
+from kdcompress.job import Job
 from kdcompress.models.pruning import BORN_AGAIN, PRUNED_FAMILY
 from kdcompress.profiles import Profile
-from kdcompress.records import Scored, SearchPick, TopFile
+from kdcompress.records import Scored, SearchPick, TeacherRecord, TopFile
 from kdcompress.run import Progress, atomic_path, write_json
 from kdcompress.search.context import FLOPS_SLACK, SearchContext, evaluate, prepare_context, within_share
 from kdcompress.search.cuts import candidate_identity, largest_cuts
@@ -225,11 +224,8 @@ def born_again(out_dir: Path, profile: Profile, backend: str, teacher_params: in
     return top
 
 
-def search(
-    teacher: Teacher, data: DataSplits, prep: Preprocess, profile: Profile, out_dir: Path, backend: str,
-    teacher_artifact: Path, teacher_params: int, teacher_flops: int, seed: int = 0,
-    progress: Progress | None = None,
-) -> TopFile:
+def search(job: Job, profile: Profile, teacher: TeacherRecord, backend: str, out_dir: Path,
+           progress: Progress | None = None) -> TopFile:
     """The search stage: write ``candidates.jsonl`` and ``top.json`` under ``out_dir``; return the latter.
 
     With several latency targets (``budget.latency_ratio: [0.3, 0.15]``), each target is searched under its own
@@ -239,9 +235,7 @@ def search(
     is logged with the target it was searched for.
     """
     cfg = profile.search
-    ctx = prepare_context(
-        teacher, data, prep, profile, backend, teacher_artifact, teacher_params, teacher_flops, seed, progress
-    )
+    ctx = prepare_context(job, profile, teacher, backend, progress)
     ctx = open_journal(ctx, out_dir / JOURNAL, progress)
     workers = cfg.workers or default_workers(profile.target.threads)
     targets = profile.budget.targets
@@ -252,7 +246,7 @@ def search(
     refined: list[dict] = []  # what search.refine trained, per target and origin
     with atomic_path(out_dir / "candidates.jsonl") as tmp, tmp.open("w") as log:
         for i, target in enumerate(targets):
-            flops = FLOPS_SLACK * target * teacher_flops if target and teacher_flops else None
+            flops = FLOPS_SLACK * target * teacher.flops if target and teacher.flops else None
             ctx_t = dataclasses.replace(ctx, max_latency_ratio=target, max_flops=flops)
             chosen: list[Scored] = []
             errors: list[KDCompressError] = []
@@ -265,7 +259,7 @@ def search(
                 try:
                     if ctx_g.proxy in CUT_RANKS and group == [PRUNED_FAMILY]:  # the best cuts that fit, swept
                         if ctx_g.proxy == "fidelity" and fidelity is None:
-                            fidelity = FidelityProbe.of(teacher.logits, data.x_train, prep, seed=seed)
+                            fidelity = FidelityProbe.of(job.teacher.logits, job.data.x_train, job.prep, seed=job.seed)
                         wanted = cfg.top_k if cfg.refine is None else max(cfg.top_k, cfg.refine.candidates)
                         feasible = largest_cuts(ctx_g, wanted, taken, part, progress,
                                                 fidelity if ctx_g.proxy == "fidelity" else None)
@@ -273,7 +267,7 @@ def search(
                             raise KDCompressError(f"no cut of the teacher meets latency ratio {target}")
                     else:
                         feasible = aging_evolution(ctx_g, group, cfg.population, cfg.iterations, cfg.tournament,
-                                                   seed, part, progress, workers)
+                                                   job.seed, part, progress, workers)
                 except KDCompressError as e:  # this target is out of reach for this group; maybe not for the other
                     errors.append(e)
                     part.unlink(missing_ok=True)
@@ -285,8 +279,7 @@ def search(
                 ranked = sorted((s for s in feasible if _identity(s) not in taken), key=lambda s: s.scores[ctx_g.proxy],
                                 reverse=True)
                 if cfg.refine is not None and len(ranked) > cfg.top_k:
-                    ranked, record = refine(ranked, cfg.top_k, teacher, data, prep, profile, out_dir / "refine", seed,
-                                            progress)
+                    ranked, record = refine(ranked, cfg.top_k, job, profile, out_dir / "refine", progress)
                     refined.append({"target": target, "ranked_by": ctx_g.proxy, **record})
                 chosen += ranked[: cfg.top_k]
             if not chosen and errors:

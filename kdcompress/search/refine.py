@@ -11,6 +11,7 @@ The cost, in units of one full distillation of the profile, is ``Σ rung epochs 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from collections.abc import Callable, Sequence
@@ -18,9 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from kdcompress.data import DataSplits, Preprocess
 from kdcompress.distill.trainer import distill
-from kdcompress.models.load import Teacher
+from kdcompress.job import Job
 from kdcompress.profiles import Profile
 from kdcompress.records import Scored, StudentSpec
 from kdcompress.run import Progress
@@ -59,24 +59,24 @@ def successive_halving(candidates: Sequence[C], keep: int, epochs: int,
     return Halving(alive + [i for out in reversed(dropped) for i in out], rungs)
 
 
-def refine(
-    ranked: list[Scored], keep: int, teacher: Teacher, data: DataSplits, prep: Preprocess, profile: Profile,
-    folder: Path, seed: int, progress: Progress | None = None,
-) -> tuple[list[Scored], dict]:
+def refine(ranked: list[Scored], keep: int, job: Job, profile: Profile, folder: Path,
+           progress: Progress | None = None) -> tuple[list[Scored], dict]:
     """``ranked`` (best first) with its first ``search.refine.candidates`` reordered by successive halving; and a
     record of what was trained and what it cost (in full distillations of the profile)."""
     cfg = profile.search.refine
     assert cfg is not None
     head, tail = ranked[: cfg.candidates], ranked[cfg.candidates :]
+    data = job.data
     samples = min(cfg.samples, len(data.y_train))
+    # its own logit cache: the short runs train on the first ``samples`` images only
+    short = dataclasses.replace(job, logit_cache=folder / "teacher_logits.pt")
     schedule = profile.distill.model_copy(update={"train_samples": samples, "patience": None})
 
     def train(s: Scored, epochs: int) -> float:
         spec = StudentSpec(s.space, s.genes, data.input_shape[0], data.num_classes)
         key = hashlib.sha1(candidate_identity(s.space, s.genes).encode()).hexdigest()[:10]
         run = folder / f"{s.space}-{key}-e{epochs}"  # a killed search resumes each short run where it stopped
-        r = distill(teacher, spec, data, prep, schedule.model_copy(update={"epochs": epochs}), run,
-                    folder / "teacher_logits.pt", seed, progress)
+        r = distill(short, spec, schedule.model_copy(update={"epochs": epochs}), run, progress)
         return r.best_val_accuracy
 
     halving = successive_halving(head, keep, cfg.epochs, train)

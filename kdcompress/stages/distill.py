@@ -37,8 +37,7 @@ def run(s: Session) -> dict:
         jobs.append((b.model, b.spec(shape[0], classes), s.profile.distill.model_copy(update={"loss": Losses(kd=kd)})))
     results = {}
     for sid, spec, cfg in jobs:
-        r = distill(s.teacher, spec, s.data, s.prep, cfg, s.run.folder("students", sid),
-                    s.run.path / "cache" / "teacher_logits_train.pt", s.seed, s.progress)
+        r = distill(s.job, spec, cfg, s.run.folder("students", sid), s.progress)
         results[sid] = {"val_accuracy": r.best_val_accuracy, "epochs": r.epochs_run}
     return {"students": results}
 

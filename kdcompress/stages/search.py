@@ -3,8 +3,6 @@ architecture for a Born-Again run."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from kdcompress.search import search
 from kdcompress.search.evolution import born_again
 from kdcompress.session import Session
@@ -17,8 +15,7 @@ def run(s: Session) -> dict:
     if s.profile.search.student == "same":
         top = born_again(s.run.folder("search"), s.profile, backend, t.params, t.flops)
     else:
-        top = search(s.teacher, s.data, s.prep, s.profile, s.run.folder("search"), backend, Path(t.artifact),
-                     t.params, t.flops, s.seed, s.progress)
+        top = search(s.job, s.profile, t, backend, s.run.folder("search"), s.progress)
     return {"top": [f"{c.space}:{c.genes}" for c in top.top]}
 
 
