@@ -14,6 +14,7 @@ from kdcompress.distill import load_student
 from kdcompress.export import to_onnx
 from kdcompress.export.artifacts import ArtifactPlan, build_model_artifacts, calibration_images
 from kdcompress.export.int8 import resolve_scheme
+from kdcompress.models.pruning import TEACHER_FAMILIES
 from kdcompress.records import ArtifactRecord, ExportFile, StudentExport, StudentSpec
 from kdcompress.run import read_json, write_json
 from kdcompress.session import Session
@@ -48,7 +49,7 @@ def _export_student(s: Session, sid: str, precisions: list[str], plan: ArtifactP
     """A trained student (ours or a baseline's) in ``precisions``: float ONNX + parity, then the rest, each checked."""
     student_dir = s.run.path / "students" / sid
     spec = StudentSpec.from_json(read_json(student_dir / "spec.json"), str(student_dir / "spec.json"))
-    model = load_student(student_dir, s.pruning if spec.space in ("pruned-teacher", "born-again") else None)
+    model = load_student(student_dir, s.pruning if spec.space in TEACHER_FAMILIES else None)
     path = s.run.sub("artifacts", f"{sid}.onnx")
     exporter = to_onnx(model, s.example, path, s.profile.export.opset, s.profile.export.dynamic_batch)
     reference = reference_logits(s, model)
