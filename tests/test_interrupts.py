@@ -58,6 +58,7 @@ def files(teacher_files, tiny_npz, tiny_profile) -> dict:
     return {"pt2": teacher_files["pt2"], "npz": tiny_npz, "profile": tiny_profile}
 
 
+@pytest.mark.slow  # ~40 s; the fast suite stops and resumes a run with SIGINT during search
 def test_sigkill_loses_at_most_the_work_in_flight(files, tmp_path):
     out = tmp_path / "run"
     args = shrink_args(files, out, "--set", "search.iterations=40", "--set", "search.workers=1",

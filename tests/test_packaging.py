@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -18,6 +20,7 @@ def sh(*args, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
                           check=False)
 
 
+@pytest.mark.slow  # ~25 s: builds and installs the wheel in a fresh venv
 def test_the_wheel_installs_and_runs_from_any_folder(tmp_path, tiny_npz, teacher_files, tiny_profile):
     dist = tmp_path / "dist"
     built = sh(sys.executable, "-m", "build", "--no-isolation", "--outdir", dist, ROOT, cwd=tmp_path)

@@ -15,6 +15,7 @@ def run(cmd, *args):
     return subprocess.run([*cmd, *map(str, args)], capture_output=True, text=True, timeout=900)
 
 
+@pytest.mark.slow  # ~30 s; test_precisions checks fp16 artifacts in the fast suite
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the fallback of a machine without a GPU")
 def test_gpu_fp16_profile_falls_back_and_still_verifies_fp16(cli_cmd, teacher_files, tiny_npz, tiny_profile, tmp_path):
     out = tmp_path / "edge"

@@ -75,6 +75,7 @@ def test_early_stopped_student_is_not_trained_again(teacher_files, tiny_npz, tmp
     assert again.epochs_run == 2
 
 
+@pytest.mark.slow  # ~40 s: two full runs in two processes; in-process determinism is in the fast suite
 def test_same_seed_same_search_and_weights_in_separate_processes(teacher_files, tiny_npz, tiny_profile, tmp_path):
     """Determinism on CPU, as a user meets it: two processes (each with its own hash seed) with the same seed pick the
     same students and train them to the same weights, bit for bit; another seed changes the weights."""
