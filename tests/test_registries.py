@@ -45,3 +45,35 @@ def test_register_refuses_a_name_twice():
     with pytest.raises(ValueError, match="twice"):
         reg.register("a")(2)
     assert reg["a"] == 1 and reg.get("b") is None and "b" not in reg
+
+
+def test_every_loss_has_its_profile_section_and_its_term_runs():
+    """A loss is one registered entry: its config class is the profile's ``distill.loss.<name>`` section, the
+    torch-free list of feature losses names exactly those that tap feature maps, and its term is a finite scalar on
+    a batch that trains the student through it."""
+    import torch
+
+    from kdcompress.distill.losses import Taps, embedding, total_loss
+    from kdcompress.loss_configs import FEATURE_LOSSES, Losses
+
+    assert set(Losses.model_fields) == set(LOSSES)
+    assert set(FEATURE_LOSSES) == {n for n, e in LOSSES.items() if e.taps == "maps"}
+    g = torch.Generator().manual_seed(0)
+    s_maps = torch.randn(6, 8, 4, 4, generator=g, requires_grad=True)
+    t_maps = torch.randn(6, 12, 2, 2, generator=g)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    for name, entry in LOSSES.items():
+        section = entry.config()
+        assert Losses.model_fields[name].annotation == entry.config | None
+        adapters = {name: entry.adapter(8, 12)} if entry.adapter is not None else {}
+        s_logits = embedding(s_maps)[:, :3] * 2
+        taps = Taps(s_logits, torch.randn(6, 3, generator=g), [(1.0, y)], 0, 4, s_maps, t_maps, adapters,
+                    torch.randn(3, 8, generator=g), torch.randn(3, 12, generator=g), torch.randn(3, 12, generator=g))
+        value = entry.term(section, taps)
+        assert value.ndim == 0 and torch.isfinite(value), name
+        s_maps.grad = None
+        value.backward()
+        assert s_maps.grad is not None and float(s_maps.grad.abs().sum()) > 0, name
+        only = Losses.model_validate({name: {}} if entry.taps == "logits" else {"kd": {"alpha": 1.0}, name: {}})
+        assert getattr(only, name) == section  # the profile's section is the entry's config with its defaults
+    torch.testing.assert_close(total_loss(Losses(), taps), LOSSES["kd"].term(Losses().kd, taps))

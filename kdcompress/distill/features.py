@@ -15,27 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from kdcompress.distill.losses import LOSSES, class_activation_maps
+from kdcompress.distill.losses import LOSSES, Taps, embedding
 from kdcompress.distill.teacher_cache import cached_on_disk
 from kdcompress.errors import KDCompressError
 from kdcompress.models.load import Teacher
 from kdcompress.models.probe import TeacherProbe
-from kdcompress.profiles import Losses
-
-
-def _adapter(c_in: int, c_out: int) -> nn.Module:
-    """A learned 1x1 convolution + batch norm from the student's channels to the teacher's (FitNets' regressor,
-    ICKD's embedding)."""
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
-
-
-def _same_size(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both maps at the smaller of their two spatial sizes (average pooling)."""
-    size = (min(a.shape[2], b.shape[2]), min(a.shape[3], b.shape[3]))
-    return F.adaptive_avg_pool2d(a, size), F.adaptive_avg_pool2d(b, size)
+from kdcompress.profiles import FEATURE_LOSSES, Losses
 
 
 class FeatureDistiller(nn.Module):
@@ -46,7 +33,7 @@ class FeatureDistiller(nn.Module):
         super().__init__()
         if not hasattr(student, "forward_features"):
             raise KDCompressError(
-                "the feature losses (fitnet, sp, ickd, rkd, nd, cat) need a student with forward_features — kdcompress's "
+                f"the feature losses ({', '.join(FEATURE_LOSSES)}) need a student with forward_features — kdcompress's "
                 "families, or cuts of a teacher built from them",
                 "use kd or dkd alone for this student: --set distill.loss={kd: {}}",
             )
@@ -60,17 +47,17 @@ class FeatureDistiller(nn.Module):
         with torch.no_grad():
             c_s = student.forward_features(example[:2]).shape[1]
             c_t = self.probe.gm(example[:2])[1].shape[1]
-        self.fitnet = _adapter(c_s, c_t) if cfg.fitnet else None
-        self.ickd = (_adapter(c_s, c_t) if c_s != c_t else nn.Identity()) if cfg.ickd else None
-        # ND compares embeddings in the teacher's width: a learned linear map where the widths differ (their EmbTrans)
-        self.nd = (nn.Linear(c_s, c_t) if c_s != c_t else nn.Identity()) if cfg.nd else None
+        # the learned adapters of the losses that train one (FitNets' regressor, ICKD's embedding, ND's EmbTrans)
+        self.adapter_modules = nn.ModuleDict({name: entry.adapter(c_s, c_t) for name, entry in LOSSES.items()
+                                              if entry.adapter is not None and getattr(cfg, name) is not None})
         self.class_means: torch.Tensor | None = None  # the teacher's mean embedding per class, for ND
+        self.needs_class_means = any(e.needs_class_means and getattr(cfg, n) is not None for n, e in LOSSES.items())
 
     def adapters(self) -> list[tuple[str, nn.Module]]:
-        return [(n, m) for n, m in (("fitnet", self.fitnet), ("ickd", self.ickd), ("nd", self.nd)) if m is not None]
+        return list(self.adapter_modules.items())
 
     def adapter_parameters(self) -> list[nn.Parameter]:
-        return [p for _, m in self.adapters() for p in m.parameters()]
+        return list(self.adapter_modules.parameters())
 
     def adapter_state(self) -> dict:
         return {name: m.state_dict() for name, m in self.adapters()}
@@ -87,7 +74,7 @@ class FeatureDistiller(nn.Module):
         sums: torch.Tensor | None = None
         for i in range(0, len(x), 500):
             f = maps[i:i + 500].float() if maps is not None else self.teacher(prep(x[i:i + 500]))[1]
-            emb = _pool(f)
+            emb = embedding(f)
             sums = torch.zeros(int(y.max()) + 1, emb.shape[1]) if sums is None else sums
             sums.index_add_(0, y[i:i + 500], emb)
         assert sums is not None
@@ -115,32 +102,8 @@ class FeatureDistiller(nn.Module):
         kept = cached_on_disk(cache, len(x), compute)
         return kept["logits"], kept["features"]
 
-    def loss(self, s_feats: torch.Tensor, t_feats: torch.Tensor, student: nn.Module,
-             labels: list[tuple[float, torch.Tensor]]) -> torch.Tensor:
-        """The weighted sum of the feature losses; gradients reach the student and the adapters only. ``labels``:
-        ``[(1, y)]``, or for a mixed batch ``[(lam, y_a), (1 - lam, y_b)]`` (ND weighs its class centres so)."""
-        cfg, t_feats = self.cfg, t_feats.detach()
-        total = s_feats.new_zeros(())
-        if self.fitnet is not None:
-            total = total + cfg.fitnet.weight * LOSSES["fitnet"](*_same_size(self.fitnet(s_feats), t_feats))
-        if cfg.sp:
-            total = total + cfg.sp.weight * LOSSES["sp"](s_feats, t_feats)
-        if self.ickd is not None:
-            total = total + cfg.ickd.weight * LOSSES["ickd"](self.ickd(s_feats), t_feats)
-        if cfg.rkd:
-            total = total + LOSSES["rkd"](_pool(s_feats), _pool(t_feats), cfg.rkd.distance, cfg.rkd.angle)
-        if self.nd is not None:
-            assert self.class_means is not None, "fit_class_means first"
-            s_emb, t_emb = self.nd(_pool(s_feats)), _pool(t_feats)
-            centres = self.class_means.to(s_emb.device)
-            total = total + cfg.nd.weight * sum(w * LOSSES["nd"](s_emb, t_emb, centres, y) for w, y in labels)
-        if cfg.cat:
-            cams = (class_activation_maps(s_feats, student.head.weight),
-                    class_activation_maps(t_feats, self.probe.classifier_weight.detach().to(t_feats.device)))
-            total = total + cfg.cat.weight * LOSSES["cat"](*cams, cfg.cat.resolution, cfg.cat.normalize)
-        return total
-
-
-def _pool(f: torch.Tensor) -> torch.Tensor:
-    """The embedding: global average pooling of a feature map."""
-    return torch.flatten(F.adaptive_avg_pool2d(f, 1), 1)
+    def taps(self, s_logits: torch.Tensor, t_logits: torch.Tensor, s_maps: torch.Tensor, t_maps: torch.Tensor,
+             student: nn.Module, labels: list[tuple[float, torch.Tensor]], epoch: int, epochs: int) -> Taps:
+        """A batch as the losses read it; gradients reach the student and the adapters only."""
+        return Taps(s_logits, t_logits, labels, epoch, epochs, s_maps, t_maps.detach(), self.adapter_modules,
+                    student.head.weight, self.probe.classifier_weight.detach(), self.class_means)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel
+from torch import nn
 
+from kdcompress import loss_configs as C
 from kdcompress.registry import Registry
 
 
@@ -166,15 +171,110 @@ def cat_kd_loss(student_cams: torch.Tensor, teacher_cams: torch.Tensor, resoluti
     return F.mse_loss(s, t)
 
 
-Loss = Callable[..., torch.Tensor]
+def embedding(f: torch.Tensor) -> torch.Tensor:
+    """The embedding: global average pooling of a feature map."""
+    return torch.flatten(F.adaptive_avg_pool2d(f, 1), 1)
 
+
+def _same_size(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both maps at the smaller of their two spatial sizes (average pooling)."""
+    size = (min(a.shape[2], b.shape[2]), min(a.shape[3], b.shape[3]))
+    return F.adaptive_avg_pool2d(a, size), F.adaptive_avg_pool2d(b, size)
+
+
+@dataclass
+class Taps:
+    """What one training batch offers the losses: both networks' logits, their last feature maps (when a feature
+    loss is on), the learned adapters by loss name, and ``labels`` — ``[(1, y)]``, or for a mixed batch
+    ``[(lam, y_a), (1 - lam, y_b)]``, over which label-dependent losses are weighted."""
+
+    s_logits: torch.Tensor
+    t_logits: torch.Tensor
+    labels: list[tuple[float, torch.Tensor]]
+    epoch: int = 0  # 0-based, of ``epochs``
+    epochs: int = 1
+    s_maps: torch.Tensor | None = None
+    t_maps: torch.Tensor | None = None
+    adapters: Mapping[str, nn.Module] = field(default_factory=dict)
+    s_classifier: torch.Tensor | None = None  # (K, C) weights of the classifiers, for class activation maps
+    t_classifier: torch.Tensor | None = None
+    class_means: torch.Tensor | None = None  # the teacher's mean embedding per class (ND)
+
+    def labelled(self, loss: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        return sum(w * loss(y) for w, y in self.labels)  # type: ignore[return-value]
+
+
+def _conv_adapter(c_s: int, c_t: int) -> nn.Module:
+    """A learned 1x1 convolution + batch norm from the student's channels to the teacher's (FitNets' regressor,
+    ICKD's embedding)."""
+    return nn.Sequential(nn.Conv2d(c_s, c_t, 1, bias=False), nn.BatchNorm2d(c_t))
+
+
+def _conv_if_widths_differ(c_s: int, c_t: int) -> nn.Module:
+    return _conv_adapter(c_s, c_t) if c_s != c_t else nn.Identity()
+
+
+def _linear_if_widths_differ(c_s: int, c_t: int) -> nn.Module:  # ND's EmbTrans
+    return nn.Linear(c_s, c_t) if c_s != c_t else nn.Identity()
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A registered loss: its pure function, its profile section (``distill.loss.<name>``, a class of
+    :mod:`kdcompress.loss_configs`), what it taps (``logits``; ``maps``: the last feature maps, and through them the
+    embeddings or class activation maps), the learned adapter it trains beside the student (``(c_s, c_t) -> module``)
+    and ``term(section, taps)``, its weighted value on a batch."""
+
+    fn: Callable[..., torch.Tensor]
+    config: type[BaseModel]
+    taps: str
+    term: Callable[[Any, Taps], torch.Tensor]
+    adapter: Callable[[int, int], nn.Module] | None = None
+    needs_class_means: bool = False
+
+
+def _dkd_term(c: C.DKDLoss, b: Taps) -> torch.Tensor:
+    # their recipe ramps the distillation term up linearly over the first ``warmup`` share of the epochs
+    ramp = min((b.epoch + 1) / (c.warmup * b.epochs), 1.0) if c.warmup > 0 else 1.0
+    return b.labelled(lambda y: dkd_loss(b.s_logits, b.t_logits, y, c.T, c.alpha, c.beta, c.ce, ramp))
+
+
+def _cat_term(c: C.CATLoss, b: Taps) -> torch.Tensor:
+    assert b.s_maps is not None and b.t_maps is not None and b.s_classifier is not None and b.t_classifier is not None
+    cams = (class_activation_maps(b.s_maps, b.s_classifier),
+            class_activation_maps(b.t_maps, b.t_classifier.to(b.t_maps.device)))
+    return c.weight * cat_kd_loss(*cams, c.resolution, c.normalize)
+
+
+def _nd_term(c: C.NDLoss, b: Taps) -> torch.Tensor:
+    assert b.class_means is not None, "fit the teacher's class means first"
+    s_emb, t_emb = b.adapters["nd"](embedding(b.s_maps)), embedding(b.t_maps)
+    centres = b.class_means.to(s_emb.device)
+    return c.weight * b.labelled(lambda y: nd_loss(s_emb, t_emb, centres, y))
+
+
+# The order is the order the terms are summed in (the feature losses first, as before the registry drove them).
 LOSSES: Registry[Loss] = Registry("loss", {
-    "kd": kd_loss,
-    "dkd": dkd_loss,
-    "fitnet": fitnet_loss,
-    "sp": sp_loss,
-    "ickd": ickd_loss,
-    "rkd": rkd_loss,
-    "nd": nd_loss,
-    "cat": cat_kd_loss,
+    "fitnet": Loss(fitnet_loss, C.FitNetLoss, "maps", adapter=_conv_adapter,
+                   term=lambda c, b: c.weight * fitnet_loss(*_same_size(b.adapters["fitnet"](b.s_maps), b.t_maps))),
+    "sp": Loss(sp_loss, C.SPLoss, "maps", term=lambda c, b: c.weight * sp_loss(b.s_maps, b.t_maps)),
+    "ickd": Loss(ickd_loss, C.ICKDLoss, "maps", adapter=_conv_if_widths_differ,
+                 term=lambda c, b: c.weight * ickd_loss(b.adapters["ickd"](b.s_maps), b.t_maps)),
+    "rkd": Loss(rkd_loss, C.RKDLoss, "maps",
+                term=lambda c, b: rkd_loss(embedding(b.s_maps), embedding(b.t_maps), c.distance, c.angle)),
+    "nd": Loss(nd_loss, C.NDLoss, "maps", adapter=_linear_if_widths_differ, needs_class_means=True, term=_nd_term),
+    "cat": Loss(cat_kd_loss, C.CATLoss, "maps", term=_cat_term),
+    "kd": Loss(kd_loss, C.KDLoss, "logits",
+               term=lambda c, b: b.labelled(lambda y: kd_loss(b.s_logits, b.t_logits, y, c.T, c.alpha))),
+    "dkd": Loss(dkd_loss, C.DKDLoss, "logits", term=_dkd_term),
 })
+
+
+def total_loss(cfg: C.Losses, taps: Taps) -> torch.Tensor:
+    """The profile's ``distill.loss`` on a batch: the sum of the terms of every loss it names."""
+    total = taps.s_logits.new_zeros(())
+    for name, entry in LOSSES.items():
+        section = getattr(cfg, name)
+        if section is not None:
+            total = total + entry.term(section, taps)
+    return total

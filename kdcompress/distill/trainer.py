@@ -7,7 +7,6 @@ Outputs under the student's folder: ``model.pt`` (best-on-validation state_dict,
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import time
@@ -24,14 +23,14 @@ from kdcompress.data.splits import batches
 from kdcompress.device import amp_dtype, training_device
 from kdcompress.distill.distributed import barrier, from_rank0, rank0_first, rank_and_world
 from kdcompress.distill.features import FeatureDistiller
-from kdcompress.distill.losses import LOSSES
+from kdcompress.distill.losses import Taps, total_loss
 from kdcompress.distill.teacher_cache import ViewCache, save_torch, teacher_logits_cached
 from kdcompress.errors import KDCompressError
 from kdcompress.job import Job
 from kdcompress.models.load import Teacher
 from kdcompress.models.pruning import TEACHER_FAMILIES, PruningSource
 from kdcompress.models.students import build_student, inherit_weights, logits_and_features
-from kdcompress.profiles import Distill, Losses
+from kdcompress.profiles import Distill
 from kdcompress.records import StudentSpec
 from kdcompress.run import Progress, atomic_write, write_json
 
@@ -54,20 +53,6 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, prep: Preproces
     device = next(model.parameters()).device
     correct = sum(int((model(prep(xb).to(device)).argmax(1).cpu() == yb).sum()) for _, xb, yb in batches(x, y, batch))
     return 100.0 * correct / max(1, len(y))
-
-
-def distillation_loss(cfg: Losses, epoch: int, epochs: int) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor],
-                                                                        torch.Tensor]:
-    """``loss(student_logits, teacher_logits, labels)`` for 0-based ``epoch`` of ``epochs``: the sum of the
-    profile's losses (``distill.loss``), DKD's term ramped up over its warm-up share of the epochs."""
-    terms = []
-    if cfg.kd is not None:
-        terms.append(functools.partial(LOSSES["kd"], T=cfg.kd.T, alpha=cfg.kd.alpha))
-    if cfg.dkd is not None:
-        d = cfg.dkd
-        ramp = min((epoch + 1) / (d.warmup * epochs), 1.0) if d.warmup > 0 else 1.0
-        terms.append(functools.partial(LOSSES["dkd"], T=d.T, alpha=d.alpha, beta=d.beta, ce=d.ce, ramp=ramp))
-    return lambda s, t, y: sum(term(s, t, y) for term in terms)  # type: ignore[return-value]
 
 
 class StudentTaps(nn.Module):
@@ -165,7 +150,7 @@ def distill(job: Job, spec: StudentSpec, cfg: Distill, student_dir: Path,
             outputs.logits = rank0_first(lambda: teacher_logits_cached(teacher, x, prep, logit_cache))
     elif cfg.cache_teacher_logits and features is None and world == 1:  # per-batch entries: one process's
         outputs.views = ViewCache(logit_cache.with_name("teacher_views"), teacher)
-    if features is not None and cfg.loss.nd is not None:
+    if features is not None and features.needs_class_means:
         features.fit_class_means(x, y, prep, outputs.maps)
 
     net: nn.Module = StudentTaps(model, features).to(device)  # the student and the adapters
@@ -218,7 +203,6 @@ def distill(job: Job, spec: StudentSpec, cfg: Distill, student_dir: Path,
         if features is not None:
             features.train()
         total, n = 0.0, 0
-        loss_fn = distillation_loss(cfg.loss, epoch, cfg.epochs)
         if outputs.views is not None:
             outputs.views.start_epoch(epoch)
         for idx, xb, yb in batches(x, y, cfg.batch, shuffle=True, generator=gen):
@@ -241,8 +225,9 @@ def distill(job: Job, spec: StudentSpec, cfg: Distill, student_dir: Path,
                 s_logits, s_maps = net(inp)
             # the losses in fp32: SP's and ICKD's Gram matrices sum thousands of products, past fp16's range
             s_logits, s_maps = s_logits.float(), None if s_maps is None else s_maps.float()
-            loss = features.loss(s_maps, t_maps, model, labels) if features is not None else s_logits.new_zeros(())
-            loss = loss + sum(w * loss_fn(s_logits, t_logits, y_) for w, y_ in labels)
+            taps = (features.taps(s_logits, t_logits, s_maps, t_maps, model, labels, epoch, cfg.epochs)
+                    if features is not None else Taps(s_logits, t_logits, labels, epoch, cfg.epochs))
+            loss = total_loss(cfg.loss, taps)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
