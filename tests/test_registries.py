@@ -77,3 +77,30 @@ def test_every_loss_has_its_profile_section_and_its_term_runs():
         only = Losses.model_validate({name: {}} if entry.taps == "logits" else {"kd": {"alpha": 1.0}, name: {}})
         assert getattr(only, name) == section  # the profile's section is the entry's config with its defaults
     torch.testing.assert_close(total_loss(Losses(), taps), LOSSES["kd"].term(Losses().kd, taps))
+
+
+def test_each_backend_entry_holds_its_fallbacks_and_its_status_probe():
+    """The fallback order a profile target gets (once a hand table in bench/backends.py), and the status each
+    backend's own probe gives on a machine without a GPU and on one with everything."""
+    from kdcompress.bench.backends import Machine, backend_status, target_chain
+
+    assert {(d, b): target_chain(d, b) for d in ("cpu", "cuda")
+            for b in ("onnxruntime", "onnxruntime-tensorrt", "tensorrt", "aoti")} == {
+        ("cpu", "onnxruntime"): ["onnxruntime-cpu"],
+        ("cuda", "onnxruntime"): ["onnxruntime-cuda", "aoti-cuda", "onnxruntime-cpu"],
+        ("cuda", "onnxruntime-tensorrt"): ["onnxruntime-tensorrt", "tensorrt", "aoti-cuda", "onnxruntime-cpu"],
+        ("cuda", "tensorrt"): ["tensorrt", "onnxruntime-tensorrt", "aoti-cuda", "onnxruntime-cpu"],
+        ("cuda", "aoti"): ["aoti-cuda", "onnxruntime-cpu"],
+        ("cpu", "aoti"): ["aoti-cpu", "onnxruntime-cpu"],
+        ("cpu", "tensorrt"): ["tensorrt", "onnxruntime-cpu"],
+        ("cpu", "onnxruntime-tensorrt"): ["onnxruntime-tensorrt", "onnxruntime-cpu"],
+    }
+    cpu_only = Machine(("CPUExecutionProvider",), "1.23", False, "", False, False, "/usr/bin/g++", "2.13.0")
+    status = backend_status(cpu_only)
+    assert set(status) == set(BACKENDS)
+    assert {n for n, s in status.items() if s.startswith("available")} == {"onnxruntime-cpu", "aoti-cpu"}
+    assert status["tensorrt"] == "unavailable: TensorRT is not installed (NVIDIA's pip index or container); needs a CUDA GPU too"
+    gpu = Machine(("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"), "1.23", True,
+                  " on H200", True, True, "/usr/bin/g++", "2.13.0")
+    assert all(s.startswith("available") for s in backend_status(gpu).values())
+    assert backend_status(gpu)["tensorrt"] == "available on H200"
