@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml | $(PY)
 install: data $(STAMP)
 
 demo: install
-	$(KD) shrink teachers/fmnist_resnet.pt2 --profile ci --data fashion-mnist --out $(DEMO_OUT) --resume
+	$(KD) shrink teachers/fmnist_resnet.pt2 --profile demo --data fashion-mnist --out $(DEMO_OUT) --resume
 
 test: install
 	$(PY) -m pytest -q
