@@ -49,8 +49,9 @@ dist: install
 bench: install
 	$(PY) benchmarks/shrink_tradeoff.py
 
-# Our front against the recipes users would use instead (int8 PTQ, Torch-Pruning + fine-tune / + int8 / + KD), on
-# the shipped teacher, in one run (resumable; about an hour on 2 cores) -> benchmarks/results/frontier.json
+# Our front against the recipes users would use instead, under the README's protocol: the train-only teacher, the
+# front profile, 3 seeds per side, picks on validation, verdicts over seeds (hours on 2 cores; resumable, saved after
+# every seed) -> benchmarks/results/frontier.json
 bench-baselines: install
 	$(PY) benchmarks/vs_baselines.py
 

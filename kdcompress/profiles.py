@@ -246,7 +246,11 @@ class Check(_Strict):
 class DataCfg(_Strict):
     mean: list[float] = Field([0.0], description="per-channel mean after scaling pixels to [0, 1]")
     std: list[float] = Field([1.0], description="per-channel std after scaling pixels to [0, 1]")
-    val_fraction: float = Field(0.1, gt=0, lt=1)
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="share of train carved out for validation (when the "
+                                "data has no val split)")
+    split_seed: int = Field(0, ge=0, description="seed of that carve: fixed apart from --seed, so that runs of "
+                            "several training seeds choose on the same validation images (and a teacher trained on "
+                            "the rest never saw them)")
 
 
 class Profile(_Strict):

@@ -92,7 +92,8 @@ class Session:
 
     @functools.cached_property
     def data(self) -> DataSplits:
-        return load_data(self.inputs.data, self.profile.data.val_fraction, self.seed)
+        d = self.profile.data  # the carve does not move with the training seed
+        return load_data(self.inputs.data, d.val_fraction, d.split_seed)
 
     @property
     def job(self) -> Job:

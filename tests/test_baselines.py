@@ -44,7 +44,8 @@ def test_shrink_with_baselines(cli_cmd, teacher_files, tiny_npz, tiny_profile, t
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     recipes = {r["name"]: r for r in result["baselines"]}
-    assert set(recipes) == {"teacher-int8", "tp50-ft", "tp50-ft-int8", "tp75-kd"}
+    assert set(recipes) == {"teacher-int8", "tp50-ft", "tp50-ft-int8", "tp50-kd", "tp50-kd-int8", "tp75-kd",
+                            "tp75-kd-int8", "teacher-kd", "teacher-kd-int8"}
     assert recipes["teacher-int8"]["precision"] == "int8" and recipes["tp50-ft-int8"]["precision"] == "int8"
     assert recipes["tp50-ft"]["artifact"].endswith("b-tp50-ft.onnx")
     assert recipes["tp50-ft-int8"]["artifact"].endswith("b-tp50-ft.int8.onnx")
@@ -62,9 +63,13 @@ def test_shrink_with_baselines(cli_cmd, teacher_files, tiny_npz, tiny_profile, t
     spec50 = json.loads((out / "students" / "b-tp50-ft" / "spec.json").read_text())
     spec75 = json.loads((out / "students" / "b-tp75-kd" / "spec.json").read_text())
     assert spec50["genes"] == {"ratio": 0.5, "importance": "l2", "global": 0} and spec75["genes"]["ratio"] == 0.75
+    # teacher-kd: the teacher's own architecture, started from its weights (what extra epochs alone buy)
+    self_kd = json.loads((out / "students" / "b-teacher-kd" / "spec.json").read_text())
+    assert self_kd["space"] == "born-again" and self_kd["init"] == "teacher"
+    assert recipes["teacher-kd"]["params"] == result["teacher"]["params"]
     ours = [s for s in result["students"] if not any("not faster" in f for f in s["flags"])]
     for r in recipes.values():
-        wins = [s for s in ours if s["latency_ms"]["p50"] <= r["latency_ms"]["p50"] and s["accuracy"] >= r["accuracy"]]
+        wins = [s for s in ours if s["latency_ms"]["p50"] < r["latency_ms"]["p50"] and s["accuracy"] > r["accuracy"]]
         assert (r["beaten_by"] is None) == (not wins)
     assert result["beats_all_baselines"] == all(r["beaten_by"] for r in recipes.values())
     assert "recipe:tp75-kd" in (out / "report.md").read_text() and "recipe:teacher-int8" in (out / "report.html").read_text()

@@ -175,7 +175,7 @@ def test_shrink_accepts_other_formats_through_load(cli_cmd, teacher_files, tiny_
 
 def test_profiles_and_doctor(cli_cmd):
     listing = run(cli_cmd, "profiles", "list")
-    assert listing.returncode == 0 and all(n in listing.stdout for n in ("ci", "cpu", "demo", "edge", "server"))
+    assert listing.returncode == 0 and all(n in listing.stdout for n in ("ci", "cpu", "demo", "edge", "front", "server"))
     assert "population" in run(cli_cmd, "profiles", "show", "edge").stdout
     doctor = run(cli_cmd, "doctor", "--json")
     status = json.loads(doctor.stdout)["backends"]

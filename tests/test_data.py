@@ -150,3 +150,18 @@ def test_cutmix_pick_keeps_the_mixes_the_teacher_is_least_sure_of():
     pool = cutmix(x, y, 1.0, torch.Generator().manual_seed(0), partners=3)
     dropped = entropy(teacher(pool.x)).sort().values[: len(pool.x) - 6]
     assert float(entropy(m.teacher_logits).min()) >= float(dropped.max())
+
+
+def test_the_validation_carve_does_not_move_with_the_training_seed(tiny_npz, tmp_path):
+    """Runs of several seeds choose on the same validation images (profile data.split_seed, not --seed)."""
+    from kdcompress.profiles import load_profile
+    from kdcompress.run import RunDir
+    from kdcompress.session import Inputs, Session
+
+    def val_labels(seed: int, split_seed: int = 0) -> torch.Tensor:
+        profile = load_profile("ci", {"data.split_seed": split_seed})
+        inputs = Inputs(str(tmp_path / "t.pt2"), str(tiny_npz), profile, seed=seed)
+        return Session(RunDir(tmp_path, {"inputs": inputs.to_json()})).data.y_val
+
+    assert torch.equal(val_labels(0), val_labels(1)) and torch.equal(val_labels(2), val_labels(0))
+    assert not torch.equal(val_labels(0), val_labels(0, split_seed=1))

@@ -50,7 +50,7 @@ def test_the_wheel_installs_and_runs_from_any_folder(tmp_path, tiny_npz, teacher
     kd = env / "bin" / "kdcompress"
     listed = sh(kd, "profiles", "list", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
-    assert [line.split()[0] for line in listed.stdout.splitlines()] == ["ci", "cpu", "demo", "edge", "server"]
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == ["ci", "cpu", "demo", "edge", "front", "server"]
     assert "search:" in sh(kd, "profiles", "show", "edge", cwd=tmp_path).stdout
 
     run = sh(kd, "shrink", teacher_files["pt2"], "--profile", tiny_profile, "--data", tiny_npz, "--out", "out",

@@ -8,7 +8,7 @@ from kdcompress.errors import KDCompressError
 from kdcompress.profiles import available_profiles, load_profile
 
 
-@pytest.mark.parametrize("name", ["ci", "cpu", "demo", "edge", "server"])
+@pytest.mark.parametrize("name", ["ci", "cpu", "demo", "edge", "front", "server"])
 def test_shipped_profiles_load(name):
     assert name in available_profiles()
     p = load_profile(name)

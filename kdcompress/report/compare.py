@@ -15,8 +15,12 @@ from dataclasses import dataclass
 
 from scipy import stats
 
-# "Equal accuracy within the interval" wins only with a clear speed margin (the issue's protocol): 1.2x
+# "Equal accuracy within the interval" wins only with a clear speed margin (the protocol): 1.2x
 CLEAR_SPEEDUP = 1.2
+# ... and "equal" means the interval rules out the faster side being worse by more than this many points (a
+# non-inferiority margin: about the seed-to-seed spread of one student on Fashion-MNIST's 10,000 test images). A
+# wide interval (few seeds, noisy training) therefore supports no claim at all, rather than "as accurate".
+EQUIVALENCE_MARGIN = 0.2
 
 
 @dataclass(frozen=True)
@@ -74,20 +78,24 @@ class Verdict:
 
 def verdict(speedup: float, accuracy: Paired, significant: bool) -> Verdict:
     """The protocol's rule. A side beats the other when it is faster and more accurate (the difference significant),
-    or equally accurate within the interval and at least :data:`CLEAR_SPEEDUP` times faster."""
+    or at least :data:`CLEAR_SPEEDUP` times faster and as accurate: not significantly different, and the interval
+    excludes its being worse by more than :data:`EQUIVALENCE_MARGIN` points."""
     faster = "ours" if speedup > 1 else "theirs" if speedup < 1 else None
     ratio = max(speedup, 1 / speedup)
     more_accurate = None if not significant else "ours" if accuracy.mean > 0 else "theirs"
     gap = f"{accuracy.mean:+.2f} points [{accuracy.low:+.2f}, {accuracy.high:+.2f}] over {accuracy.n} seeds"
-    if faster is not None and more_accurate in (faster, None) and (more_accurate or ratio >= CLEAR_SPEEDUP):
-        how = "more accurate" if more_accurate else "as accurate within the interval"
+    # the faster side's worst case within the interval, in points (ours - theirs for ours, the reverse for theirs)
+    worst = accuracy.low if faster == "ours" else -accuracy.high
+    as_accurate = more_accurate is None and worst >= -EQUIVALENCE_MARGIN
+    if faster is not None and (more_accurate == faster or (as_accurate and ratio >= CLEAR_SPEEDUP)):
+        how = "more accurate" if more_accurate else f"as accurate (within {EQUIVALENCE_MARGIN} points)"
         return Verdict(faster, speedup, accuracy, significant, f"{faster} {ratio:.2f}x faster and {how} ({gap})")
     if faster is not None and more_accurate is not None:
         return Verdict("trade-off", speedup, accuracy, significant,
                        f"{faster} {ratio:.2f}x faster, {more_accurate} more accurate ({gap})")
-    said = f"{more_accurate} more accurate" if more_accurate else "accuracy within the noise"
-    return Verdict("tie", speedup, accuracy, significant,
-                   f"neither faster by {CLEAR_SPEEDUP:.1f}x ({ratio:.2f}x) and {said} ({gap})")
+    said = (f"{more_accurate} more accurate" if more_accurate else "accuracy within the noise" if as_accurate
+            else "the accuracy interval too wide to call them equal")
+    return Verdict("tie", speedup, accuracy, significant, f"no win: {ratio:.2f}x apart in speed, {said} ({gap})")
 
 
 def verdicts(comparisons: dict[str, tuple[float, Sequence[float], Sequence[float]]],
