@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kdcompress.errors import KDCompressError, did_you_mean, first_line
+from kdcompress.data_config import DataCfg  # noqa: F401 — re-exported
 from kdcompress.loss_configs import FEATURE_LOSSES, KDLoss, Losses  # noqa: F401 — re-exported
 from kdcompress.names import PROXIES, SPACES
 
@@ -145,7 +146,11 @@ class Search(_Strict):
 class Distill(_Strict):
     epochs: int = Field(30, ge=1)
     loss: Losses = Losses()
-    aug: Literal["none", "crop_flip"] = Field("none", description="train-time augmentation")
+    aug: Literal["none", "crop_flip", "random_resized_crop"] = Field(
+        "none", description="train-time augmentation: crop_flip (shift by up to 2 px + flip), random_resized_crop "
+        "(RandomResizedCrop over rrc_scale of the area + flip; of an image folder, from each file itself)")
+    rrc_scale: tuple[float, float] = Field((0.08, 1.0), description="area range of aug random_resized_crop "
+                                           "(torchvision's default)")
     mix: Literal["none", "mixup", "cutmix", "cutmix_pick"] = Field(
         "none", description="mix pairs of training images (after aug): mixup, CutMix, or CutMixPick (of two CutMix "
         "mixes of each image, the half the teacher is least sure of)")
@@ -241,16 +246,6 @@ class Check(_Strict):
     def alpha_per_look(self) -> float:
         """Bonferroni: each look at α / looks, so that stopping at any of them keeps the false-alarm level α."""
         return self.alpha / self.looks
-
-
-class DataCfg(_Strict):
-    mean: list[float] = Field([0.0], description="per-channel mean after scaling pixels to [0, 1]")
-    std: list[float] = Field([1.0], description="per-channel std after scaling pixels to [0, 1]")
-    val_fraction: float = Field(0.1, gt=0, lt=1, description="share of train carved out for validation (when the "
-                                "data has no val split)")
-    split_seed: int = Field(0, ge=0, description="seed of that carve: fixed apart from --seed, so that runs of "
-                            "several training seeds choose on the same validation images (and a teacher trained on "
-                            "the rest never saw them)")
 
 
 class Profile(_Strict):

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from kdcompress.data import DataSplits, Preprocess, load_data
+from kdcompress.data.splits import FolderOptions, data_workers
 from kdcompress.errors import KDCompressError
 from kdcompress.export.artifacts import ArtifactPlan
 from kdcompress.job import Job
@@ -93,7 +94,16 @@ class Session:
     @functools.cached_property
     def data(self) -> DataSplits:
         d = self.profile.data  # the carve does not move with the training seed
-        return load_data(self.inputs.data, d.val_fraction, d.split_seed)
+        return load_data(self.inputs.data, d.val_fraction, d.split_seed, self.folder_options())
+
+    def folder_options(self) -> FolderOptions | None:
+        """How an image folder is read: the profile's size, else the teacher's declared one; its channels."""
+        if not Path(self.inputs.data).is_dir():
+            return None
+        d = self.profile.data
+        declared = self.teacher.declared_input()
+        size = d.image_size or (declared[1] if declared and len(declared) == 3 and declared[1] == declared[2] else None)
+        return FolderOptions(size, declared[0] if declared else None, d.crop_pct, data_workers(d.workers), d.strict)
 
     @property
     def job(self) -> Job:

@@ -254,7 +254,6 @@ def test_an_out_folder_that_cannot_be_written_is_one_line(cli_cmd, teacher_files
     import os
 
     from kdcompress import cli
-    from kdcompress.run import RunDir
 
     for code, said in ((errno.ENOSPC, "no space left on the disk"), (errno.EACCES, "permission denied"),
                        (errno.EROFS, "read-only file system")):

@@ -12,7 +12,8 @@ import torch
 
 from kdcompress.data import Preprocess
 from kdcompress.errors import KDCompressError
-from kdcompress.models.load import check_teacher_learned, infer_io, load_teacher
+from kdcompress.models.fit import check_teacher_learned, infer_io
+from kdcompress.models.load import load_teacher
 
 from .conftest import N_CLASSES, SIDE, make_images
 

@@ -138,3 +138,18 @@ def bench_artifact(
         record["accuracy"] = artifact_accuracy(runner, info, data)
         record["test_samples"] = len(data[1])
     return record
+
+
+def artifact_test_data(path: Path, spec: str, prep, shape: tuple[int, ...] | None = None,
+                       test_samples: int | None = None) -> tuple:
+    """``(x, y, prep)`` of ``spec``'s test split for ``path``: an image folder is read at the size and channel
+    count the artifact takes (``shape``, else what the file declares)."""
+    from kdcompress.data.splits import FolderOptions, data_workers, load_data, take
+
+    dims = shape or inspect_artifact(path).input_shape
+    square = dims is not None and len(dims) == 3 and dims[1] == dims[2]
+    folder = FolderOptions(dims[1] if square else None, dims[0] if dims else None, workers=data_workers(None))
+    splits = load_data(spec, 0.1, 0, folder)
+    n = test_samples
+    return take(splits.x_test, slice(0, n)), splits.y_test[:n], prep
+

@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from kdcompress.cli.options import NORMALISATION, with_options
+from kdcompress.cli.options import NORMALISATION, normalisation, with_options
 from kdcompress.cli.runs import rerun_stage
-from kdcompress.console import out_console
+from kdcompress.console import err_console, out_console
 
 
 def normalisation_options(fn):
@@ -35,23 +35,29 @@ def normalisation_options(fn):
 @click.option("--test-samples", type=click.IntRange(min=1), help="Accuracy on the first N test images only.")
 @click.option("--json", "as_json", is_flag=True, help="Print only JSON on stdout.")
 def bench(target: Path, backend: str | None, batch: int, shape: str | None, threads: int, warmup: int, iters: int,
-          repeats: int, data: str | None, mean: tuple[float, ...], std: tuple[float, ...], test_samples: int | None,
-          as_json: bool) -> None:
+          repeats: int, data: str | None, mean: tuple[float, ...], std: tuple[float, ...], normalize: str | None,
+          test_samples: int | None, as_json: bool) -> None:
     """Measure latency (and accuracy) of TARGET: a run directory (re-bench every artifact, rebuild the report) or
     any artifact file — an ONNX model from anywhere, a TensorRT engine, an AOTInductor package."""
     if target.is_dir():
         return rerun_stage(target, "bench", as_json)
-    from kdcompress.bench.artifact import bench_artifact, parse_shape
+    from kdcompress.bench.artifact import artifact_test_data, bench_artifact, parse_shape
+    from kdcompress.data import Preprocess
 
     dims = parse_shape(shape) if shape else None
     dataset = None
     if data:
-        from kdcompress.data import Preprocess, load_data
-
-        splits = load_data(data, 0.1, 0)
-        dataset = (splits.x_test[:test_samples], splits.y_test[:test_samples],
-                   Preprocess(tuple(mean) or (0.0,), tuple(std) or (1.0,)))
+        norm = normalisation(mean, std, normalize)
+        prep = Preprocess(tuple(norm.get("data.mean", (0.0,))), tuple(norm.get("data.std", (1.0,))))
+        dataset = artifact_test_data(target, data, prep, dims, test_samples)
     r = bench_artifact(target, backend, batch, dims, threads, warmup, iters, repeats, dataset)
+    if dataset is not None:
+        from kdcompress.models.fit import chance_level, near_chance
+
+        if near_chance(r["accuracy"], dataset[1]):
+            err_console.print(f"warning: {r['accuracy']:.2f} % is near chance ({chance_level(dataset[1]):.1f} %) on "
+                              f"{data}: check the data, its label order and the normalisation (--normalize, --mean/"
+                              "--std)", highlight=False, soft_wrap=True)
     if as_json:
         click.echo(json.dumps(r, indent=2))
         return

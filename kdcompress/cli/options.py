@@ -19,7 +19,27 @@ PROXY_HELP = ("synflow (default), zen, params, flops, grad_norm, snip, nwot, com
 NORMALISATION = [
     click.option("--mean", type=float, multiple=True, help="Per-channel input mean after scaling to [0,1] (repeat)."),
     click.option("--std", type=float, multiple=True, help="Per-channel input std after scaling to [0,1] (repeat)."),
+    click.option("--normalize", type=click.Choice(["imagenet", "none"]),
+                 help="A normalisation preset instead of --mean/--std: imagenet = mean (0.485, 0.456, 0.406), "
+                      "std (0.229, 0.224, 0.225), what torchvision's and timm's ImageNet weights expect."),
 ]
+# Reading image folders (``--data DIR``): shrink, search and bench --data alike.
+FOLDER = [
+    click.option("--image-size", type=click.IntRange(min=8),
+                 help="Input side N for an image folder: eval images are resized (shorter side N / 0.875) and "
+                      "centre-cropped to N x N [default: the teacher's declared size, else the folder's one size]."),
+    click.option("--strict-data", is_flag=True, help="Stop on an unreadable image file instead of skipping it."),
+]
+PRESETS = {"imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)), "none": ((0.0,), (1.0,))}
+
+
+def normalisation(mean: tuple[float, ...], std: tuple[float, ...], preset: str | None) -> dict:
+    """The profile overrides ``--mean/--std/--normalize`` make (a preset and explicit values together: refused)."""
+    if preset and (mean or std):
+        raise click.UsageError("--normalize and --mean/--std together: give one of them")
+    if preset:
+        mean, std = PRESETS[preset]
+    return {**({"data.mean": list(mean)} if mean else {}), **({"data.std": list(std)} if std else {})}
 
 
 def with_options(options: list, fn):
@@ -43,6 +63,7 @@ def input_options(fn):
         click.option("--resume", is_flag=True, help="Continue a run in --out, skipping finished stages."),
         click.option("--seed", default=0, show_default=True, help="Seed for splits, search and training."),
         *NORMALISATION,
+        *FOLDER,
         click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                      help="Override a profile field (repeat), YAML values: e.g. --set distill.epochs=5, --set "
                           "'distill.loss={kd: {T: 4}, sp: {}}', --set distill.mix=cutmix, --set distill.aug=crop_flip, "
@@ -56,13 +77,15 @@ def input_options(fn):
 
 def make_inputs(teacher: Path, profile: str, data: str, arch: str | None, trust_pickle: bool, seed: int,
                 mean: tuple[float, ...], std: tuple[float, ...], overrides: tuple[str, ...] | dict,
-                strict_target: bool, baselines: bool = False):
+                strict_target: bool, baselines: bool = False, normalize: str | None = None,
+                image_size: int | None = None, strict_data: bool = False):
     from kdcompress.pipeline import Inputs
     from kdcompress.profiles import load_profile, parse_overrides
 
     sets = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
-    if mean:
-        sets["data.mean"] = list(mean)
-    if std:
-        sets["data.std"] = list(std)
+    sets.update(normalisation(mean, std, normalize))
+    if image_size is not None:
+        sets["data.image_size"] = image_size
+    if strict_data:
+        sets["data.strict"] = True
     return Inputs(str(teacher), data, load_profile(profile, sets), arch, trust_pickle, seed, strict_target, baselines)

@@ -7,8 +7,30 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from kdcompress.errors import KDCompressError
+
+
+def random_resized_crop_flip(x: torch.Tensor, idx: torch.Tensor, seed: int,
+                             scale: tuple[float, float] = (0.08, 1.0)) -> torch.Tensor:
+    """The train transform (:func:`kdcompress.data.transforms.train_transform`: RandomResizedCrop back to the
+    images' side, and a flip) on in-memory uint8 NCHW square images, each through PIL, one draw per (seed, index)."""
+    from PIL import Image
+
+    from kdcompress.data.transforms import as_chw, train_transform
+
+    n, c, h, w = x.shape
+    if h != w:
+        raise KDCompressError(f"random_resized_crop needs square images, these are {h}x{w}",
+                              "resize the images to a square, or use distill.aug: crop_flip")
+    out = torch.empty_like(x)
+    for row, (img, i) in enumerate(zip(x.numpy(), idx.tolist(), strict=True)):
+        pil = Image.fromarray(img[0] if c == 1 else img.transpose(1, 2, 0))
+        out[row] = torch.from_numpy(as_chw(train_transform(pil, h, np.random.default_rng([seed, i]), scale)))
+    return out
 
 
 def random_crop_flip(x: torch.Tensor, pad: int = 2, generator: torch.Generator | None = None) -> torch.Tensor:

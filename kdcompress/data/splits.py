@@ -1,14 +1,16 @@
-"""In-memory dataset splits and the loaders behind ``--data``.
+"""Dataset splits and the loaders behind ``--data``.
 
-Images stay ``uint8`` (N, C, H, W) in memory; :class:`Preprocess` turns a batch into the float tensor the teacher
-expects (scaled to [0, 1], then optionally normalised), so teacher, student and exported artifact all see the
-same input.
+A split's images are a ``uint8`` (N, C, H, W) array: a tensor in memory (Fashion-MNIST, ``.npz``) or, for an image
+folder, a :class:`~kdcompress.data.folder.FolderImages` decoded on access and streamed through a ``DataLoader`` by
+:func:`batches`. :class:`Preprocess` turns a batch into the float tensor the teacher expects (scaled to [0, 1], then
+optionally normalised), so teacher, student and exported artifact all see the same input.
 """
 
 from __future__ import annotations
 
 import gzip
 import os
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kdcompress.data.folder import GREY_MODES, FolderImages, folder_classes, scan_split
 from kdcompress.errors import KDCompressError
 
 FASHION_MNIST_DIRS = (Path("/usr/share/datasets/fashion-mnist"),)
 FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 ]
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class DataSplits:
     x_test: torch.Tensor
     y_test: torch.Tensor
     classes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # said once when loaded (e.g. files skipped)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -66,10 +69,10 @@ class DataSplits:
 
     def subset(self, train: int | None = None, test: int | None = None, val: int | None = None) -> DataSplits:
         """The first ``n`` samples of each split (used by the ``ci`` profile and tests to stay fast)."""
-        cut = lambda x, n: x if n is None else x[:n]
+        cut = lambda x, n: x if n is None else take(x, slice(0, n))
         return DataSplits(
             self.name, cut(self.x_train, train), cut(self.y_train, train), cut(self.x_val, val),
-            cut(self.y_val, val), cut(self.x_test, test), cut(self.y_test, test), self.classes,
+            cut(self.y_val, val), cut(self.x_test, test), cut(self.y_test, test), self.classes, self.notes,
         )
 
     def summary(self) -> dict:
@@ -79,15 +82,50 @@ class DataSplits:
         }
 
 
+Images = torch.Tensor | FolderImages
+
+
+def take(x: Images, idx: object) -> Images:
+    """The images at ``idx`` without decoding a folder's (a tensor is indexed, a folder sub-selected)."""
+    return x.subset(idx) if isinstance(x, FolderImages) else x[idx]
+
+
+class _Batches(torch.utils.data.Dataset):
+    """A folder's batches for a DataLoader: item = a list of indices, decoded (and augmented) in a worker."""
+
+    def __init__(self, x: FolderImages, augment_seed: int | None, scale: tuple[float, float]) -> None:
+        self.x, self.seed, self.scale = x, augment_seed, scale
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, idx: list[int]) -> torch.Tensor:
+        return self.x[idx] if self.seed is None else self.x.augmented(idx, self.seed, self.scale)
+
+
 def batches(
-    x: torch.Tensor, y: torch.Tensor, batch: int, shuffle: bool = False, generator: torch.Generator | None = None
+    x: Images, y: torch.Tensor, batch: int, shuffle: bool = False, generator: torch.Generator | None = None,
+    augment_seed: int | None = None, scale: tuple[float, float] = (0.08, 1.0),
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Yield ``(indices, x, y)`` mini-batches; indices let callers look up cached per-sample values."""
+    """Yield ``(indices, x, y)`` mini-batches; indices let callers look up cached per-sample values.
+    ``augment_seed``: the train transform (random resized crop over ``scale`` of the area + flip), one draw per
+    (seed, image). A folder's
+    batches are decoded by ``x.workers`` DataLoader worker processes, ahead of use."""
+    from kdcompress.data.augment import random_resized_crop_flip
+
     n = len(y)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    for i in range(0, n, batch):
-        idx = order[i : i + batch]
-        yield idx, x[idx], y[idx]
+    chunks = [order[i : i + batch] for i in range(0, n, batch)]
+    if isinstance(x, FolderImages):
+        loader = torch.utils.data.DataLoader(
+            _Batches(x, augment_seed, scale), sampler=[c.tolist() for c in chunks], batch_size=None,
+            num_workers=x.workers, pin_memory=torch.cuda.is_available(), prefetch_factor=4 if x.workers else None)
+        for idx, xb in zip(chunks, loader, strict=True):
+            yield idx, xb, y[idx]
+        return
+    for idx in chunks:
+        xb = x[idx] if augment_seed is None else random_resized_crop_flip(x[idx], idx, augment_seed, scale)
+        yield idx, xb, y[idx]
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -176,72 +214,89 @@ def load_npz(path: Path) -> tuple[np.ndarray, ...]:
     return tuple(out)
 
 
-def _load_image_dir(root: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    from PIL import Image
+@dataclass(frozen=True)
+class FolderOptions:
+    """How an image folder is read: the input size (None: the folder's one size), the channel count (None: 1 when
+    every image is grey, else 3), the eval crop share, decoding workers, and whether an unreadable file stops the
+    run."""
 
-    xs, ys = [], []
-    for label, cls in enumerate(classes):
-        for f in sorted((root / cls).iterdir()) if (root / cls).is_dir() else []:
-            if f.suffix.lower() in IMAGE_SUFFIXES:
-                try:
-                    img = Image.open(f)
-                    img = img.convert("L" if img.mode in ("L", "1", "I;16") else "RGB")
-                except OSError as e:
-                    raise KDCompressError(f"{f}: unreadable image ({e})", "remove or replace the file") from None
-                xs.append(np.asarray(img))
-                ys.append(label)
-    if not xs:
-        raise KDCompressError(f"{root}: no images found", "expected <split>/<class>/*.png")
-    shapes = {x.shape for x in xs}
-    if len(shapes) > 1:
-        raise KDCompressError(f"{root}: images have different sizes {sorted(shapes)[:3]}", "resize them to one size")
-    return _as_nchw(np.stack(xs), root), np.asarray(ys)
+    image_size: int | None = None
+    channels: int | None = None
+    crop_pct: float = 0.875
+    workers: int = 0
+    strict: bool = False
 
 
-def load_image_folder(root: Path) -> tuple[tuple[np.ndarray, ...], list[str]]:
-    if not (root / "train").is_dir() or not (root / "test").is_dir():
-        raise KDCompressError(f"{root}: not an ImageFolder tree", "expected train/<class>/*.png and test/<class>/*.png")
-    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
-    arrays = [*_load_image_dir(root / "train", classes), *_load_image_dir(root / "test", classes)]
-    if (root / "val").is_dir():
-        arrays += [*_load_image_dir(root / "val", classes)]
-    return tuple(arrays), classes
+def data_workers(asked: int | None) -> int:
+    """``data.workers``: as asked, else the cores less one (the main process trains), at most 8."""
+    return asked if asked is not None else min(8, max(0, (os.cpu_count() or 1) - 1))
 
 
-def load_data(spec: str, val_fraction: float = 0.1, seed: int = 0) -> DataSplits:
+def load_image_folder(root: Path, opt: FolderOptions) -> tuple[tuple, list[str], list[str]]:
+    """``(arrays, classes, notes)`` of an ImageFolder tree: each split a :class:`FolderImages`, labels as arrays."""
+    classes = folder_classes(root)
+    splits = {name: scan_split(root / name, classes, opt.strict, opt.workers, require_all=name == "train")
+              for name in ("train", "test", "val") if (root / name).is_dir()}
+    sizes = sum((sc.sizes for sc in splits.values()), Counter())
+    modes = sum((sc.modes for sc in splits.values()), Counter())
+    if opt.image_size is not None:
+        size = (opt.image_size, opt.image_size)
+    elif len(sizes) == 1:
+        w, h = next(iter(sizes))
+        size = (h, w)
+    else:
+        shown = ", ".join(f"{w}x{h}" for (w, h), _ in sizes.most_common(3))
+        raise KDCompressError(f"{root}: images of {len(sizes)} sizes ({shown}, ...) and no input size given",
+                              "pass --image-size N (or data.image_size in the profile): images are resized and "
+                              "centre-cropped to N x N")
+    channels = opt.channels or (1 if set(modes) <= GREY_MODES else 3)
+    notes = [f"{root / n}: {len(sc.skipped)} unreadable file(s) skipped, e.g. {sc.skipped[0][0]} ({sc.skipped[0][1]})"
+             for n, sc in splits.items() if sc.skipped]
+    arrays = []
+    for name in ("train", "test", "val"):
+        if name in splits:
+            images = FolderImages(splits[name].files, channels, size, opt.crop_pct, opt.workers)
+            arrays += [images, splits[name].labels]
+    return tuple(arrays), classes, notes
+
+
+def load_data(spec: str, val_fraction: float = 0.1, seed: int = 0, folder: FolderOptions | None = None) -> DataSplits:
     """Load ``spec`` (``fashion-mnist``, a ``.npz`` file or an ImageFolder directory) into splits.
 
     A validation split is carved from train with ``seed`` when the data has none; the test split is left whole.
     """
     path = Path(spec)
     classes: list[str] | None = None
+    notes: list[str] = []
     if spec in ("fashion-mnist", "fmnist"):
         arrays, name, classes = load_fashion_mnist(), "fashion-mnist", FASHION_MNIST_CLASSES
     elif path.is_file() and path.suffix == ".npz":
         arrays, name = load_npz(path), path.name
     elif path.is_dir():
-        (arrays, classes), name = load_image_folder(path), path.name
+        arrays, classes, notes = load_image_folder(path, folder or FolderOptions())
+        name = path.name
     elif path.exists():
         raise KDCompressError(f"{spec}: unsupported data file", "use fashion-mnist, a .npz file or an ImageFolder dir")
     else:
         raise KDCompressError(f"dataset not found: {spec}", "use fashion-mnist, a .npz path or an ImageFolder directory")
 
-    x_train, y_train, x_test, y_test = (torch.from_numpy(np.asarray(a)) for a in arrays[:4])
-    y_train, y_test = y_train.long().flatten(), y_test.long().flatten()
+    x_train, x_test = (a if isinstance(a, FolderImages) else torch.from_numpy(np.asarray(a)) for a in arrays[:4:2])
+    y_train, y_test = (torch.from_numpy(np.asarray(a)).long().flatten() for a in arrays[1:4:2])
     if len(x_train) != len(y_train) or len(x_test) != len(y_test):
         raise KDCompressError(f"{spec}: images and labels differ in length", "check x_*/y_* pairs")
     if x_train.shape[1:] != x_test.shape[1:]:
         raise KDCompressError(f"{spec}: train images {tuple(x_train.shape[1:])} vs test {tuple(x_test.shape[1:])}",
                               "give train and test images the same shape")
     if len(arrays) == 6:
-        x_val, y_val = torch.from_numpy(arrays[4]), torch.from_numpy(np.asarray(arrays[5])).long().flatten()
+        x_val = arrays[4] if isinstance(arrays[4], FolderImages) else torch.from_numpy(arrays[4])
+        y_val = torch.from_numpy(np.asarray(arrays[5])).long().flatten()
     else:
         g = torch.Generator().manual_seed(seed)
         perm = torch.randperm(len(y_train), generator=g)
         n_val = max(1, round(len(y_train) * val_fraction))
         val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
-        x_val, y_val = x_train[val_idx], y_train[val_idx]
-        x_train, y_train = x_train[train_idx], y_train[train_idx]
+        x_val, y_val = take(x_train, val_idx), y_train[val_idx]
+        x_train, y_train = take(x_train, train_idx), y_train[train_idx]
     empty = [n for n, y in (("train", y_train), ("validation", y_val), ("test", y_test)) if len(y) == 0]
     if empty:
         raise KDCompressError(f"{spec}: the {empty[0]} split holds no images",
@@ -250,4 +305,4 @@ def load_data(spec: str, val_fraction: float = 0.1, seed: int = 0) -> DataSplits
     if int(min(y_train.min(), y_test.min())) < 0:
         raise KDCompressError(f"{spec}: labels must be 0..K-1, found a negative label")
     classes = classes or [str(i) for i in range(n_classes)]
-    return DataSplits(name, x_train, y_train, x_val, y_val, x_test, y_test, classes)
+    return DataSplits(name, x_train, y_train, x_val, y_val, x_test, y_test, classes, notes)

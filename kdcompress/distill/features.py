@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from kdcompress.distill.losses import LOSSES, Taps, embedding
+from kdcompress.data.splits import Images, batches
 from kdcompress.distill.teacher_cache import cached_on_disk
 from kdcompress.errors import KDCompressError
 from kdcompress.models.load import Teacher
@@ -67,16 +68,16 @@ class FeatureDistiller(nn.Module):
             m.load_state_dict(state[name])
 
     @torch.no_grad()
-    def fit_class_means(self, x: torch.Tensor, y: torch.Tensor, prep: Callable[[torch.Tensor], torch.Tensor],
+    def fit_class_means(self, x: Images, y: torch.Tensor, prep: Callable[[torch.Tensor], torch.Tensor],
                         maps: torch.Tensor | None = None) -> None:
         """The teacher's mean pooled embedding per class over ``x`` (ND's class centres), from ``maps`` where the
         teacher's maps are cached."""
         sums: torch.Tensor | None = None
-        for i in range(0, len(x), 500):
-            f = maps[i:i + 500].float() if maps is not None else self.teacher(prep(x[i:i + 500]))[1]
+        for idx, xb, yb in batches(x, y, 500):
+            f = maps[idx].float() if maps is not None else self.teacher(prep(xb))[1]
             emb = embedding(f)
             sums = torch.zeros(int(y.max()) + 1, emb.shape[1]) if sums is None else sums
-            sums.index_add_(0, y[i:i + 500], emb)
+            sums.index_add_(0, yb, emb)
         assert sums is not None
         self.class_means = sums / torch.bincount(y, minlength=len(sums)).clamp(min=1)[:, None].float()
 
@@ -87,14 +88,14 @@ class FeatureDistiller(nn.Module):
         return logits, feats
 
     @torch.no_grad()
-    def teacher_cached(self, x: torch.Tensor, prep: Callable[[torch.Tensor], torch.Tensor],
+    def teacher_cached(self, x: Images, prep: Callable[[torch.Tensor], torch.Tensor],
                        cache: Path) -> tuple[torch.Tensor, torch.Tensor]:
         """The teacher's logits and maps on un-augmented ``x``, computed once and kept in ``cache``. The maps are
         kept in half precision (a 128 x 7 x 7 map for 54,000 images is 0.7 GB so); the losses read them as float."""
         def compute() -> dict[str, torch.Tensor]:
             logits, feats = [], []
-            for i in range(0, len(x), 500):
-                lg, ft = self.teacher(prep(x[i:i + 500]))
+            for _, xb, _ in batches(x, torch.zeros(len(x), dtype=torch.long), 500):
+                lg, ft = self.teacher(prep(xb))
                 logits.append(lg)
                 feats.append(ft.half())
             return {"logits": torch.cat(logits), "features": torch.cat(feats)}

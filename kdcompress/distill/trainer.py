@@ -19,7 +19,7 @@ from torch import nn
 
 from kdcompress.data import Preprocess
 from kdcompress.data.augment import MIXES, Mixed, cutmix_pick, random_crop_flip
-from kdcompress.data.splits import batches
+from kdcompress.data.splits import Images, batches, take
 from kdcompress.device import amp_dtype, training_device
 from kdcompress.distill.distributed import barrier, from_rank0, rank0_first, rank_and_world
 from kdcompress.distill.features import FeatureDistiller
@@ -48,7 +48,7 @@ class DistillResult:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, prep: Preprocess, batch: int = 1000) -> float:
+def evaluate(model: nn.Module, x: Images, y: torch.Tensor, prep: Preprocess, batch: int = 1000) -> float:
     model.eval()
     device = next(model.parameters()).device
     correct = sum(int((model(prep(xb).to(device)).argmax(1).cpu() == yb).sum()) for _, xb, yb in batches(x, y, batch))
@@ -138,7 +138,7 @@ def distill(job: Job, spec: StudentSpec, cfg: Distill, student_dir: Path,
     barrier()  # the others look for a checkpoint only once rank 0 has judged it
     x, y = data.x_train, data.y_train
     if cfg.train_samples is not None:
-        x, y = x[: cfg.train_samples], y[: cfg.train_samples]
+        x, y = take(x, slice(0, cfg.train_samples)), y[: cfg.train_samples]
     # feature losses need the teacher's last map too: cached beside its logits, or the teacher runs on every batch
     features = FeatureDistiller(cfg.loss, teacher, model, prep(x[:2])) if cfg.loss.features else None
     outputs = TeacherOutputs(teacher, features)
@@ -205,7 +205,10 @@ def distill(job: Job, spec: StudentSpec, cfg: Distill, student_dir: Path,
         total, n = 0.0, 0
         if outputs.views is not None:
             outputs.views.start_epoch(epoch)
-        for idx, xb, yb in batches(x, y, cfg.batch, shuffle=True, generator=gen):
+        # random_resized_crop: a crop per (seed, epoch, image), decoded from each file where x is a folder
+        crops = seed * 1_000_003 + epoch if cfg.aug == "random_resized_crop" else None
+        for idx, xb, yb in batches(x, y, cfg.batch, shuffle=True, generator=gen, augment_seed=crops,
+                                   scale=cfg.rrc_scale):
             if cfg.aug == "crop_flip":
                 xb = random_crop_flip(xb, generator=gen)
             inp = prep(xb)

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from kdcompress.data.splits import Images, batches
 from kdcompress.errors import KDCompressError, first_line
 from kdcompress.models.pruning import PruningSource, check_prunable
 from kdcompress.run import file_sha256
@@ -57,12 +58,29 @@ class Teacher:
         return PruningSource(module, example)
 
     @torch.no_grad()
-    def logits(self, x: torch.Tensor, batch: int = 512,
+    def logits(self, x: Images, batch: int = 512,
                prep: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
-        """The teacher's logits on ``x`` in batches; ``prep`` applied to each batch (raw images stay small)."""
+        """The teacher's logits on ``x`` in batches (an image folder's decoded by its workers); ``prep`` applied to
+        each batch (raw images stay small)."""
         self.set_eval()
-        return torch.cat([self.module(x[i : i + batch] if prep is None else prep(x[i : i + batch]))
-                          for i in range(0, len(x), batch)])
+        none = torch.zeros(len(x), dtype=torch.long)
+        return torch.cat([self.module(xb if prep is None else prep(xb)) for _, xb, _ in batches(x, none, batch)])
+
+    def declared_input(self) -> tuple[int, ...] | None:
+        """The per-image input shape the file fixes (an exported program's or ONNX graph's static C, H, W), or None
+        where it fixes none (TorchScript, a state_dict, a pickle, dynamic sizes)."""
+        if self.kind == "onnx":
+            from kdcompress.export.onnx import load_single_input
+
+            _, inp = load_single_input(self.path, "")
+            dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim][1:]
+        elif self.kind == "exported":
+            first = next((n for n in self.module.graph.nodes if n.op == "placeholder"), None)
+            val = first.meta.get("val") if first is not None else None
+            dims = [d if isinstance(d, int) else None for d in val.shape[1:]] if val is not None else [None]
+        else:
+            return None
+        return tuple(dims) if dims and all(isinstance(d, int) for d in dims) else None  # type: ignore[return-value]
 
 
 # Recipe files name our own families only: a JSON file never makes us import code.
@@ -281,58 +299,3 @@ def load_teacher(path: Path | str, arch: str | None = None, trust_pickle: bool =
         msg = first_line(e, None)
         raise KDCompressError(f"{path}: corrupt or unreadable {kind} file ({msg[:200]})", "re-save the model") from None
     return Teacher(module=module, kind=kind, path=path, sha256=file_sha256(path), eager=eager)
-
-
-def _accepts(teacher: Teacher, shape: tuple[int, ...]) -> bool:
-    try:
-        with torch.no_grad():
-            teacher.module(torch.zeros(*shape))
-        return True
-    except Exception:  # noqa: BLE001
-        return False
-
-
-def check_teacher_learned(teacher: Teacher, x: torch.Tensor, y: torch.Tensor, prep: Callable[[torch.Tensor], torch.Tensor],
-                          data_name: str, limit: int = 2000) -> tuple[float, int]:
-    """The teacher's accuracy (%) on the first ``limit`` images of ``x`` (the validation split) and how many images
-    that is; one clear error when
-    it is not clearly above chance: less than a tenth of the way from the majority class's share to 100 %. That is
-    what a teacher given other data than it learnt (``--data`` left at its default), labels in another order or
-    another normalisation (``--mean``/``--std``) scores, and distilling from it would spend the run for nothing."""
-    x, y = x[:limit], y[:limit]
-    if len(y) == 0:
-        return float("nan"), 0
-    with torch.no_grad():
-        correct = int((teacher.logits(x, 500, prep).argmax(1) == y).sum())
-    accuracy, chance = 100.0 * correct / len(y), 100.0 * float(torch.bincount(y).max()) / len(y)
-    if accuracy < chance + 0.1 * (100.0 - chance):
-        raise KDCompressError(
-            f"teacher {teacher.path.name} scores {accuracy:.1f} % on {len(y)} validation images of {data_name} "
-            f"(chance: {chance:.1f} %): it has not learnt these data as given",
-            "pass the data it was trained on with --data (default: fashion-mnist), in the same label order, and its "
-            "normalisation with --mean/--std",
-        )
-    return accuracy, len(y)
-
-
-def infer_io(teacher: Teacher, input_shape: tuple[int, ...]) -> int:
-    """Run the teacher on a zero batch of ``input_shape``; return its class count or say why it does not fit."""
-    teacher.set_eval()
-    try:
-        with torch.no_grad():
-            out = teacher.module(torch.zeros(2, *input_shape))
-    except Exception as e:  # noqa: BLE001 — any failure here means the data does not fit the model
-        msg = first_line(e, None)
-        if teacher.kind == "exported" and _accepts(teacher, (1, *input_shape)):
-            raise KDCompressError(
-                f"{teacher.path.name} was exported with a fixed batch size of 1",
-                "re-export it with dynamic_shapes={'x': {0: torch.export.Dim('batch')}}",
-            ) from None
-        raise KDCompressError(
-            f"teacher {teacher.path.name} does not accept inputs of shape {list(input_shape)} ({msg[:160]})",
-            "check that --data matches what the teacher was trained on",
-        ) from None
-    if not isinstance(out, torch.Tensor) or out.ndim != 2:
-        raise KDCompressError(f"teacher must return logits (N, K); returned {type(out).__name__} "
-                              f"{tuple(out.shape) if isinstance(out, torch.Tensor) else ''}")
-    return int(out.shape[1])

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from kdcompress.bench import accuracy, get_backend, interleaved_latency
+from kdcompress.data.splits import take
 from kdcompress.records import BenchFile, BenchRow
 from kdcompress.report.environment import environment
 from kdcompress.run import write_json
@@ -33,7 +34,7 @@ def run(s: Session) -> None:
         tp = interleaved_latency(runners, xb, max(1, b.warmup // 10), b.throughput_iters, b.repeats)
         s.progress.stop()
     n = b.test_samples
-    x_test, y_test = s.data.x_test[:n], s.data.y_test[:n]
+    x_test, y_test = take(s.data.x_test, slice(0, n)), s.data.y_test[:n]
     s.progress.start("bench accuracy", len(runners))
     acc = {}
     for key, r in runners.items():

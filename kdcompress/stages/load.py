@@ -9,7 +9,8 @@ from kdcompress.bench import BACKENDS, backend_status, resolve_backend
 from kdcompress.errors import KDCompressError
 from kdcompress.export import to_onnx
 from kdcompress.export.artifacts import plan_artifacts
-from kdcompress.models.load import OnnxTeacher, check_teacher_learned, infer_io
+from kdcompress.models.fit import check_teacher_learned, infer_io
+from kdcompress.models.load import OnnxTeacher
 from kdcompress.records import TeacherRecord
 from kdcompress.report.environment import environment
 from kdcompress.run import atomic_write
@@ -36,6 +37,8 @@ def _check_classes(s: Session, k: int) -> None:
 
 def run(s: Session) -> None:
     teacher, data, prep = s.teacher, s.data, s.prep
+    for note in data.notes:  # e.g. unreadable image files skipped
+        s.progress.note(note)
     if not s.profile.export.dynamic_batch:
         raise KDCompressError("export.dynamic_batch: false is not supported yet", "remove it from the profile")
     if len(prep.mean) not in (1, data.input_shape[0]) or len(prep.std) not in (1, data.input_shape[0]):
