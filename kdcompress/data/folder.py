@@ -123,6 +123,7 @@ class FolderImages:
 
     def _open(self, i: int) -> Image.Image:
         with Image.open(self.files[i]) as img:
+            img.load()  # decoded before the file closes (to_channels may return the image itself)
             return to_channels(img, self.channels)
 
     def decode(self, i: int) -> np.ndarray:
