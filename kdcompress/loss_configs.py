@@ -3,7 +3,7 @@ the paper's defaults; torch-free (validated with the profile)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -13,6 +13,7 @@ class _Strict(BaseModel):
 
 
 class KDLoss(_Strict):
+    taps: ClassVar[str] = "logits"  # what the loss reads: the logits, or the last feature maps too
     T: float = Field(4.0, gt=0, description="softmax temperature")
     alpha: float = Field(0.9, ge=0, le=1, description="weight of the KD term; 1 - alpha weights cross-entropy")
 
@@ -20,6 +21,7 @@ class KDLoss(_Strict):
 class DKDLoss(_Strict):
     """Decoupled KD (Zhao et al., CVPR 2022); the defaults are their CIFAR recipe."""
 
+    taps: ClassVar[str] = "logits"
     T: float = Field(4.0, gt=0, description="softmax temperature")
     alpha: float = Field(1.0, ge=0, description="weight of TCKD (target vs non-target mass)")
     beta: float = Field(8.0, ge=0, description="weight of NCKD (the distribution among non-target classes)")
@@ -31,12 +33,14 @@ class DKDLoss(_Strict):
 class FitNetLoss(_Strict):
     """FitNets hint (Romero et al., ICLR 2015) on the last feature map, through a learned 1x1 regressor."""
 
+    taps: ClassVar[str] = "maps"
     weight: float = Field(100.0, ge=0, description="weight of the hint loss (CRD's benchmark uses 100)")
 
 
 class SPLoss(_Strict):
     """Similarity-Preserving KD (Tung & Mori, ICCV 2019) on the last feature map."""
 
+    taps: ClassVar[str] = "maps"
     weight: float = Field(3000.0, ge=0, description="weight of the SP loss (the paper's 3000)")
 
 
@@ -44,12 +48,14 @@ class ICKDLoss(_Strict):
     """Inter-Channel Correlation KD (Liu et al., ICCV 2021) on the last feature map (a learned 1x1 embedding where
     the channel counts differ)."""
 
+    taps: ClassVar[str] = "maps"
     weight: float = Field(1.0, ge=0, description="weight of the ICKD loss (ours: not tuned)")
 
 
 class RKDLoss(_Strict):
     """Relational KD (Park et al., CVPR 2019) on the pooled embedding."""
 
+    taps: ClassVar[str] = "maps"
     distance: float = Field(25.0, ge=0, description="weight of the distance term (the paper's 25)")
     angle: float = Field(50.0, ge=0, description="weight of the angle term (the paper's 50)")
 
@@ -57,18 +63,17 @@ class RKDLoss(_Strict):
 class NDLoss(_Strict):
     """ND loss (Wang et al., NeurIPS 2023) on the pooled embedding (a learned linear map where the widths differ)."""
 
+    taps: ClassVar[str] = "maps"
     weight: float = Field(1.0, ge=0, description="weight of the ND loss (the authors' CIFAR default, 1)")
 
 
 class CATLoss(_Strict):
     """Class Attention Transfer (Guo et al., CVPR 2023): the networks' class activation maps."""
 
+    taps: ClassVar[str] = "maps"
     weight: float = Field(400.0, ge=0, description="weight of the CAT loss (400: their CIFAR config)")
     resolution: int = Field(2, ge=1, description="side the maps are pooled to before comparing")
     normalize: bool = Field(True, description="L2-normalise each map over its positions")
-
-
-FEATURE_LOSSES = ("fitnet", "sp", "ickd", "rkd", "nd", "cat")  # those that need feature maps, not only logits
 
 
 class Losses(_Strict):
@@ -95,3 +100,12 @@ class Losses(_Strict):
         if isinstance(data, dict) and data.get("kd") is None and data.get("dkd") is None:
             return {**data, "kd": {}}
         return data
+
+
+def _config(name: str) -> type[_Strict]:
+    """The config class of ``Losses.<name>`` (its annotation is ``Config | None``)."""
+    return next(a for a in Losses.model_fields[name].annotation.__args__ if a is not type(None))
+
+
+LOSS_NAMES = tuple(Losses.model_fields)  # every loss a profile can name (kdcompress.names.LOSSES)
+FEATURE_LOSSES = tuple(n for n in LOSS_NAMES if _config(n).taps == "maps")  # those that need feature maps too

@@ -227,10 +227,13 @@ class Loss:
 
     fn: Callable[..., torch.Tensor]
     config: type[BaseModel]
-    taps: str
     term: Callable[[Any, Taps], torch.Tensor]
     adapter: Callable[[int, int], nn.Module] | None = None
     needs_class_means: bool = False
+
+    @property
+    def taps(self) -> str:
+        return self.config.taps  # type: ignore[attr-defined]  # declared with the config, torch-free
 
 
 def _dkd_term(c: C.DKDLoss, b: Taps) -> torch.Tensor:
@@ -255,18 +258,18 @@ def _nd_term(c: C.NDLoss, b: Taps) -> torch.Tensor:
 
 # The order is the order the terms are summed in (the feature losses first, as before the registry drove them).
 LOSSES: Registry[Loss] = Registry("loss", {
-    "fitnet": Loss(fitnet_loss, C.FitNetLoss, "maps", adapter=_conv_adapter,
+    "fitnet": Loss(fitnet_loss, C.FitNetLoss, adapter=_conv_adapter,
                    term=lambda c, b: c.weight * fitnet_loss(*_same_size(b.adapters["fitnet"](b.s_maps), b.t_maps))),
-    "sp": Loss(sp_loss, C.SPLoss, "maps", term=lambda c, b: c.weight * sp_loss(b.s_maps, b.t_maps)),
-    "ickd": Loss(ickd_loss, C.ICKDLoss, "maps", adapter=_conv_if_widths_differ,
+    "sp": Loss(sp_loss, C.SPLoss, term=lambda c, b: c.weight * sp_loss(b.s_maps, b.t_maps)),
+    "ickd": Loss(ickd_loss, C.ICKDLoss, adapter=_conv_if_widths_differ,
                  term=lambda c, b: c.weight * ickd_loss(b.adapters["ickd"](b.s_maps), b.t_maps)),
-    "rkd": Loss(rkd_loss, C.RKDLoss, "maps",
+    "rkd": Loss(rkd_loss, C.RKDLoss,
                 term=lambda c, b: rkd_loss(embedding(b.s_maps), embedding(b.t_maps), c.distance, c.angle)),
-    "nd": Loss(nd_loss, C.NDLoss, "maps", adapter=_linear_if_widths_differ, needs_class_means=True, term=_nd_term),
-    "cat": Loss(cat_kd_loss, C.CATLoss, "maps", term=_cat_term),
-    "kd": Loss(kd_loss, C.KDLoss, "logits",
+    "nd": Loss(nd_loss, C.NDLoss, adapter=_linear_if_widths_differ, needs_class_means=True, term=_nd_term),
+    "cat": Loss(cat_kd_loss, C.CATLoss, term=_cat_term),
+    "kd": Loss(kd_loss, C.KDLoss,
                term=lambda c, b: b.labelled(lambda y: kd_loss(b.s_logits, b.t_logits, y, c.T, c.alpha))),
-    "dkd": Loss(dkd_loss, C.DKDLoss, "logits", term=_dkd_term),
+    "dkd": Loss(dkd_loss, C.DKDLoss, term=_dkd_term),
 })
 
 
