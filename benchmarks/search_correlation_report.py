@@ -259,8 +259,9 @@ def print_summary(r: dict) -> None:
           f"{'in-family':>9} {'top-1 regret':>12}")
     for k, p in sorted(r["proxies"].items(), key=lambda kv: -np.nan_to_num(kv[1]["kendall_tau"], nan=-9)):
         ci = "[{:+.2f}, {:+.2f}]".format(*p["kendall_tau_ci95"])
-        one = p["kendall_tau_by_batches"]["1"] if p["kendall_tau_by_batches"] else float("nan")
-        seed = p["seed_to_seed_tau"] if p["seed_to_seed_tau"] is not None else float("nan")
+        # entries diswot_rescore.py added carry no batch sweep or seed repeat: shown as nan
+        one = (p.get("kendall_tau_by_batches") or {}).get("1", float("nan"))
+        seed = p["seed_to_seed_tau"] if p.get("seed_to_seed_tau") is not None else float("nan")
         print(f"{k:24} {p['kendall_tau']:+6.2f} {ci:>16} {p['spearman']:+6.2f} "
               f"{r['kendall_tau_heldout_half'].get(k, float('nan')):+8.2f} {one:+7.2f} {seed:+8.2f} "
               f"{p['kendall_tau_within_family']['mean']:+9.2f} {p['top1_regret']:12.2f}")

@@ -38,7 +38,7 @@ def main() -> None:
 
     t0 = time.time()
     inputs = Inputs(str(args.teacher), "fashion-mnist", load_profile(args.profile))
-    result = shrink(inputs, args.run, resume=True)
+    result = shrink(inputs, args.run, resume=True).to_json()  # the figures below read the JSON keys
     manifest = RunDir.open(args.run, must_exist=True).manifest
     stage_seconds = {k: v["seconds"] for k, v in manifest["stages"].items()}
     best = next(s for s in result["students"] if s["id"] == result["best"])

@@ -1,6 +1,6 @@
 """Teacher outputs kept on disk, so that the teacher — usually the largest network in a run — runs once per input.
 
-- :func:`teacher_logits_cached`: logits on the un-augmented training set (indexed by sample).
+- :func:`teacher_logits_cached`: logits on the un-augmented training set (indexed by sample), memory-mapped.
 - :class:`ViewCache`: logits on augmented or mixed batches, in the spirit of FKD (Shen & Xing, "A Fast Knowledge
   Distillation Framework for Visual Recognition", ECCV 2022), which stores the teacher's soft labels with each
   random crop's parameters and replays the crops. Here a batch is identified by the bytes of the tensor the teacher
@@ -17,10 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
 import torch
 
 from kdcompress.data import Preprocess
-from kdcompress.data.splits import batches
+from kdcompress.data.splits import Images, batches
 from kdcompress.models.load import Teacher
 from kdcompress.run import atomic_write
 
@@ -46,10 +47,29 @@ def cached_on_disk(cache: Path, rows: int, compute: Callable[[], T]) -> T:
     return out
 
 
-def teacher_logits_cached(teacher: Teacher, x: torch.Tensor, prep: Preprocess, cache: Path) -> torch.Tensor:
-    """Teacher logits on un-augmented ``x``, computed once and kept on disk (teacher inference dominates)."""
-    return cached_on_disk(cache, len(x), lambda: torch.cat(
-        [teacher.logits(prep(xb)) for _, xb, _ in batches(x, torch.zeros(len(x)), 1000)]))
+def teacher_logits_cached(teacher: Teacher, x: Images, prep: Preprocess, cache: Path) -> torch.Tensor:
+    """Teacher logits on un-augmented ``x``, one row per image, computed once (teacher inference dominates) into a
+    ``.npy`` file beside ``cache`` and returned memory-mapped: rows are read from disk as the batches ask for them,
+    so the cache costs no memory of its own however large the set (an image folder of 100k images and 1,000
+    classes is 400 MB on disk). Written to a temporary name and renamed when whole."""
+    path = cache.with_suffix(".npy")
+    if path.exists():
+        kept = np.load(path, mmap_mode="c")  # copy-on-write: a writable view for torch, the file never changed
+        if kept.shape[0] == len(x):
+            return torch.from_numpy(kept)
+    tmp = path.with_name(f".{path.name}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out: np.ndarray | None = None
+    for idx, xb, _ in batches(x, torch.zeros(len(x), dtype=torch.long), 1000):
+        logits = teacher.logits(prep(xb)).numpy()
+        if out is None:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(x), logits.shape[1]))
+        out[idx.numpy()] = logits
+    assert out is not None, "no training images"
+    out.flush()
+    del out
+    tmp.replace(path)
+    return torch.from_numpy(np.load(path, mmap_mode="c"))
 
 
 class ViewCache:
@@ -81,4 +101,3 @@ class ViewCache:
         self.entries[key] = out.clone()
         self.new += 1
         return out
-
