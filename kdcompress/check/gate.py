@@ -49,13 +49,17 @@ class TestData:
     val_fraction: float = 0.1
     seed: int = 0
 
-    def load(self) -> tuple:
-        """(x_uint8, y, preprocess) of the test split."""
+    def load(self, input_shape: tuple[int, ...] | None = None) -> tuple:
+        """(x_uint8, y, preprocess) of the test split; an image folder is read at ``input_shape`` (the artifact's)."""
         from kdcompress.data import Preprocess, load_data
+        from kdcompress.data.splits import FolderOptions, data_workers, take
 
-        splits = load_data(self.spec, self.val_fraction, self.seed)
+        square = input_shape is not None and len(input_shape) == 3 and input_shape[1] == input_shape[2]
+        folder = FolderOptions(input_shape[1] if square else None, input_shape[0] if input_shape else None,
+                               workers=data_workers(None))
+        splits = load_data(self.spec, self.val_fraction, self.seed, folder)
         n = self.test_samples
-        return splits.x_test[:n], splits.y_test[:n], Preprocess(self.mean, self.std)
+        return take(splits.x_test, slice(0, n)), splits.y_test[:n], Preprocess(self.mean, self.std)
 
     def to_json(self) -> dict:
         # a file or folder is stored absolute, so that a check run from another directory finds it
@@ -137,7 +141,7 @@ def measure(subject: Subject, repetitions: int, control: Path | None = None, ite
 
     test = None
     if subject.data is not None:  # loaded (and its shape checked) before the timing, not after
-        test = subject.data.load()
+        test = subject.data.load(subject.input_shape)
         if tuple(test[0].shape[1:]) != subject.input_shape:
             raise KDCompressError(f"the data's images are {list(test[0].shape[1:])}, the model takes "
                                   f"{list(subject.input_shape)}", "check --data (and --shape)")
