@@ -220,3 +220,15 @@ def test_a_pickled_colour_teacher_shrinks_from_a_mixed_size_folder(photos, tiny_
     result = json.loads(proc.stdout)
     assert result["students"] and result["teacher"]["accuracy"] > 100 / N_CLASSES
     assert json.loads((out / "manifest.json").read_text())["input_shape"] == [3, 16, 16]
+
+
+def test_the_decoding_workers_persist_between_passes(photos):
+    data = load_data(str(photos), folder=FolderOptions(image_size=16, workers=2))
+    x, y = data.x_train, data.y_train
+    first = [xb for _, xb, _ in batches(x, y, 32)]
+    loader = x._loader[0]
+    pids = {w.pid for w in loader._iterator._workers}
+    again = [xb for _, xb, _ in batches(x, y, 32, augment_seed=5, scale=(0.5, 1.0))]
+    assert x._loader[0] is loader and {w.pid for w in loader._iterator._workers} == pids and len(pids) == 2
+    assert len(first) == len(again) and not all(torch.equal(a, b) for a, b in zip(first, again))
+    assert all(torch.equal(a, b) for a, b in zip(first, [xb for _, xb, _ in batches(x, y, 32)]))

@@ -113,6 +113,10 @@ class FolderImages:
                  workers: int = 0) -> None:
         self.files, self.channels, self.size, self.crop_pct = files, channels, size, crop_pct
         self.workers = workers  # DataLoader worker processes that decode its batches (0: in this process)
+        self._loader: object | None = None  # kdcompress.data.splits keeps its persistent DataLoader here
+
+    def __getstate__(self) -> dict:  # a worker process gets the file list, never the loader (and its workers)
+        return {**self.__dict__, "_loader": None}
 
     @property
     def shape(self) -> tuple[int, int, int, int]:

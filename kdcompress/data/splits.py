@@ -91,16 +91,43 @@ def take(x: Images, idx: object) -> Images:
 
 
 class _Batches(torch.utils.data.Dataset):
-    """A folder's batches for a DataLoader: item = a list of indices, decoded (and augmented) in a worker."""
+    """A folder's batches for a DataLoader: item = ``(indices, augment seed or None, scale)``, decoded (and
+    augmented) in a worker. The seed travels with the item, so persistent workers serve every epoch's crops."""
 
-    def __init__(self, x: FolderImages, augment_seed: int | None, scale: tuple[float, float]) -> None:
-        self.x, self.seed, self.scale = x, augment_seed, scale
+    def __init__(self, x: FolderImages) -> None:
+        self.x = x
 
     def __len__(self) -> int:
         return len(self.x)
 
-    def __getitem__(self, idx: list[int]) -> torch.Tensor:
-        return self.x[idx] if self.seed is None else self.x.augmented(idx, self.seed, self.scale)
+    def __getitem__(self, item: tuple[list[int], int | None, tuple[float, float]]) -> torch.Tensor:
+        idx, seed, scale = item
+        return self.x[idx] if seed is None else self.x.augmented(idx, seed, scale)
+
+
+class _Plan:
+    """The sampler of a folder's persistent DataLoader: the batches of the pass about to start (set before each)."""
+
+    def __init__(self) -> None:
+        self.items: list = []
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def _loader(x: FolderImages) -> tuple[torch.utils.data.DataLoader, _Plan]:
+    """One DataLoader per folder split, its worker processes kept between passes (persistent workers)."""
+    if getattr(x, "_loader", None) is None or x._loader[0].num_workers != x.workers:  # built anew when asked
+        plan = _Plan()
+        loader = torch.utils.data.DataLoader(
+            _Batches(x), sampler=plan, batch_size=None, num_workers=x.workers,
+            pin_memory=torch.cuda.is_available(), persistent_workers=x.workers > 0,
+            prefetch_factor=4 if x.workers else None)
+        x._loader = (loader, plan)
+    return x._loader
 
 
 def batches(
@@ -117,9 +144,8 @@ def batches(
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     chunks = [order[i : i + batch] for i in range(0, n, batch)]
     if isinstance(x, FolderImages):
-        loader = torch.utils.data.DataLoader(
-            _Batches(x, augment_seed, scale), sampler=[c.tolist() for c in chunks], batch_size=None,
-            num_workers=x.workers, pin_memory=torch.cuda.is_available(), prefetch_factor=4 if x.workers else None)
+        loader, plan = _loader(x)
+        plan.items = [(c.tolist(), augment_seed, scale) for c in chunks]
         for idx, xb in zip(chunks, loader, strict=True):
             yield idx, xb, y[idx]
         return
