@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 import click
+
+from kdcompress.cli.options import NORMALISATION, normalisation
 from pydantic import ValidationError
 from rich.markup import escape
 
@@ -33,8 +35,7 @@ def subject_options(fn):
         click.option("--shape", help="Input shape per sample C,H,W, where the file does not declare it."),
         click.option("--data", "-d", help="Also measure top-1 accuracy on this data's test split (a run uses its own; "
                                           "check reuses the baseline's)."),
-        click.option("--mean", type=float, multiple=True, help="Per-channel input mean after scaling to [0,1]."),
-        click.option("--std", type=float, multiple=True, help="Per-channel input std after scaling to [0,1]."),
+        *NORMALISATION,
         click.option("--test-samples", type=click.IntRange(min=1), help="Accuracy on the first N test images only."),
         click.option("--control", type=click.Path(dir_okay=False, exists=True, path_type=Path),
                      help="Control model to time beside the artifact (default: a small built-in ONNX model on "
@@ -70,10 +71,13 @@ def _policy(profile: str | None, run: Path | None, **overrides):
         raise KDCompressError(f"{name}: {str(err['msg']).removeprefix('Value error, ')}") from None
 
 
-def _subject(target: Path, backend, batch, threads, shape, data, mean, std, test_samples, defaults: dict | None = None):
+def _subject(target: Path, backend, batch, threads, shape, data, mean, std, normalize, test_samples,
+             defaults: dict | None = None):
     from kdcompress.check import TestData, subject_from_file, subject_from_run
 
-    test = TestData(data, tuple(mean) or (0.0,), tuple(std) or (1.0,), test_samples) if data else None
+    norm = normalisation(mean, std, normalize)
+    test = TestData(data, tuple(norm.get("data.mean", (0.0,))), tuple(norm.get("data.std", (1.0,))),
+                    test_samples) if data else None
     if target.is_dir():
         if any(v is not None for v in (backend, batch, threads, shape)):
             raise KDCompressError("a run directory is checked on its own backend, batch and threads",
@@ -97,14 +101,14 @@ def baseline() -> None:
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Baseline file to write (JSON; commit it beside your model).")
 @subject_options
-def baseline_save(target: Path, out: Path, backend, batch, threads, shape, data, mean, std, test_samples, control,
-                  repetitions, profile, as_json) -> None:
+def baseline_save(target: Path, out: Path, backend, batch, threads, shape, data, mean, std, normalize, test_samples,
+                  control, repetitions, profile, as_json) -> None:
     """Measure TARGET (a run directory: its best artifact; or an artifact file) interleaved with a control model,
     and write the latency samples (and accuracy) to a baseline file."""
     from kdcompress.check import save_baseline
 
     policy = _policy(profile, target if target.is_dir() else None, baseline_repetitions=repetitions)
-    subject = _subject(target, backend, batch, threads, shape, data, mean, std, test_samples)
+    subject = _subject(target, backend, batch, threads, shape, data, mean, std, normalize, test_samples)
     if not as_json:
         err_console.print(f"timing {escape(subject.artifact.name)} and the control, {policy.baseline_repetitions} "
                           "repetitions …")
@@ -144,7 +148,7 @@ def baseline_save(target: Path, out: Path, backend, batch, threads, shape, data,
 @subject_options
 def check(target: Path, baseline_path: Path, max_slowdown, tolerance, alpha, max_repetitions, max_accuracy_drop,
           fail_inconclusive, junit, markdown_path, history, fail_on_creep, backend, batch, threads, shape, data, mean,
-          std, test_samples, control, repetitions, profile, as_json) -> None:
+          std, normalize, test_samples, control, repetitions, profile, as_json) -> None:
     """Measure TARGET again and compare it with a baseline. Exit 0 pass, 1 regression (or inconclusive with
     --fail-inconclusive), 2 input error.
 
@@ -160,7 +164,7 @@ def check(target: Path, baseline_path: Path, max_slowdown, tolerance, alpha, max
                      alpha=alpha, max_accuracy_drop=max_accuracy_drop, repetitions=repetitions,
                      max_repetitions=max_repetitions)
     base = load_baseline(baseline_path)
-    subject = _subject(target, backend, batch, threads, shape, data, mean, std, test_samples, defaults=base)
+    subject = _subject(target, backend, batch, threads, shape, data, mean, std, normalize, test_samples, defaults=base)
     if policy.max_repetitions < policy.repetitions:
         policy = policy.model_copy(update={"max_repetitions": policy.repetitions})  # -r 200: no doubling
     verdict, fresh = run_check(subject, base, policy, control=control)
