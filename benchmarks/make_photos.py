@@ -8,9 +8,10 @@ next issues' proofs (any teacher, Hugging Face models), from data every machine 
 Layout: ``OUT/{train,test}/<class>/<n>.jpg`` (torchvision's ImageFolder), classes Fashion-MNIST's, names made
 file-safe. Image ``n`` of a split is garment ``n`` of Fashion-MNIST's split when ``--train``/``--test`` are within
 its size, and garments repeat (with new draws) beyond it, so a folder 8x the size is ``--train 160000`` with the
-same command. Each image draws, from ``(seed, split, n)``: width and height in [min-side, max-side], a background
-(a linear blend of two random colours plus noise), the garment's side (35-90 % of the shorter side), place,
-colour (the garment's grey levels times a random RGB tint) and JPEG quality 75-95. Not committed (a few hundred MB
+same command. Each image draws, from ``(seed, split, n)``: width in [min-side, max-side], a background
+(a linear blend of two random colours plus noise), an aspect ratio within 3:4-4:3, the garment's side (45-90 % of
+the shorter side), its place (near the middle, as photos frame objects), its colour (the garment's grey levels
+times a tint that stands out from the background behind it) and JPEG quality 75-95. Not committed (a few hundred MB
 at 80k images); this script makes it again, byte for byte.
 """
 
@@ -35,15 +36,19 @@ def safe(name: str) -> str:
 
 
 def make_one(garment: np.ndarray, rng: np.random.Generator, min_side: int, max_side: int) -> tuple[Image.Image, int]:
-    w, h = (int(v) for v in rng.integers(min_side, max_side + 1, 2))
+    w = int(rng.integers(min_side, max_side + 1))
+    h = int(np.clip(round(w * np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))), min_side, max_side))  # photo-like
     c0, c1 = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
     t = np.linspace(0, 1, w)[None, :, None] if rng.random() < 0.5 else np.linspace(0, 1, h)[:, None, None]
     bg = (c0 * (1 - t) + c1 * t) * np.ones((h, w, 1)) + rng.normal(0, 12, (h, w, 3))
-    side = max(8, int(min(w, h) * rng.uniform(0.35, 0.9)))
+    side = max(8, int(min(w, h) * rng.uniform(0.45, 0.9)))
     g = np.asarray(Image.fromarray(garment).resize((side, side), Image.Resampling.BILINEAR), np.float64) / 255
-    tint = rng.uniform(0.2, 1.0, 3) * 255
-    top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+    # the object near the middle, as photos frame it (a centre crop keeps it)
+    top = int(np.clip((h - side) / 2 + rng.normal(0, (h - side) / 6 + 1e-9), 0, h - side))
+    left = int(np.clip((w - side) / 2 + rng.normal(0, (w - side) / 6 + 1e-9), 0, w - side))
     patch = bg[top:top + side, left:left + side]
+    # a colour that stands out from what lies behind it (the inverse of its mean, jittered)
+    tint = np.clip(255 - patch.mean((0, 1)) + rng.normal(0, 30, 3), 0, 255)
     bg[top:top + side, left:left + side] = patch * (1 - g[..., None]) + (g[..., None] * tint)
     return Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8), "RGB"), int(rng.integers(75, 96))
 
