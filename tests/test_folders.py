@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -232,3 +233,19 @@ def test_the_decoding_workers_persist_between_passes(photos):
     assert x._loader[0] is loader and {w.pid for w in loader._iterator._workers} == pids and len(pids) == 2
     assert len(first) == len(again) and not all(torch.equal(a, b) for a, b in zip(first, again))
     assert all(torch.equal(a, b) for a, b in zip(first, [xb for _, xb, _ in batches(x, y, 32)]))
+
+
+def test_the_chance_check_samples_the_whole_split_not_its_class_sorted_head():
+    """An image folder's splits are sorted by class: a teacher that only ever answers class 0 looked perfect on the
+    first images (all class 0) and passed; drawn over the split it is at chance and is stopped."""
+    from kdcompress.models.fit import check_teacher_learned
+
+    class OnlyZero(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.one_hot(torch.zeros(len(x), dtype=torch.long), N_CLASSES).float()
+
+    y = torch.arange(N_CLASSES).repeat_interleave(50)
+    x = torch.zeros(len(y), 1, 4, 4, dtype=torch.uint8)
+    with pytest.raises(KDCompressError, match="has not learnt these data"):
+        check_teacher_learned(Teacher(OnlyZero(), "pickle", Path("zero.pt"), "2" * 64), x, y, Preprocess(), "sorted",
+                              limit=40)

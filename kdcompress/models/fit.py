@@ -34,12 +34,15 @@ def _accepts(teacher: Teacher, shape: tuple[int, ...]) -> bool:
 
 def check_teacher_learned(teacher: Teacher, x: Images, y: torch.Tensor, prep: Callable[[torch.Tensor], torch.Tensor],
                           data_name: str, limit: int = 2000) -> tuple[float, int]:
-    """The teacher's accuracy (%) on the first ``limit`` images of ``x`` (the validation split) and how many images
-    that is; one clear error when
+    """The teacher's accuracy (%) on ``limit`` images drawn from ``x`` (the validation split, seeded) and how many
+    images that is; one clear error when
     it is not clearly above chance: less than a tenth of the way from the majority class's share to 100 %. That is
     what a teacher given other data than it learnt (``--data`` left at its default), labels in another order or
     another normalisation (``--mean``/``--std``) scores, and distilling from it would spend the run for nothing."""
-    x, y = take(x, slice(0, limit)), y[:limit]
+    # a seeded sample spread over the split, not its head: an image folder's splits are sorted by class, where the
+    # first images would be two or three classes and "chance" their share
+    pick = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:limit].sort().values
+    x, y = take(x, pick), y[pick]
     if len(y) == 0:
         return float("nan"), 0
     with torch.no_grad():
