@@ -47,7 +47,7 @@ class Inputs:
     def to_json(self) -> dict:
         return {"teacher": self.teacher, "data": self.data, "arch": self.arch, "trust_pickle": self.trust_pickle,
                 "seed": self.seed, "strict_target": self.strict_target, "baselines": self.baselines,
-                "profile": self.profile.model_dump()}
+                "profile": self.profile.model_dump(mode="json")}  # JSON types: what the manifest reads back
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Inputs:

@@ -31,7 +31,7 @@ def profiles_show(name: str) -> None:
 
     from kdcompress.profiles import load_profile
 
-    click.echo(yaml.safe_dump(load_profile(name).model_dump(), sort_keys=False))
+    click.echo(yaml.safe_dump(load_profile(name).model_dump(mode="json"), sort_keys=False))
 
 
 @click.command()
