@@ -186,6 +186,7 @@ def test_profiles_and_doctor(cli_cmd):
     assert_user_error(run(cli_cmd, "profiles", "show", "edg"), "did you mean 'edge'")
 
 
+@pytest.mark.slow  # ~18 s: every proxy on every candidate; each proxy has its own tests in test_proxies.py
 def test_search_command_scores_every_proxy_side_by_side(cli_cmd, teacher_files, tiny_npz, tiny_profile, tmp_path):
     from kdcompress.search import PROXIES
 

@@ -197,6 +197,7 @@ def test_an_unreadable_file_is_skipped_with_a_count_or_stops_a_strict_run(tmp_pa
         load_data(str(root), folder=FolderOptions(strict=True))
 
 
+@pytest.mark.slow  # ~25 s, a whole shrink: make test-all; the folder path is covered piece by piece above
 def test_a_pickled_colour_teacher_shrinks_from_a_mixed_size_folder(photos, tiny_profile, tmp_path):
     """The issue's acceptance, small: a 3-channel network saved with torch.save(model), a folder of JPEGs and PNGs
     of many sizes and modes, --image-size; the usual report."""
