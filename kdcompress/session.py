@@ -101,9 +101,8 @@ class Session:
         if not Path(self.inputs.data).is_dir():
             return None
         d = self.profile.data
-        declared = self.teacher.declared_input()
-        size = d.image_size or (declared[1] if declared and len(declared) == 3 and declared[1] == declared[2] else None)
-        return FolderOptions(size, declared[0] if declared else None, d.crop_pct, data_workers(d.workers), d.strict)
+        return FolderOptions.for_input(self.teacher.declared_input(), d.image_size, crop_pct=d.crop_pct,
+                                       workers=data_workers(d.workers), strict=d.strict)
 
     @property
     def job(self) -> Job:

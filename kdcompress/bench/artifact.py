@@ -147,9 +147,7 @@ def artifact_test_data(path: Path, spec: str, prep, shape: tuple[int, ...] | Non
     from kdcompress.data.splits import FolderOptions, data_workers, load_data, take
 
     dims = shape or inspect_artifact(path).input_shape
-    square = dims is not None and len(dims) == 3 and dims[1] == dims[2]
-    folder = FolderOptions(dims[1] if square else None, dims[0] if dims else None, workers=data_workers(None))
-    splits = load_data(spec, 0.1, 0, folder)
+    splits = load_data(spec, 0.1, 0, FolderOptions.for_input(dims, workers=data_workers(None)))
     n = test_samples
     return take(splits.x_test, slice(0, n)), splits.y_test[:n], prep
 

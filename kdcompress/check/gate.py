@@ -54,9 +54,7 @@ class TestData:
         from kdcompress.data import Preprocess, load_data
         from kdcompress.data.splits import FolderOptions, data_workers, take
 
-        square = input_shape is not None and len(input_shape) == 3 and input_shape[1] == input_shape[2]
-        folder = FolderOptions(input_shape[1] if square else None, input_shape[0] if input_shape else None,
-                               workers=data_workers(None))
+        folder = FolderOptions.for_input(input_shape, workers=data_workers(None))
         splits = load_data(self.spec, self.val_fraction, self.seed, folder)
         n = self.test_samples
         return take(splits.x_test, slice(0, n)), splits.y_test[:n], Preprocess(self.mean, self.std)

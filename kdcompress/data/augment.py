@@ -10,7 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
+from kdcompress.data.transforms import as_chw, train_transform
 from kdcompress.errors import KDCompressError
 
 
@@ -18,10 +20,6 @@ def random_resized_crop_flip(x: torch.Tensor, idx: torch.Tensor, seed: int,
                              scale: tuple[float, float] = (0.08, 1.0)) -> torch.Tensor:
     """The train transform (:func:`kdcompress.data.transforms.train_transform`: RandomResizedCrop back to the
     images' side, and a flip) on in-memory uint8 NCHW square images, each through PIL, one draw per (seed, index)."""
-    from PIL import Image
-
-    from kdcompress.data.transforms import as_chw, train_transform
-
     n, c, h, w = x.shape
     if h != w:
         raise KDCompressError(f"random_resized_crop needs square images, these are {h}x{w}",

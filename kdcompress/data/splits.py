@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kdcompress.data.augment import random_resized_crop_flip
 from kdcompress.data.folder import GREY_MODES, FolderImages, folder_classes, scan_split
 from kdcompress.errors import KDCompressError
 
@@ -138,8 +139,6 @@ def batches(
     ``augment_seed``: the train transform (random resized crop over ``scale`` of the area + flip), one draw per
     (seed, image). A folder's
     batches are decoded by ``x.workers`` DataLoader worker processes, ahead of use."""
-    from kdcompress.data.augment import random_resized_crop_flip
-
     n = len(y)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     chunks = [order[i : i + batch] for i in range(0, n, batch)]
@@ -251,6 +250,12 @@ class FolderOptions:
     crop_pct: float = 0.875
     workers: int = 0
     strict: bool = False
+
+    @classmethod
+    def for_input(cls, shape: tuple[int, ...] | None, size: int | None = None, **kw: object) -> FolderOptions:
+        """Read at a model's input ``shape`` (C, H, W): its channels, and its side where square (``size`` first)."""
+        square = shape is not None and len(shape) == 3 and shape[1] == shape[2]
+        return cls(size or (shape[1] if square else None), shape[0] if shape else None, **kw)  # type: ignore[arg-type]
 
 
 def data_workers(asked: int | None) -> int:

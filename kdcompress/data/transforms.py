@@ -26,7 +26,9 @@ def to_channels(img: Image.Image, channels: int) -> Image.Image:
     if img.mode.startswith("I"):  # 16/32-bit grey: to 8 bits by the 16-bit range (PIL's convert would clip at 255)
         img = Image.fromarray((np.asarray(img, dtype=np.int64).clip(0, 65535) // 257).astype(np.uint8), "L")
     if channels == 1:
-        return img if img.mode == "L" else img.convert("L") if img.mode in ("1", "RGB") else img.convert("RGB").convert("L")
+        if img.mode in ("L", "1", "RGB"):  # PIL converts these to L directly (L: itself)
+            return img if img.mode == "L" else img.convert("L")
+        return img.convert("RGB").convert("L")  # RGBA, P, CMYK, LA: through RGB, as torchvision's loader
     if channels == 3:
         return img if img.mode == "RGB" else img.convert("RGB")
     raise ValueError(f"images with {channels} channels are not supported (1 or 3)")
