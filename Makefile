@@ -27,7 +27,7 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH_PIN)
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q -e '.[dev,hf]'
 	touch $(STAMP)
 
 install: data $(STAMP)

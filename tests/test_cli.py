@@ -231,6 +231,7 @@ def test_a_missed_budget_is_said_and_can_fail_the_run(cli_cmd, teacher_files, ti
     assert not result["budget_met"] and result["nearest_miss"].startswith("s0-resnet")
 
 
+@pytest.mark.slow  # ~30 s of two whole searches; default_run_dir's numbering is tested in test_run.py
 def test_a_second_call_without_out_gets_its_own_folder(cli_cmd, teacher_files, tiny_npz, tiny_profile, tmp_path):
     args = [*cli_cmd, "search", str(teacher_files["pt2"]), "--data", str(tiny_npz), "--profile", str(tiny_profile),
             "--iterations", "1"]
@@ -270,6 +271,7 @@ def test_an_out_folder_that_cannot_be_written_is_one_line(cli_cmd, teacher_files
         assert exit_info.value.code == 2 and said in err and len(err.splitlines()) == 1, err
 
 
+@pytest.mark.slow  # ~30 s; the fast suite stops and resumes a run with SIGINT in test_interrupts.py
 def test_sigterm_stops_cleanly_and_resume_finishes_without_leftovers(cli_cmd, teacher_files, tiny_npz, tiny_profile,
                                                                       tmp_path):
     import signal

@@ -130,3 +130,73 @@ def test_a_teacher_no_better_than_chance_on_the_data_is_refused(teacher_files):
         check_teacher_learned(t, x, (y + 1) % N_CLASSES, Preprocess(), "shifted")
     # the bar is a tenth of the way from the majority class's share to 100 %, so a weak but real teacher passes
     assert check_teacher_learned(t, x[:10], y[:10], Preprocess(), "ten", limit=10)[0] >= 0
+
+
+ZOO = '''
+import torch
+from torch import nn
+
+
+def tiny(num_classes: int = 1000, in_chans: int = 3) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(in_chans, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(4, num_classes))
+
+
+def loose(**kwargs) -> nn.Module:  # a factory that takes **kwargs: only the class count is passed
+    return tiny(num_classes=kwargs.pop("num_classes"), in_chans=1)
+
+
+class Wider(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = tiny(5, 1)
+        self.extra = nn.Linear(5, 5)
+'''
+
+
+@pytest.fixture
+def zoo(tmp_path, monkeypatch):
+    """An importable module of factories, as torchvision.models or timm are."""
+    (tmp_path / "userzoo.py").write_text(ZOO)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+    import sys
+
+    sys.modules.pop("userzoo", None)
+    return importlib.import_module("userzoo")
+
+
+def _save_sd(model: torch.nn.Module, path: Path, prefix: str = "") -> Path:
+    torch.save({prefix + k: v for k, v in model.state_dict().items()}, path)
+    return path
+
+
+@pytest.mark.parametrize("factory", ["tiny", "loose"])
+def test_arch_factory_is_sized_from_the_state_dict(zoo, tmp_path, factory):
+    """--arch package.module:factory builds the network with the class count (and input channels, where the
+    factory takes them) read from the state_dict, as torchvision.models:resnet18 or timm:resnet18 would be."""
+    model = zoo.tiny(num_classes=7, in_chans=1).eval()
+    t = load_teacher(_save_sd(model, tmp_path / "sd.pt"), arch=f"userzoo:{factory}")
+    x = torch.rand(2, 1, 8, 8)
+    torch.testing.assert_close(t.logits(x), model(x).detach())
+
+
+@pytest.mark.parametrize("prefix", ["model.", "module."])
+def test_a_wrappers_prefix_is_stripped(zoo, tmp_path, prefix):
+    model = zoo.tiny(num_classes=3, in_chans=1).eval()
+    t = load_teacher(_save_sd(model, tmp_path / "sd.pt", prefix), arch="userzoo:tiny")
+    x = torch.rand(1, 1, 8, 8)
+    torch.testing.assert_close(t.logits(x), model(x).detach())
+
+
+def test_a_misfit_state_dict_is_one_line_naming_what_differs(zoo, tmp_path):
+    sd = _save_sd(zoo.tiny(num_classes=5, in_chans=1), tmp_path / "sd.pt", "model.")
+    with pytest.raises(KDCompressError) as e:  # the prefix does not explain it all: the arch has more layers
+        load_teacher(sd, arch=f"{tmp_path / 'userzoo.py'}:Wider")
+    msg = str(e.value)
+    assert "\n" not in msg and "missing" in msg and "unexpected" in msg and "'model.'" in msg, msg
+
+
+def test_an_arch_that_cannot_be_imported_says_how_to_install_it(teacher_files):
+    with pytest.raises(KDCompressError, match="pip install no_such_zoo"):
+        load_teacher(teacher_files["sd"], arch="no_such_zoo.models:resnet18")

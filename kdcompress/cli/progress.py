@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.progress import Progress as RichBar
 
 from kdcompress.console import err_console
@@ -19,8 +19,9 @@ class BarProgress:
     def start(self, description: str, total: int | None) -> None:
         self.stop()
         self.bar = RichBar(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                           TimeElapsedColumn(), TextColumn("{task.fields[note]}"), console=err_console,
-                           transient=False, disable=not err_console.is_terminal)
+                           TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),  # left: rich's estimate
+                           TextColumn("{task.fields[note]}"), console=err_console, transient=False,
+                           disable=not err_console.is_terminal)
         self.bar.start()
         self.task = self.bar.add_task(description, total=total, note="")
         if not err_console.is_terminal:

@@ -8,8 +8,6 @@ and a full pickled ``nn.Module`` only with ``--trust-pickle`` — unpickling exe
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import json
 import math
 import pickle
@@ -24,6 +22,7 @@ from torch import nn
 
 from kdcompress.data.splits import Images, batches
 from kdcompress.errors import KDCompressError, first_line
+from kdcompress.models.arch import LogitsOf, build_arch, fit_state_dict, returns_structure
 from kdcompress.models.pruning import PruningSource, check_prunable
 from kdcompress.run import file_sha256
 
@@ -173,48 +172,6 @@ def sniff(path: Path) -> str:
     return "unknown"
 
 
-def import_arch(spec: str) -> type[nn.Module]:
-    """Import ``path/to/module.py:ClassName`` (the user named this code, so importing it is their choice)."""
-    file, sep, cls_name = spec.rpartition(":")
-    if not sep or not file or not cls_name:
-        raise KDCompressError(f"--arch {spec!r}: expected FILE.py:ClassName")
-    p = Path(file)
-    if not p.is_file():
-        raise KDCompressError(f"--arch: file not found: {file}")
-    mod_name = f"kdcompress_user_arch_{hashlib.md5(str(p.resolve()).encode()).hexdigest()[:8]}"
-    mspec = importlib.util.spec_from_file_location(mod_name, p)
-    assert mspec and mspec.loader
-    module = importlib.util.module_from_spec(mspec)
-    sys.modules[mod_name] = module
-    try:
-        mspec.loader.exec_module(module)
-    except Exception as e:  # noqa: BLE001 — the user's code failed, not ours: say where, keep it one line
-        sys.modules.pop(mod_name, None)
-        raise KDCompressError(f"--arch: importing {file} raised {_first_line(e)}",
-                              f"run `python {file}` to see the traceback") from None
-    cls = getattr(module, cls_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise KDCompressError(f"--arch: {file} has no nn.Module class {cls_name!r}")
-    return cls
-
-
-def _first_line(e: BaseException) -> str:
-    return type(e).__name__ + (f": {first_line(e)}" if str(e).strip() else "")
-
-
-def build_arch(spec: str) -> nn.Module:
-    """An instance of the ``--arch`` class, built without arguments (the state_dict brings the weights)."""
-    cls = import_arch(spec)
-    try:
-        return cls()
-    except TypeError as e:
-        raise KDCompressError(f"--arch: {cls.__name__}() cannot be built without arguments ({_first_line(e)})",
-                              "give its __init__ arguments defaults, or name a subclass whose __init__ takes none") from None
-    except Exception as e:  # noqa: BLE001 — the user's constructor failed
-        raise KDCompressError(f"--arch: {cls.__name__}() raised {_first_line(e)}",
-                              "fix the class so it builds without arguments") from None
-
-
 def _unpickle_module(path: Path) -> object:
     """``torch.load`` a trusted pickle the way the user's own script would: with the current folder and the
     model's folder importable, since the pickle names the module its classes live in (e.g. ``arch``)."""
@@ -240,7 +197,7 @@ def _unwrap_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
                 obj = obj[key]
                 break
         if all(isinstance(v, torch.Tensor) for v in obj.values()):
-            return {k.removeprefix("module."): v for k, v in obj.items()}
+            return obj
     raise KDCompressError(f"{path}: holds no state_dict of tensors")
 
 
@@ -248,13 +205,10 @@ def _load_state_dict(path: Path, arch: str | None) -> nn.Module:
     obj = torch.load(path, map_location="cpu", weights_only=True)
     sd = _unwrap_state_dict(obj, path)
     if arch is None:
-        raise KDCompressError(f"{path}: is a state_dict, which needs its architecture", "pass --arch FILE.py:ClassName")
-    model = build_arch(arch)
-    try:
-        model.load_state_dict(sd, strict=True)
-    except RuntimeError as e:
-        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
-        raise KDCompressError(f"{path}: state_dict does not fit --arch {arch} ({first})") from None
+        raise KDCompressError(f"{path}: is a state_dict, which needs its architecture",
+                              "pass --arch FILE.py:ClassName or a factory such as torchvision.models:resnet18")
+    model = build_arch(arch, sd)
+    fit_state_dict(model, sd, f"{path} with --arch {arch}")
     return model
 
 
@@ -298,4 +252,6 @@ def load_teacher(path: Path | str, arch: str | None = None, trust_pickle: bool =
     except (RuntimeError, zipfile.BadZipFile, EOFError, pickle.UnpicklingError, ValueError, KeyError, OSError) as e:
         msg = first_line(e, None)
         raise KDCompressError(f"{path}: corrupt or unreadable {kind} file ({msg[:200]})", "re-save the model") from None
+    if returns_structure(module):  # a Hugging Face model returns a ModelOutput: every stage wants the logits
+        module = LogitsOf(module)
     return Teacher(module=module, kind=kind, path=path, sha256=file_sha256(path), eager=eager)

@@ -46,10 +46,22 @@ IMPORTANCE_NAMES = ["l1", "l2", "bn_scale", "lamp"]
 USE_FAMILIES = "use the student families instead: --set search.space=[resnet,mobilenetv2,vgg]"
 
 
-def _classifier(module: nn.Module) -> list[nn.Module]:
-    """The last Linear layer: its outputs are the classes, which must all stay."""
-    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
-    return linears[-1:]
+def _classifier(net: nn.Module, example: torch.Tensor) -> list[nn.Module]:
+    """The layer that computes the logits (the last Linear or convolution the forward pass calls): its outputs are
+    the classes, which must all stay."""
+    layers = _call_order(net, [m for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv2d))], example)
+    return [layers[-1][0]] if layers else []
+
+
+def _attention_projections(net: nn.Module) -> list[nn.Module]:
+    """The Linear layers inside attention modules (nn.MultiheadAttention, or a module that keeps a head count as
+    timm's and Hugging Face's do): cutting their channels without the head count breaks the head reshape, so they
+    keep their widths and only the MLPs and convolutions around them are cut."""
+    inside: list[nn.Module] = []
+    for m in net.modules():
+        if isinstance(m, nn.MultiheadAttention) or any(hasattr(m, a) for a in ("num_heads", "num_attention_heads")):
+            inside.extend(x for x in m.modules() if isinstance(x, (nn.Linear, nn.MultiheadAttention)))
+    return inside
 
 
 def check_prunable(teacher_module: nn.Module, kind: str, purpose: str = "the pruned-teacher space") -> None:
@@ -71,6 +83,8 @@ def _call_order(net: nn.Module, modules: list[nn.Module], example: torch.Tensor)
     seen: dict[int, tuple[nn.Module, bool]] = {}
 
     def hook(m: nn.Module, args: tuple, out: object) -> None:
+        if isinstance(out, (tuple, list)) and out:  # e.g. a transformer layer returning (hidden, attention)
+            out = out[0]
         if id(m) not in seen and args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor):
             seen[id(m)] = (m, out.shape == args[0].shape)
 
@@ -104,10 +118,11 @@ def halve_resolution(net: nn.Module, example: torch.Tensor) -> None:
 
 
 def drop_blocks(net: nn.Module, example: torch.Tensor, k: int) -> None:
-    """Replace the ``k`` deepest shape-preserving blocks by the identity (in place)."""
-    protected = set(map(id, _classifier(net)))
-    slots = {id(child): (parent, i) for parent in net.modules() if isinstance(parent, nn.Sequential)
-             for i, child in enumerate(parent)
+    """Remove the ``k`` deepest shape-preserving blocks (in place): a child of an ``nn.Sequential`` becomes the
+    identity, an item of an ``nn.ModuleList`` (a transformer's layers, which its forward loops over) is deleted."""
+    protected = set(map(id, _classifier(net, example)))
+    containers = [m for m in net.modules() if isinstance(m, (nn.Sequential, nn.ModuleList))]
+    slots = {id(child): (parent, i) for parent in containers for i, child in enumerate(parent)
              if any(isinstance(m, (nn.Conv2d, nn.Linear)) for m in child.modules())
              and not protected & set(map(id, child.modules()))}
     blocks = [m for m, same in _call_order(net, [p[i] for p, i in slots.values()], example) if same]
@@ -117,9 +132,26 @@ def drop_blocks(net: nn.Module, example: torch.Tensor, k: int) -> None:
     if k > len(blocks):
         raise KDCompressError(f"the teacher has {len(blocks)} shape-preserving block(s) to drop, not {k}",
                               f"keep drop_blocks at most {len(blocks)}")
-    for block in blocks[len(blocks) - k:]:
+    # deepest first, so deleting from a ModuleList leaves the indices of the blocks still to go as they were
+    for block in sorted(blocks[len(blocks) - k:], key=lambda b: -slots[id(b)][1]):
         parent, i = slots[id(block)]
-        parent[i] = nn.Identity()
+        if isinstance(parent, nn.ModuleList) and not isinstance(parent, nn.Sequential):
+            del parent[i]
+        else:
+            parent[i] = nn.Identity()
+
+
+def _check_runs(net: nn.Module, example: torch.Tensor, expected: torch.Size) -> None:
+    """Raise (one line) when the cut network no longer runs at the input size or no longer gives the logits."""
+    try:
+        with torch.no_grad():
+            out = net(example)
+    except Exception as e:  # noqa: BLE001 — e.g. channels of attention projections cut without their head count
+        raise KDCompressError(f"the cut does not run at the input size ({type(e).__name__}: {first_line(e, 120)})",
+                              USE_FAMILIES) from None
+    if not isinstance(out, torch.Tensor) or out.shape != expected:
+        raise KDCompressError(f"the cut's output is {getattr(out, 'shape', type(out).__name__)}, not the "
+                              f"teacher's {tuple(expected)}", USE_FAMILIES)
 
 
 def prune_teacher(
@@ -130,6 +162,8 @@ def prune_teacher(
     import torch_pruning as tp
 
     net = copy.deepcopy(teacher_module).eval()
+    with torch.no_grad():
+        expected = net(example).shape
     downsample, dropped, ratio = int(genes.get("downsample", 0)), int(genes.get("drop_blocks", 0)), float(genes["ratio"])
     round_to = int(genes.get("round_to", 1))
     if downsample:
@@ -139,6 +173,7 @@ def prune_teacher(
     if ratio == 0:
         if not (downsample or dropped):
             raise KDCompressError("these genes leave the teacher as it is (ratio 0, no downsample, no dropped block)")
+        _check_runs(net, example, expected)
         return net
     before = sum(p.numel() for p in net.parameters())
     with warnings.catch_warnings():
@@ -147,7 +182,7 @@ def prune_teacher(
             pruner = tp.pruner.MetaPruner(
                 net, example, importance=_importances()[genes["importance"]](),
                 pruning_ratio=ratio, global_pruning=bool(genes.get("global", 0)),
-                max_pruning_ratio=0.95, ignored_layers=_classifier(net),
+                max_pruning_ratio=0.95, ignored_layers=_classifier(net, example) + _attention_projections(net),
                 round_to=round_to if round_to > 1 else None,
             )
             pruner.step()
@@ -158,6 +193,7 @@ def prune_teacher(
             ) from None
     if sum(p.numel() for p in net.parameters()) >= before:
         raise KDCompressError("DepGraph found no channel it can remove from this teacher", USE_FAMILIES)
+    _check_runs(net, example, expected)
     return net
 
 

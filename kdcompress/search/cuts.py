@@ -22,7 +22,7 @@ from kdcompress.records import Scored
 from kdcompress.run import Progress, atomic_path
 from kdcompress.search.context import SearchContext, evaluate
 from kdcompress.search.fidelity import FidelityProbe
-from kdcompress.search.journal import remember
+from kdcompress.search.journal import remember, remember_scores
 from kdcompress.search.space import Candidate, get_space
 
 
@@ -79,9 +79,8 @@ def largest_cuts(
         progress.start("search cuts: fidelity", len(sized))
         for _, genes in sized:
             key = Candidate.of(PRUNED_FAMILY, genes).key
-            known = ctx.score_cache.setdefault(key, {})
-            if "fidelity" not in known:  # scored once per search: the evaluation below reads it from the cache
-                known["fidelity"] = fidelity.score(ctx.pruning.build(genes))
+            if "fidelity" not in ctx.score_cache.get(key, {}):  # once per search, journaled: --resume reads it
+                remember_scores(ctx, key, {"fidelity": fidelity.score(ctx.pruning.build(genes))})
             progress.advance()
         progress.stop()
         sized.sort(key=lambda pg: -ctx.score_cache[Candidate.of(PRUNED_FAMILY, pg[1]).key]["fidelity"])

@@ -32,7 +32,7 @@ from kdcompress.records import Scored, SearchPick, TeacherRecord, TopFile
 from kdcompress.run import Progress, atomic_path, write_json
 from kdcompress.search.context import FLOPS_SLACK, SearchContext, evaluate, prepare_context, within_share
 from kdcompress.search.cuts import candidate_identity, largest_cuts
-from kdcompress.search.fidelity import FidelityProbe
+from kdcompress.search.fidelity import FidelityProbe, probe_images
 from kdcompress.search.journal import JOURNAL, open_journal, remember
 from kdcompress.search.refine import refine
 from kdcompress.search.space import Candidate, get_space
@@ -259,7 +259,8 @@ def search(job: Job, profile: Profile, teacher: TeacherRecord, backend: str, out
                 try:
                     if ctx_g.proxy in CUT_RANKS and group == [PRUNED_FAMILY]:  # the best cuts that fit, swept
                         if ctx_g.proxy == "fidelity" and fidelity is None:
-                            fidelity = FidelityProbe.of(job.teacher.logits, job.data.x_train, job.prep, seed=job.seed)
+                            fidelity = FidelityProbe.of(job.teacher.logits, job.data.x_train, job.prep,
+                                                        n=probe_images(teacher.flops), seed=job.seed)
                         wanted = cfg.top_k if cfg.refine is None else max(cfg.top_k, cfg.refine.candidates)
                         feasible = largest_cuts(ctx_g, wanted, taken, part, progress,
                                                 fidelity if ctx_g.proxy == "fidelity" else None)

@@ -57,10 +57,20 @@ def remember(ctx: SearchContext, key: str, s: Scored) -> None:
         ctx.latency_cache[key] = (s.latency_ms, s.latency_ratio)  # type: ignore[assignment]
     if s.scores:
         ctx.score_cache[key] = {**ctx.score_cache.get(key, {}), **s.scores}
-    if ctx.journal is None or (s.latency_ms is None and not s.scores):
+    if s.latency_ms is not None or s.scores:
+        _append(ctx, key, None if s.latency_ms is None else [s.latency_ms, s.latency_ratio], s.scores)
+
+
+def remember_scores(ctx: SearchContext, key: str, scores: dict[str, float]) -> None:
+    """Record scores computed outside an evaluation (the cut sweep's fidelity), so a resumed search reads them."""
+    ctx.score_cache[key] = {**ctx.score_cache.get(key, {}), **scores}
+    _append(ctx, key, None, scores)
+
+
+def _append(ctx: SearchContext, key: str, latency: list | None, scores: dict) -> None:
+    if ctx.journal is None:
         return
-    line = json.dumps({"key": key, "latency": None if s.latency_ms is None else [s.latency_ms, s.latency_ratio],
-                       "scores": s.scores})
+    line = json.dumps({"key": key, "latency": latency, "scores": scores})
     if ctx.journaled.get(key) == line:  # replayed from the journal: nothing new
         return
     ctx.journaled[key] = line
