@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -131,14 +132,14 @@ def throughput(folder: Path, teacher_path: Path, size: int, workers: int, steps:
     data = load_data(str(folder), folder=FolderOptions(image_size=size, workers=workers))
     teacher = torch.load(teacher_path, weights_only=False).eval()
     x, y = data.x_train, data.y_train
-    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
-    ours = lambda: ((xb, yb) for _, xb, yb in batches(x, y, batch, shuffle=True, generator=g(),  # noqa: E731
+    g = lambda: torch.Generator().manual_seed(0)
+    ours = lambda: ((xb, yb) for _, xb, yb in batches(x, y, batch, shuffle=True, generator=g(),
                                                         augment_seed=1, scale=(0.08, 1.0)))
-    plain = lambda: iter(torch.utils.data.DataLoader(PlainFolder(x, y, size, 1), batch_size=batch,  # noqa: E731
+    plain = lambda: iter(torch.utils.data.DataLoader(PlainFolder(x, y, size, 1), batch_size=batch,
                                                      shuffle=True, num_workers=workers, generator=g()))
     n_mem = batch * (steps + 2)
     decoded = x[: n_mem]  # pre-decoded (eval transform), in memory
-    memory = lambda: ((xb, yb) for _, xb, yb in batches(decoded, y[:n_mem], batch, shuffle=True,  # noqa: E731
+    memory = lambda: ((xb, yb) for _, xb, yb in batches(decoded, y[:n_mem], batch, shuffle=True,
                                                           generator=g()))
     best: dict[str, float] = {}
     for _ in range(2):
@@ -160,14 +161,24 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "folder_streaming.json")
+    ap.add_argument("--memory-only", action="store_true",
+                    help="measure the two peak-RSS runs (fresh run folders) and keep the saved throughput figures")
+    ap.add_argument("--note", default="", help="what else ran on the machine meanwhile (saved beside the figures)")
     a = ap.parse_args()
     one = ensure_photos(a.work / "photos_1x", a.base, max(1, a.workers))
     eight = ensure_photos(a.work / "photos_8x", 8 * a.base, max(1, a.workers))
     teacher = ensure_teacher(a.work / "teacher.pt", one, a.size)
-    figures = {"benchmark": "folder_streaming", "command": "python benchmarks/folder_streaming.py " + " ".join(sys.argv[1:]),
-               "throughput": throughput(one, teacher, a.size, a.workers, a.steps), **environment()}
-    write_json(a.out, figures)
-    figures["memory"] = {"1x": {"train_images": a.base, **peak_rss_of_shrink(teacher, one, a.size, a.work / "run_1x")}}
+    command = "python benchmarks/folder_streaming.py " + " ".join(sys.argv[1:])
+    if a.memory_only:  # peak RSS does not depend on what else runs; the throughput figures do, so they stay
+        figures = json.loads(a.out.read_text())
+        for run in ("run_1x", "run_8x"):
+            shutil.rmtree(a.work / run, ignore_errors=True)
+    else:
+        figures = {"benchmark": "folder_streaming", "command": command,
+                   "throughput": throughput(one, teacher, a.size, a.workers, a.steps), **environment()}
+        write_json(a.out, figures)
+    figures["memory"] = {"command": command, "note": a.note, **environment(),
+                         "1x": {"train_images": a.base, **peak_rss_of_shrink(teacher, one, a.size, a.work / "run_1x")}}
     write_json(a.out, figures)
     figures["memory"]["8x"] = {"train_images": 8 * a.base,
                                **peak_rss_of_shrink(teacher, eight, a.size, a.work / "run_8x")}
