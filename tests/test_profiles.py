@@ -55,3 +55,35 @@ def test_amp_off_as_yaml_writes_it_and_a_missing_gpu_fails_when_the_profile_is_r
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(KDCompressError, match="PyTorch sees no GPU"):  # before the search, not after it
         load_profile("ci", parse_overrides(["distill.device=cuda"]))
+
+
+def test_a_gpu_profile_on_a_cpu_says_what_distilling_will_cost(monkeypatch, tmp_path):
+    """`--profile edge` where PyTorch sees no GPU: one note before the work, with the hours it will take here."""
+    import torch
+
+    from kdcompress.stages.load import cpu_cost_note
+
+    class Data:
+        x_train = torch.rand(40, 1, 8, 8)
+        y_train = torch.zeros(1000, dtype=torch.long)
+
+    class Teacher:
+        module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+
+        def set_eval(self):
+            self.module.eval()
+
+    class S:
+        profile = load_profile("edge")
+        data, teacher = Data(), Teacher()
+
+        @staticmethod
+        def prep(x):
+            return x
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    note = cpu_cost_note(S())
+    assert note is not None and "PyTorch sees none" in note and "--profile cpu" in note
+    assert "2 student(s) x 30 epochs x 1,000 images" in note, note
+    S.profile = load_profile("cpu")
+    assert cpu_cost_note(S()) is None

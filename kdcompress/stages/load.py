@@ -3,6 +3,8 @@ backend and the artifacts, and record it all in the manifest."""
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 from kdcompress.bench import BACKENDS, backend_status, resolve_backend
@@ -33,6 +35,30 @@ def _check_classes(s: Session, k: int) -> None:
                               "fix those labels, or use a teacher trained on these classes")
     raise KDCompressError(f"teacher outputs {k} classes but the data has {data.num_classes}",
                           "use data with the teacher's classes")
+
+
+def cpu_cost_note(s: Session) -> str | None:
+    """For a GPU profile where PyTorch sees no GPU: what distilling will cost on this CPU, said before it starts
+    (the teacher's forward speed here times the images the profile trains on), and that CPU latency says nothing
+    of a GPU's."""
+    if s.profile.target.device != "cuda" or s.profile.distill.device == "cpu" or torch.cuda.is_available():
+        return None
+    x = s.prep(s.data.x_train[:32])
+    s.teacher.set_eval()
+    with torch.no_grad():
+        s.teacher.module(x[:2])  # warm-up: the first call pays one-time costs
+        t0 = time.perf_counter()
+        s.teacher.module(x)
+        per_image = (time.perf_counter() - t0) / len(x)
+    d, search = s.profile.distill, s.profile.search
+    students = search.top_k * len(s.profile.budget.targets)
+    images = d.epochs * len(s.data.y_train) * students
+    # a student costs at most the teacher; its forward + backward about three forwards, plus the teacher's forward
+    hours = images * 4 * per_image / 3600
+    return (f"profile {s.profile.name} targets a GPU and PyTorch sees none: distilling runs on this CPU — up to "
+            f"{students} student(s) x {d.epochs} epochs x {len(s.data.y_train):,} images, about {hours:.1f} h at "
+            f"most at the teacher's {1 / per_image:,.0f} img/s here — and latency measured here says nothing of a "
+            "GPU's; --profile cpu targets this machine")
 
 
 def run(s: Session) -> None:
@@ -72,6 +98,8 @@ def run(s: Session) -> None:
     if s.profile.search.student == "same":  # Born-Again rebuilds the teacher's architecture: say now if it cannot
         teacher.pruning_source(s.example, purpose="--student same (Born-Again)")
     notes = ([note] if note else []) + plan.notes
+    if (cost := cpu_cost_note(s)) is not None:  # said now, before the hours it announces (not in the report)
+        s.progress.note(cost)
     search_backend = backend
     if plan.format != "onnx":  # candidates are timed as ONNX: on the GPU through onnxruntime where it can
         search_backend = "onnxruntime-cuda" if status["onnxruntime-cuda"].startswith("available") else "onnxruntime-cpu"
