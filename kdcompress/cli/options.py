@@ -79,10 +79,14 @@ def make_inputs(teacher: Path, profile: str, data: str, arch: str | None, trust_
                 mean: tuple[float, ...], std: tuple[float, ...], overrides: tuple[str, ...] | dict,
                 strict_target: bool, baselines: bool = False, normalize: str | None = None,
                 image_size: int | None = None, strict_data: bool = False):
+    from kdcompress.models.hf import is_model_folder, read_preprocessing
     from kdcompress.pipeline import Inputs
     from kdcompress.profiles import load_profile, parse_overrides
 
     sets = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
+    # a Hugging Face folder's image processor gives the data's size and normalisation; the user's flags win
+    if is_model_folder(Path(teacher)) and (pre := read_preprocessing(Path(teacher))) is not None:
+        sets = {**pre.profile_overrides(), **sets}
     sets.update(normalisation(mean, std, normalize))
     if image_size is not None:
         sets["data.image_size"] = image_size

@@ -16,7 +16,7 @@ from kdcompress.run import default_run_dir
 
 
 @click.command()
-@click.argument("teacher", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("teacher", type=click.Path(path_type=Path))
 @input_options
 @click.option("--json", "as_json", is_flag=True, help="Print only the result JSON on stdout.")
 @click.option("--require-budget", is_flag=True, help="Exit with code 1 when no artifact meets the profile's budget.")

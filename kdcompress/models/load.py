@@ -23,6 +23,7 @@ from torch import nn
 from kdcompress.data.splits import Images, batches
 from kdcompress.errors import KDCompressError, first_line
 from kdcompress.models.arch import LogitsOf, build_arch, fit_state_dict, returns_structure
+from kdcompress.models.hf import folder_sha256, load_image_classifier
 from kdcompress.models.pruning import PruningSource, check_prunable
 from kdcompress.run import file_sha256
 
@@ -37,7 +38,7 @@ class Teacher:
     """A loaded teacher: a callable module plus where it came from."""
 
     module: nn.Module
-    kind: str  # torchscript | exported | state_dict | pickle | onnx
+    kind: str  # torchscript | exported | state_dict | pickle | onnx | hf (a Hugging Face folder)
     path: Path
     sha256: str
     # the same network as an ordinary nn.Module, for what needs one (Torch-Pruning): rebuilt for a graph teacher
@@ -215,6 +216,9 @@ def _load_state_dict(path: Path, arch: str | None) -> nn.Module:
 def load_teacher(path: Path | str, arch: str | None = None, trust_pickle: bool = False) -> Teacher:
     """Load a teacher file; a user-fixable problem raises :class:`KDCompressError`."""
     path = Path(path)
+    if path.is_dir():  # a Hugging Face folder (save_pretrained), or a one-line refusal saying what a folder needs
+        module = LogitsOf(load_image_classifier(path))
+        return Teacher(module=module, kind="hf", path=path, sha256=folder_sha256(path))
     if not path.is_file():
         raise KDCompressError(f"teacher file not found: {path}")
     kind = sniff(path)
