@@ -50,8 +50,14 @@ def params(m: torch.nn.Module) -> int:
 
 def one(spec: str, side: int, work: Path) -> dict:
     torch.manual_seed(0)
-    kw = {"image_size": side} if "vit_" in spec else {}  # torchvision's ViT fixes its input size at construction
-    model = resolve_arch(spec)[0](num_classes=CLASSES, **kw)  # stands for the user's trained network
+    # ViTs fix their input size at construction (torchvision: image_size, timm: img_size)
+    kw = {"image_size": side} if "vit_" in spec else {"img_size": side} if "deit" in spec else {}
+    if spec.startswith("timm:") and kw:
+        import timm
+
+        model = timm.create_model(spec.split(":")[1], pretrained=False, num_classes=CLASSES, **kw)
+    else:
+        model = resolve_arch(spec)[0](num_classes=CLASSES, **kw)  # stands for the user's trained network
     sd_path = work / "teacher.pt"
     torch.save(model.state_dict(), sd_path)
     # loaded as users would: a state_dict + --arch (a factory needing more than the state_dict shows, as the

@@ -54,13 +54,14 @@ def _classifier(net: nn.Module, example: torch.Tensor) -> list[nn.Module]:
 
 
 def _attention_projections(net: nn.Module) -> list[nn.Module]:
-    """The Linear layers inside attention modules (nn.MultiheadAttention, or a module that keeps a head count as
-    timm's and Hugging Face's do): cutting their channels without the head count breaks the head reshape, so they
-    keep their widths and only the MLPs and convolutions around them are cut."""
+    """The layers inside attention modules (``nn.MultiheadAttention``, or a module whose class is named
+    ``…Attention…``, as timm's, Hugging Face's and most hand-written ones are): cutting their channels without the
+    head count breaks the head reshape, so they keep their widths and only the MLPs and convolutions around them
+    are cut."""
     inside: list[nn.Module] = []
     for m in net.modules():
-        if isinstance(m, nn.MultiheadAttention) or any(hasattr(m, a) for a in ("num_heads", "num_attention_heads")):
-            inside.extend(x for x in m.modules() if isinstance(x, (nn.Linear, nn.MultiheadAttention)))
+        if isinstance(m, nn.MultiheadAttention) or "Attention" in type(m).__name__:
+            inside.extend(x for x in m.modules() if isinstance(x, (nn.Linear, nn.Conv2d, nn.MultiheadAttention)))
     return inside
 
 
@@ -162,8 +163,12 @@ def prune_teacher(
     import torch_pruning as tp
 
     net = copy.deepcopy(teacher_module).eval()
-    with torch.no_grad():
-        expected = net(example).shape
+    try:
+        with torch.no_grad():
+            expected = net(example).shape
+    except Exception as e:  # noqa: BLE001 — e.g. a ViT built for another image size
+        raise KDCompressError(f"the teacher does not run at the input size {tuple(example.shape[1:])} "
+                              f"({type(e).__name__}: {first_line(e, 120)})", USE_FAMILIES) from None
     downsample, dropped, ratio = int(genes.get("downsample", 0)), int(genes.get("drop_blocks", 0)), float(genes["ratio"])
     round_to = int(genes.get("round_to", 1))
     if downsample:

@@ -63,9 +63,7 @@ class ResNet(nn.Module):
         if len(widths) != len(depths) or not widths:
             raise ValueError(f"widths {widths} and depths {depths} must be non-empty and of equal length")
         stem = stem or widths[0]
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, stem, 3, stem_stride, 1, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True)
-        )
+        self.stem = nn.Sequential(*_stem(in_channels, stem, stem_stride))
         blocks: list[nn.Module] = []
         cin = stem
         for i, (w, d) in enumerate(zip(widths, depths)):
@@ -139,6 +137,14 @@ def _conv_bn_relu(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> list
     return [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
+def _stem(cin: int, cout: int, stride: int) -> list[nn.Module]:
+    """A 3x3 conv-BN-ReLU of stride 1 or 2; stride 4 is the ImageNet-style stem: stride 2, then a 3x3 max pool of
+    stride 2 (as torchvision's ResNet, with a 3x3 conv instead of its 7x7)."""
+    if stride == 4:
+        return [*_conv_bn_relu(cin, cout, 3, 2), nn.MaxPool2d(3, 2, 1)]
+    return _conv_bn_relu(cin, cout, 3, stride)
+
+
 def build_mobilenetv2(genes: Genes, in_channels: int, num_classes: int, pruning: PruningSource | None = None) -> nn.Module:
     """MobileNetV2-style student: 3x3 stem (stride 1 or 2), three stages of inverted residuals (first block of
     stages 2 and 3 strides 2), a 1x1 conv to ``last`` channels, pool, linear head.
@@ -146,7 +152,7 @@ def build_mobilenetv2(genes: Genes, in_channels: int, num_classes: int, pruning:
     Genes: ``stem``, ``stem_stride``, ``widths``, ``depths``, ``expand`` and ``kernel`` (one per stage), ``last``.
     """
     stem = _round8(genes["stem"])
-    layers: list[nn.Module] = _conv_bn_relu(in_channels, stem, 3, int(genes.get("stem_stride", 1)))
+    layers: list[nn.Module] = _stem(in_channels, stem, int(genes.get("stem_stride", 1)))
     cin = stem
     for i, (w, d, e, k) in enumerate(zip(genes["widths"], genes["depths"], genes["expand"], genes["kernel"])):
         for j in range(int(d)):

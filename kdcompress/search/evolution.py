@@ -50,7 +50,7 @@ def _sample_in_worker(job: tuple[str, int]) -> list[tuple[Candidate, Scored]]:
     """Sample a candidate of a space and shrink it one gene at a time until it fits (or cannot shrink): first,
     untimed, into the budget's size and FLOPs share (:func:`within_share`), then timing each step."""
     assert _WORKER_CTX is not None
-    space, rng = get_space(job[0]), random.Random(job[1])
+    space, rng = get_space(job[0], _WORKER_CTX.x.shape[-1]), random.Random(job[1])
     first = space.sample(rng)
     while not within_share(first, _WORKER_CTX) and (smaller := space.shrink(first, rng)) is not None:
         first = smaller
@@ -154,7 +154,7 @@ def aging_evolution(
             for _ in range(min(max(1, workers), iterations - done)):
                 contenders = rng.sample(list(pop), min(tournament, len(pop)))
                 parent = max(contenders, key=lambda cs: cs[1].scores[ctx.proxy])[0]
-                children.append(get_space(parent.family).mutate(parent, rng))
+                children.append(get_space(parent.family, ctx.x.shape[-1]).mutate(parent, rng))
             new = list({c.key: c for c in children if c.key not in seen}.values())
             for cand, s in zip(new, pmap(_evaluate_in_worker, new)):
                 record(cand, s)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 from dataclasses import dataclass
@@ -192,5 +193,18 @@ SPACES: Registry[GeneSpace] = Registry("search space", {
 })
 
 
-def get_space(name: str) -> GeneSpace:
-    return SPACES[name]
+# From this image side up, a family's stem is ImageNet-style (He et al. 2016; Sandler et al. 2018): a strided conv,
+# and optionally a max pool after it (stem_stride 4), so that students at 224 px cost what mobile networks cost
+# instead of running their first stage on every pixel.
+LARGE_IMAGES = 64
+LARGE_STEM_STRIDES = [2, 4]
+
+
+def get_space(name: str, side: int | None = None) -> GeneSpace:
+    """The space ``name``; for images of ``side`` >= LARGE_IMAGES px, its stem strides are the ImageNet-style ones."""
+    space = SPACES[name]
+    if side is None or side < LARGE_IMAGES or "stem_stride" not in space.choices:
+        return space
+    large = copy.copy(space)
+    large.choices = {**space.choices, "stem_stride": LARGE_STEM_STRIDES}  # on the instance: the class keeps its own
+    return large
