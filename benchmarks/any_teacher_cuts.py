@@ -83,6 +83,8 @@ def one(spec: str, side: int, work: Path) -> dict:
         entry["checked_cut"] = check(source, work)
     except KDCompressError as e:
         entry["checked_cut"] = {"refused": str(e).split(" — ")[0]}
+    except Exception as e:  # noqa: BLE001 — a failure past the cut (export, runtime) is a finding to record
+        entry["checked_cut"] = {"failed": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
     return entry
 
 

@@ -102,3 +102,34 @@ def test_aoti_package_compiles_runs_and_is_benchable(tiny_module, tmp_path, cli_
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)
     assert r["format"] == "aoti" and r["backend"] == "aoti-cpu" and r["input_shape"] == [1, 12, 12]
+
+
+class _ClassToken(torch.nn.Module):
+    """What torchvision's ViT does: a class token expanded to the batch, then a linear head on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.token = torch.nn.Parameter(torch.randn(1, 1, 4))
+        self.embed = torch.nn.Conv2d(1, 4, 4, 4)
+        self.head = torch.nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        patches = self.embed(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.token.expand(x.shape[0], -1, -1), patches], dim=1)
+        return self.head(tokens[:, 0] + tokens[:, 1:].mean(1))
+
+
+def test_an_exporter_that_fixes_the_batch_is_not_taken(tmp_path, monkeypatch):
+    """torch 2.14's exporter fixed torchvision ViT's batch to 1 (benchmarks/any_teacher_cuts.py): a graph whose
+    batch came out fixed is refused and the next exporter tried, so the artifact takes any batch."""
+    import onnxruntime as ort
+
+    from kdcompress.export import onnx as onnx_export
+
+    real = onnx_export._export_dynamo
+    monkeypatch.setattr(onnx_export, "_export_dynamo",
+                        lambda model, example, path, opset, dynamic: real(model, example, path, opset, False))
+    model = _ClassToken().eval()
+    assert onnx_export.to_onnx(model, torch.rand(1, 1, 8, 8), tmp_path / "m.onnx") == "torchscript"
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    assert session.run(None, {session.get_inputs()[0].name: np.zeros((3, 1, 8, 8), np.float32)})[0].shape == (3, 3)

@@ -46,6 +46,8 @@ def _export_dynamo(model: nn.Module, example: torch.Tensor, path: Path, opset: i
     kwargs = {}
     if dynamic_batch:
         kwargs["dynamic_shapes"] = ({0: torch.export.Dim("batch", min=1, max=65536)},)
+        if example.shape[0] == 1:  # torch.export specialises a dimension of size 1 (a ViT's class token expand did)
+            example = example.repeat(2, *[1] * (example.dim() - 1))
     program = torch.onnx.export(
         model, (example,), dynamo=True, opset_version=opset, input_names=["x"], output_names=["logits"],
         optimize=True, **kwargs,
@@ -58,6 +60,13 @@ def _export_torchscript(model: nn.Module, example: torch.Tensor, path: Path, ops
         model, (example,), str(path), dynamo=False, opset_version=opset, input_names=["x"], output_names=["logits"],
         dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None,
     )
+
+
+def _batch_is_dynamic(path: Path) -> bool:
+    import onnx
+
+    dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    return bool(dims) and not dims[0].HasField("dim_value")
 
 
 def to_onnx(
@@ -76,6 +85,8 @@ def to_onnx(
             with atomic_path(path) as tmp, _quiet_exporter():
                 fn(model, example, tmp, opset, dynamic_batch)
                 onnx.checker.check_model(str(tmp))
+                if dynamic_batch and not _batch_is_dynamic(tmp):
+                    raise RuntimeError("the exported graph fixed the batch size")
             return name
         except Exception as e:  # noqa: BLE001 — each exporter fails in its own way; we try the next
             errors.append(f"{name}: {first_line(e, None)}")
