@@ -82,8 +82,12 @@ def exports_with_parity(cut: torch.nn.Module, tmp_path) -> None:
     assert report.passed, report
 
 
-@pytest.mark.parametrize("name", sorted(ARCHS))
-def test_cut_runs_exports_and_reloads(name, tmp_path):
+# exported to ONNX in make test (a CNN, a modern CNN, a transformer); every architecture under make test-all
+EXPORTED_FAST = {"resnet", "convnext", "vit"}
+
+
+def cut_of(name: str) -> tuple[PruningSource, torch.nn.Module]:
+    """The architecture's teacher as a pruning source and its CUT, checked to run and to be smaller."""
     net = teacher(name)
     source = PruningSource(net, example())
     with warnings.catch_warnings():
@@ -93,7 +97,21 @@ def test_cut_runs_exports_and_reloads(name, tmp_path):
     assert after < 0.8 * before, f"{name}: the cut kept {after}/{before} parameters"
     with torch.no_grad():
         assert cut(example()).shape == (2, CLASSES)
+    return source, cut
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n in EXPORTED_FAST else [pytest.mark.slow])
+                                  for n in sorted(ARCHS)])
+def test_cut_runs_exports_and_reloads(name, tmp_path):
+    source, cut = cut_of(name)
     exports_with_parity(cut, tmp_path)
+    reloads(source, CUT, cut, tmp_path)
+
+
+@pytest.mark.parametrize("name", sorted(set(ARCHS) - EXPORTED_FAST))
+def test_cut_runs_and_reloads(name, tmp_path):
+    """The same without the ONNX export (seconds each), so that make test cuts every architecture."""
+    source, cut = cut_of(name)
     reloads(source, CUT, cut, tmp_path)
 
 

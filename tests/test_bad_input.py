@@ -180,6 +180,7 @@ def test_bad_input_is_one_line_exit_2_and_loses_nothing(case, files, tmp_path):
         assert not any(s.get("status") == "done" for s in stages.values()), stages
 
 
+@pytest.mark.slow  # ~20 s whole run; each bad input's 'nothing marked done' is checked in the fast suite
 def test_a_failed_runs_folder_takes_the_corrected_run(files, tmp_path):
     """Nothing of a failed run blocks the next: the same --out, corrected arguments, no --resume needed."""
     out = tmp_path / "run"

@@ -77,6 +77,7 @@ def test_shrink_with_baselines(cli_cmd, teacher_files, tiny_npz, tiny_profile, t
     assert "recipe:tp75-kd" in (out / "report.md").read_text() and "recipe:teacher-int8" in (out / "report.html").read_text()
 
 
+@pytest.mark.slow  # ~15 s whole run; test_shrink_with_baselines runs every recipe in the fast suite
 def test_graph_teacher_without_recipe_runs_teacher_int8_only(cli_cmd, teacher_files, tiny_npz, tiny_profile, tmp_path):
     proc = run(cli_cmd, "shrink", teacher_files["ts"], "--profile", tiny_profile, "--data", tiny_npz,
                "--out", tmp_path / "r", "--baselines", "--json")

@@ -217,6 +217,7 @@ def test_search_help_names_every_proxy():
     assert {w for w in words if w.startswith(("diswot", "grad_", "syn"))} <= set(PROXIES)
 
 
+@pytest.mark.slow  # ~35 s: two whole runs; the nearest miss is picked in test_baselines.py (fast)
 def test_a_missed_budget_is_said_and_can_fail_the_run(cli_cmd, teacher_files, tiny_npz, tiny_profile, tmp_path):
     # a student that cannot learn (learning rate 1e-9) stays at chance; the budget allows no accuracy drop
     args = ["shrink", teacher_files["pt2"], "--profile", tiny_profile, "--data", tiny_npz, "--set",

@@ -79,6 +79,7 @@ def test_export_falls_back_to_torchscript_and_says_so(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+@pytest.mark.slow  # ~30 s of C++ compilation: AOTInductor serves the GPU targets, checked under make test-all
 def test_aoti_package_compiles_runs_and_is_benchable(tiny_module, tmp_path, cli_cmd):
     """AOTInductor on the CPU (gcc): the package reproduces PyTorch, records what it was built for, is refused on
     another device, and `kdcompress bench` times it."""

@@ -121,6 +121,7 @@ def test_latency_targets_are_validated(tiny_profile):
     assert load_profile(tiny_profile, {"budget.latency_ratio": [0.1, 0.3, 0.1]}).budget.targets == [0.3, 0.1]
 
 
+@pytest.mark.slow  # ~30 s: two searches; teacher-first picking is also run by every pruned-teacher shrink test
 def test_pick_keeps_the_teachers_cuts_apart_from_family_students(tiny_npz, tiny_profile, tmp_path):
     """teacher-first distils cuts of the teacher when one fits; per-origin the best of each kind; proxy ranks all."""
     from kdcompress.models.students import build_resnet
@@ -309,6 +310,7 @@ def test_refine_reorders_the_picks_by_short_distillation(teacher_files, tiny_npz
     assert refined["cost_in_distillations"] == pytest.approx((3 * 1 + 2 * 2) * 200 / (2 * 360))
 
 
+@pytest.mark.slow  # ~20 s: two searches compared; the FLOPs pre-filter runs in every search of the fast suite
 def test_the_population_is_sampled_into_the_flops_share_before_anything_is_timed(teacher_files, tiny_npz,
                                                                                    tiny_profile, tmp_path, monkeypatch):
     """Filling the population shrinks each sample, untimed, until its FLOPs are within the latency budget's share of
