@@ -328,3 +328,11 @@ def test_the_population_is_sampled_into_the_flops_share_before_anything_is_timed
                         **{"search.iterations": 0, "budget.latency_ratio": 0.6, "budget.params_ratio": None,
                            "search.population": 8, "search.workers": 1})
     assert any(c["flops"] > share for c in log if c["latency_ms"] is not None)
+
+
+def test_the_fidelity_probe_is_sized_by_the_teachers_cost():
+    from kdcompress.search.fidelity import probe_images
+
+    assert probe_images(132_100_000) == probe_images(None) == 1024  # the shipped teacher: as before
+    assert probe_images(1_800_000_000) == 128  # a ResNet-18 at 224 px
+    assert 128 < probe_images(600_000_000) < 1024
