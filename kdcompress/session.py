@@ -15,6 +15,7 @@ from kdcompress.data.splits import FolderOptions, data_workers
 from kdcompress.errors import KDCompressError
 from kdcompress.export.artifacts import ArtifactPlan
 from kdcompress.job import Job
+from kdcompress.models.arch import names_file
 from kdcompress.models.load import Teacher, load_teacher
 from kdcompress.models.pruning import PruningSource
 from kdcompress.profiles import Profile
@@ -40,9 +41,9 @@ class Inputs:
         self.teacher = str(Path(self.teacher).resolve())
         if Path(self.data).exists():
             self.data = str(Path(self.data).resolve())
-        if self.arch:
+        if self.arch:  # a file is made absolute; an importable factory (torchvision.models:resnet18) stays a name
             file, _, cls = self.arch.rpartition(":")
-            self.arch = f"{Path(file).resolve()}:{cls}" if file else self.arch
+            self.arch = f"{Path(file).resolve()}:{cls}" if file and names_file(file) else self.arch
 
     def to_json(self) -> dict:
         return {"teacher": self.teacher, "data": self.data, "arch": self.arch, "trust_pickle": self.trust_pickle,

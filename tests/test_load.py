@@ -200,3 +200,15 @@ def test_a_misfit_state_dict_is_one_line_naming_what_differs(zoo, tmp_path):
 def test_an_arch_that_cannot_be_imported_says_how_to_install_it(teacher_files):
     with pytest.raises(KDCompressError, match="pip install no_such_zoo"):
         load_teacher(teacher_files["sd"], arch="no_such_zoo.models:resnet18")
+
+
+def test_a_factory_arch_stays_a_name_and_a_file_arch_becomes_absolute(tmp_path, monkeypatch):
+    """The run records --arch as given for a factory (resolving it as a path broke torchvision.models:resnet18)."""
+    from kdcompress.pipeline import Inputs
+    from kdcompress.profiles import load_profile
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.py").write_text("")
+    make = lambda arch: Inputs("t.pt", "fashion-mnist", load_profile("ci"), arch)
+    assert make("torchvision.models:resnet18").arch == "torchvision.models:resnet18"
+    assert make("net.py:Net").arch == f"{tmp_path / 'net.py'}:Net"

@@ -58,7 +58,8 @@ def input_options(fn):
         click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path),
                      help="Run directory [default: runs/<command>, or runs/<command>2, 3, ... if taken; with "
                           "--resume, the newest of those]."),
-        click.option("--arch", help="FILE.py:ClassName for a state_dict teacher."),
+        click.option("--arch", help="The architecture of a state_dict teacher: FILE.py:ClassName, or an importable "
+                     "factory such as torchvision.models:resnet18 or timm:resnet18 (sized from the state_dict)."),
         click.option("--trust-pickle", is_flag=True, help="Allow loading a full pickled nn.Module (executes code)."),
         click.option("--resume", is_flag=True, help="Continue a run in --out, skipping finished stages."),
         click.option("--seed", default=0, show_default=True, help="Seed for splits, search and training."),

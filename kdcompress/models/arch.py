@@ -25,7 +25,8 @@ from kdcompress.errors import KDCompressError, first_line
 # keyword names factories use for the class count and the input channels (torchvision, timm, our families)
 CLASS_KWARGS = ("num_classes", "num_labels")
 CHANNEL_KWARGS = ("in_chans", "in_channels", "num_channels")
-WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.", "net.", "backbone.")
+# packages whose PyPI wheels do not import beside the pinned CPU torch (torchvision is a CUDA build; timm needs it)
+NO_CPU_WHEEL = frozenset({"torchvision", "timm"})
 
 
 def _first_line(e: BaseException) -> str:
@@ -54,8 +55,17 @@ def _import_module(name: str) -> object:
     try:
         return importlib.import_module(name)
     except ImportError as e:
-        raise KDCompressError(f"--arch: cannot import {name} ({_first_line(e)})",
-                              f"install it (pip install {name.split('.')[0]}) or name FILE.py:ClassName") from None
+        top = name.split(".")[0]
+        hint = (f"install it (pip install {top}) or name FILE.py:ClassName" if top not in NO_CPU_WHEEL else
+                f"{top} from PyPI does not import beside kdcompress's CPU torch (torchvision's wheel is a CUDA "
+                "build; README: Teachers we did not design): copy the model's class into FILE.py, or save the "
+                "model as TorchScript / torch.export .pt2 where it imports")
+        raise KDCompressError(f"--arch: cannot import {name} ({_first_line(e)})", hint) from None
+
+
+def names_file(where: str) -> bool:
+    """Whether the part of ``--arch`` before the colon is a file (else an importable module)."""
+    return where.endswith(".py") or "/" in where or Path(where).is_file()
 
 
 def resolve_arch(spec: str) -> tuple[Callable[..., nn.Module], bool]:
@@ -65,7 +75,7 @@ def resolve_arch(spec: str) -> tuple[Callable[..., nn.Module], bool]:
     if not sep or not where or not name:
         raise KDCompressError(f"--arch {spec!r}: expected FILE.py:ClassName or package.module:factory "
                               "(e.g. torchvision.models:resnet18)")
-    is_file = where.endswith(".py") or "/" in where or Path(where).is_file()
+    is_file = names_file(where)
     module = _import_file(where) if is_file else _import_module(where)
     obj = getattr(module, name, None)
     if obj is None and where == "timm":  # timm names its models in a registry, not as module attributes
