@@ -91,7 +91,7 @@ def resolve_arch(spec: str) -> tuple[Callable[..., nn.Module], bool]:
     return obj, is_file
 
 
-def infer_io(state_dict: dict[str, torch.Tensor]) -> tuple[int | None, int | None]:
+def state_dict_io(state_dict: dict[str, torch.Tensor]) -> tuple[int | None, int | None]:
     """(classes, input channels) as the state_dict shows them: the last 2-D weight's rows, the first 4-D weight's
     input channels; None where it shows none."""
     weights = [(k, v) for k, v in state_dict.items() if k.endswith("weight")]
@@ -117,7 +117,7 @@ def build_arch(spec: str, state_dict: dict[str, torch.Tensor] | None = None) -> 
     factory, from_file = resolve_arch(spec)
     kwargs: dict[str, int] = {}
     if state_dict is not None and not from_file:
-        classes, channels = infer_io(state_dict)
+        classes, channels = state_dict_io(state_dict)
         accepted = _accepted(factory)
         for names, value in ((CLASS_KWARGS, classes), (CHANNEL_KWARGS, channels)):
             if value is None:
