@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kdcompress.errors import KDCompressError
+from kdcompress.run import file_sha256
 
 HF_HINT = "pip install 'kdcompress[hf]'"
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
@@ -113,15 +114,11 @@ def read_preprocessing(folder: Path) -> Preprocessing | None:
 
 
 def folder_sha256(folder: Path) -> str:
-    """One digest of what makes the model: its config and weight files."""
+    """One digest of what makes the model: its config and weight files (each by name and content)."""
     h = hashlib.sha256()
     for name in ("config.json", *WEIGHT_FILES):
-        p = folder / name
-        if p.is_file():
-            h.update(name.encode())
-            with p.open("rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
+        if (folder / name).is_file():
+            h.update(f"{name}:{file_sha256(folder / name)}".encode())
     return h.hexdigest()
 
 

@@ -118,10 +118,11 @@ def halve_resolution(net: nn.Module, example: torch.Tensor) -> None:
                               "first stride cannot be doubled", "keep downsample at 0")
 
 
-def drop_blocks(net: nn.Module, example: torch.Tensor, k: int) -> None:
-    """Remove the ``k`` deepest shape-preserving blocks (in place): a child of an ``nn.Sequential`` becomes the
-    identity, an item of an ``nn.ModuleList`` (a transformer's layers, which its forward loops over) is deleted."""
-    protected = set(map(id, _classifier(net, example)))
+def drop_blocks(net: nn.Module, example: torch.Tensor, k: int, classifier: list[nn.Module]) -> None:
+    """Remove the ``k`` deepest shape-preserving blocks (in place), never one holding ``classifier``: a child of an
+    ``nn.Sequential`` becomes the identity, an item of an ``nn.ModuleList`` (a transformer's layers, which its
+    forward loops over) is deleted."""
+    protected = set(map(id, classifier))
     containers = [m for m in net.modules() if isinstance(m, (nn.Sequential, nn.ModuleList))]
     slots = {id(child): (parent, i) for parent in containers for i, child in enumerate(parent)
              if any(isinstance(m, (nn.Conv2d, nn.Linear)) for m in child.modules())
@@ -136,7 +137,7 @@ def drop_blocks(net: nn.Module, example: torch.Tensor, k: int) -> None:
     # deepest first, so deleting from a ModuleList leaves the indices of the blocks still to go as they were
     for block in sorted(blocks[len(blocks) - k:], key=lambda b: -slots[id(b)][1]):
         parent, i = slots[id(block)]
-        if isinstance(parent, nn.ModuleList) and not isinstance(parent, nn.Sequential):
+        if isinstance(parent, nn.ModuleList):
             del parent[i]
         else:
             parent[i] = nn.Identity()
@@ -169,12 +170,13 @@ def prune_teacher(
     except Exception as e:  # noqa: BLE001 — e.g. a ViT built for another image size
         raise KDCompressError(f"the teacher does not run at the input size {tuple(example.shape[1:])} "
                               f"({type(e).__name__}: {first_line(e, 120)})", USE_FAMILIES) from None
+    classifier = _classifier(net, example)  # found once: cutting keeps the module, not its place in the order
     downsample, dropped, ratio = int(genes.get("downsample", 0)), int(genes.get("drop_blocks", 0)), float(genes["ratio"])
     round_to = int(genes.get("round_to", 1))
     if downsample:
         halve_resolution(net, example)
     if dropped:
-        drop_blocks(net, example, dropped)
+        drop_blocks(net, example, dropped, classifier)
     if ratio == 0:
         if not (downsample or dropped):
             raise KDCompressError("these genes leave the teacher as it is (ratio 0, no downsample, no dropped block)")
@@ -187,7 +189,7 @@ def prune_teacher(
             pruner = tp.pruner.MetaPruner(
                 net, example, importance=_importances()[genes["importance"]](),
                 pruning_ratio=ratio, global_pruning=bool(genes.get("global", 0)),
-                max_pruning_ratio=0.95, ignored_layers=_classifier(net, example) + _attention_projections(net),
+                max_pruning_ratio=0.95, ignored_layers=classifier + _attention_projections(net),
                 round_to=round_to if round_to > 1 else None,
             )
             pruner.step()
