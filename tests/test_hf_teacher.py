@@ -97,3 +97,128 @@ def test_a_corrupt_weights_file_is_one_line(tmp_path):
     with pytest.raises(KDCompressError) as e:
         load_teacher(tmp_path / "m")
     assert "\n" not in str(e.value)
+
+
+
+def _cut(model: torch.nn.Module, **genes) -> torch.nn.Module:
+    from kdcompress.models.pruning import prune_teacher
+
+    base = {"ratio": 0.0, "importance": "l2", "global": 0, "downsample": 0, "drop_blocks": 0, "round_to": 1}
+    return prune_teacher(model, {**base, **genes}, torch.rand(2, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(0)))
+
+
+def test_a_cut_its_config_can_say_is_a_pretrained_folder_that_optimum_exports(tmp_path):
+    """Fewer layers and one MLP width for all: a ViT of the teacher's class whose config says so, saved with
+    save_pretrained, loaded back by from_pretrained with the cut's logits, and optimum's ONNX of the folder agrees."""
+    import onnxruntime as ort
+
+    from kdcompress.export.pretrained import as_pretrained, optimum_onnx, save_pretrained
+    from kdcompress.models.arch import LogitsOf
+
+    pytest.importorskip("optimum.exporters.onnx", reason="the hf extra (make install installs it)")
+    save_vit(tmp_path / "teacher")
+    teacher = LogitsOf(T.AutoModelForImageClassification.from_pretrained(tmp_path / "teacher")).eval()
+    cut = _cut(teacher, ratio=0.5, drop_blocks=1, round_to=8)
+    x = torch.rand(3, 3, SIDE, SIDE)
+    model = as_pretrained(cut, x)
+    assert (model.config.num_hidden_layers, model.config.intermediate_size) == (1, 32)
+    folder = save_pretrained(model, tmp_path / "s0.hf", tmp_path / "teacher")
+    assert (folder / "preprocessor_config.json").is_file() and (folder / "model.safetensors").is_file()
+    back = T.AutoModelForImageClassification.from_pretrained(folder, local_files_only=True).eval()
+    with torch.no_grad():
+        want = cut(x)
+        torch.testing.assert_close(back(pixel_values=x).logits, want)
+    optimum_onnx(folder, tmp_path / "s0.onnx", 18)
+    session = ort.InferenceSession(str(tmp_path / "s0.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    assert abs(got - want.numpy()).max() < 1e-4
+
+
+def test_a_cut_no_config_can_say_stays_a_kdcompress_student():
+    """Widths that differ by layer (global pruning), and a doubled stride no config field holds: the config's model
+    is built and loads every weight of the latter, but computes other logits — so neither is passed off as one."""
+    from kdcompress.export.pretrained import as_pretrained
+    from kdcompress.models.arch import LogitsOf
+
+    torch.manual_seed(0)
+    vit = LogitsOf(T.ViTForImageClassification(T.ViTConfig(
+        image_size=SIDE, patch_size=8, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
+        intermediate_size=128, num_labels=4))).eval()
+    uneven = _cut(vit, ratio=0.5, **{"global": 1})
+    widths = {m.out_features for n, m in uneven.named_modules() if n.endswith("intermediate.dense")}
+    assert len(widths) > 1 and as_pretrained(uneven, torch.rand(2, 3, SIDE, SIDE)) is None
+    resnet = LogitsOf(T.ResNetForImageClassification(T.ResNetConfig(
+        embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1], num_labels=4))).eval()
+    assert as_pretrained(_cut(resnet, downsample=1), torch.rand(2, 3, SIDE, SIDE)) is None
+    assert as_pretrained(resnet, torch.rand(2, 3, SIDE, SIDE)) is not None  # the uncut network is, as a control
+
+
+# the ci profile as users get it, made small: one cut per target, a short distillation, quick measurements
+CI_SMALL = ["--profile", "ci", "--set", "search.space=[pruned-teacher]", "--set", "budget.latency_ratio=[0.95]",
+            "--set", "budget.flops_ratio=null", "--set", "distill.epochs=1", "--set", "distill.batch=32",
+            "--set", "export.calibration_samples=32", "--set", "export.parity_samples=16", "--set", "bench.warmup=2",
+            "--set", "bench.iters=5", "--set", "bench.repeats=1", "--set", "bench.throughput_batch=4",
+            "--set", "bench.throughput_iters=2", "--set", "data.workers=0"]
+
+
+def trained_vit(folder: Path, photos: Path) -> None:
+    """A tiny ViT that has seen the photos (above chance, as shrink's check wants), saved with save_pretrained."""
+    from kdcompress.data.splits import FolderOptions, load_data
+
+    data = load_data(str(photos), folder=FolderOptions(image_size=SIDE))
+    torch.manual_seed(0)
+    config = T.ViTConfig(image_size=SIDE, patch_size=8, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                         intermediate_size=64, num_labels=data.num_classes)
+    model = T.ViTForImageClassification(config)
+    x = (data.x_train[:].float() / 255 - 0.5) / 0.5  # the processor's normalisation (mean = std = 0.5)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(60):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(pixel_values=x).logits, data.y_train).backward()
+        opt.step()
+    model.eval().save_pretrained(folder)
+    T.ViTImageProcessor(size={"height": SIDE, "width": SIDE}).save_pretrained(folder)
+
+
+@pytest.mark.slow  # ~30 s, a whole shrink: make test-all; the pieces are tested above
+def test_a_vit_folder_shrinks_to_hugging_face_folders_exported_by_optimum(tmp_path):
+    """The issue's acceptance, small: a ViT saved with save_pretrained and a folder of photos; the students are
+    Hugging Face folders (from_pretrained loads them and they compute the student's logits), their float ONNX comes
+    from optimum's exporter and matches them, the report names the folders, and check gates the best artifact."""
+    import subprocess
+    import sys
+
+    import onnxruntime as ort
+
+    from .test_folders import make_folder
+
+    pytest.importorskip("optimum.exporters.onnx", reason="the hf extra (make install installs it)")
+    make_folder(tmp_path / "photos", [(40, 36), (48, 48), (36, 52)])
+    trained_vit(tmp_path / "vit", tmp_path / "photos")
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "kdcompress.cli", "shrink", str(tmp_path / "vit"), "--data",
+                           str(tmp_path / "photos"), *CI_SMALL, "--out", str(out), "--json"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    exported = json.loads((out / "artifacts" / "export.json").read_text())
+    folders = {sid: e["pretrained"] for sid, e in exported["students"].items()}
+    assert folders and all(e["exporter"] == "optimum" for e in exported["students"].values())
+    assert all(r["pretrained"] == folders[r["student"]] for r in result["students"])
+    sid, folder = next(iter(folders.items()))
+    student = T.AutoModelForImageClassification.from_pretrained(folder, local_files_only=True).eval()
+    assert student.config.num_hidden_layers <= 4 and (Path(folder) / "preprocessor_config.json").is_file()
+    session = ort.InferenceSession(str(out / "artifacts" / f"{sid}.onnx"), providers=["CPUExecutionProvider"])
+    x = torch.rand(3, 3, SIDE, SIDE)
+    with torch.no_grad():
+        want = student(pixel_values=x).logits.numpy()
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    assert abs(got - want).max() < 1e-4
+    assert folder in (out / "report.md").read_text()
+    cli = [sys.executable, "-m", "kdcompress.cli"]
+    base = tmp_path / "baseline.json"
+    for args in (["baseline", "save", str(out), "-o", str(base), "--repetitions", "6"],
+                 ["check", str(out), "--baseline", str(base), "--repetitions", "6", "--max-slowdown", "1.0"]):
+        gate = subprocess.run([*cli, *args], capture_output=True, text=True, check=False)
+        assert gate.returncode == 0, gate.stdout[-2000:] + gate.stderr[-2000:]
+    assert gate.stdout.startswith(f"PASS {Path(result['students'][0]['artifact']).name[:2]}")

@@ -99,12 +99,15 @@ def subject_from_run(run: Path, data: TestData | None = None) -> Subject:
     path = run / "artifacts" / stored.name  # the run's own copy first: a moved run keeps its stored paths
     if not path.exists():
         path = stored
+    manifest = read_json(run / "manifest.json")
     if data is None and result.data:
-        inputs = read_json(run / "manifest.json")["inputs"]
+        inputs = manifest["inputs"]
         prof = inputs["profile"]["data"]
         data = TestData(inputs["data"], tuple(prof["mean"]), tuple(prof["std"]), result.test_samples,
                         prof["val_fraction"], inputs["seed"])
-    return subject_from_file(path, result.backend, result.batch, result.threads, None, data)
+    # the run knows the images' shape where the file does not (optimum's ONNX leaves height and width dynamic)
+    shape = tuple(manifest["input_shape"]) if manifest.get("input_shape") else None
+    return subject_from_file(path, result.backend, result.batch, result.threads, shape, data)
 
 
 def subject_from_file(path: Path, backend: str | None = None, batch: int = 1, threads: int = 1,

@@ -29,7 +29,8 @@ PARITY_RTOL = {"fp32": 1e-3, "fp16": 2e-2, "int8": 1e-1}
 def _quiet_exporter():
     """The exporters print progress and warnings on stdout/stderr; keep the CLI's output clean."""
     sink = io.StringIO()
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "optimum",
+                                          "transformers")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)

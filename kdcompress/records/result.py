@@ -65,6 +65,8 @@ class ResultRow(Record):
     slower_than_fp32: bool
     flags: list
     on_front: bool = False
+    pretrained: str | None = None  # the student's save_pretrained folder (a Hugging Face teacher's cut)
+    _OMIT_NONE = frozenset({"pretrained"})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -130,8 +130,13 @@ class ArtifactRecord(Record):
 
 @dataclasses.dataclass(frozen=True)
 class StudentExport(Record):
+    """A student's artifacts by precision, the exporter that made its float ONNX (``dynamo``, ``torchscript`` or
+    ``optimum``) and, for a student of a Hugging Face teacher, its ``save_pretrained`` folder."""
+
     exporter: str
     artifacts: dict[str, ArtifactRecord]  # precision -> artifact
+    pretrained: str | None = None
+    _OMIT_NONE = frozenset({"pretrained"})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -103,8 +103,11 @@ def nearest_miss(rows: list[ResultRow], budget: dict) -> str | None:
     return min(rows, key=shortfall).id
 
 
-def build_result(manifest: dict[str, Any], top: TopFile, bench: BenchFile) -> Result:
-    """Assemble the result from the manifest, the search's picks and bench's measurements."""
+def build_result(manifest: dict[str, Any], top: TopFile, bench: BenchFile,
+                 pretrained: dict[str, str] | None = None) -> Result:
+    """Assemble the result from the manifest, the search's picks and bench's measurements; ``pretrained`` names
+    the students saved as Hugging Face folders (student id -> folder)."""
+    pretrained = pretrained or {}
     inputs = manifest["inputs"]
     budget = inputs["profile"]["budget"]
     by_model = bench.by_model()
@@ -113,7 +116,8 @@ def build_result(manifest: dict[str, Any], top: TopFile, bench: BenchFile) -> Re
     teacher = TeacherRow(path=t["path"], params=t["params"], flops=t["flops"], precision="fp32",
                          latency_ms=_percentiles(tb), accuracy=tb.accuracy, artifact=tb.path,
                          throughput=_throughput(tb, None))
-    students = [_student_row(sid, pick, a, tb, by_model[sid].get("fp32"), budget, bench.backend)
+    students = [dataclasses.replace(_student_row(sid, pick, a, tb, by_model[sid].get("fp32"), budget, bench.backend),
+                                    pretrained=pretrained.get(sid))
                 for sid, pick in top.students() for a in by_model.get(sid, {}).values()]
     # a reduced-precision artifact slower than its float twin is never the answer
     useful = [s for s in students if not s.slower_than_fp32]

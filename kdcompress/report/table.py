@@ -58,7 +58,8 @@ def table(result: Result) -> tuple[list[str], list[list[str]], list[str]]:
         name = (r.id + (" ★" if r.id == result.best else "") + (" ◆" if r.on_front else "")
                 + (" !" if r.flags else ""))
         rows.append(cells(name, r, f"{r.speedup:.2f}×", f"{-r.accuracy_drop:+.2f}", _budget_cell(r)))
-    paths = [t.artifact, *(r.artifact for r in result.baselines), *(r.artifact for r in result.students)]
+    paths = [t.artifact, *(r.artifact for r in result.baselines),
+             *(f"{r.artifact} (from {r.pretrained})" if r.pretrained else r.artifact for r in result.students)]
     return head, rows, paths
 
 

@@ -30,6 +30,9 @@ def print_result(result: Result, as_json: bool) -> None:
     if best is not None:
         out_console.print(f"best student: {best.artifact}  (★; ◆ = on the trade-off front; teacher: "
                           f"{result.teacher.artifact})", soft_wrap=True, highlight=False)
+        if best.pretrained:
+            out_console.print(f"as a Hugging Face model (from_pretrained): {best.pretrained}", soft_wrap=True,
+                              highlight=False)
     for r in result.baselines:
         if not r.beaten_by:
             out_console.print(f"[bold yellow]recipe {escape(r.name)} ({escape(r.description or '')}) is not "

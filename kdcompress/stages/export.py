@@ -14,7 +14,8 @@ from kdcompress.distill import load_student
 from kdcompress.export import to_onnx
 from kdcompress.export.artifacts import ArtifactPlan, build_model_artifacts, calibration_images
 from kdcompress.export.int8 import resolve_scheme
-from kdcompress.models.pruning import TEACHER_FAMILIES
+from kdcompress.export.pretrained import as_pretrained, optimum_onnx, save_pretrained
+from kdcompress.models.pruning import PRUNED_FAMILY, TEACHER_FAMILIES
 from kdcompress.records import ArtifactRecord, ExportFile, StudentExport, StudentSpec
 from kdcompress.run import read_json, write_json
 from kdcompress.session import Session
@@ -51,14 +52,32 @@ def _export_student(s: Session, sid: str, precisions: list[str], plan: ArtifactP
     spec = StudentSpec.from_json(read_json(student_dir / "spec.json"), str(student_dir / "spec.json"))
     model = load_student(student_dir, s.pruning if spec.space in TEACHER_FAMILIES else None)
     path = s.run.sub("artifacts", f"{sid}.onnx")
-    exporter = to_onnx(model, s.example, path, s.profile.export.opset, s.profile.export.dynamic_batch)
+    folder = _pretrained_folder(s, sid, spec, model)
+    if folder is not None:  # a Hugging Face model: its ONNX is the one optimum's exporter makes from the folder
+        optimum_onnx(folder, path, s.profile.export.opset)
+        exporter = "optimum"
+    else:
+        exporter = to_onnx(model, s.example, path, s.profile.export.opset, s.profile.export.dynamic_batch)
     reference = reference_logits(s, model)
     checked = parity(s, reference, BACKENDS["onnxruntime-cpu"](path), path, ours=True)
     write_json(s.run.sub("artifacts", f"{sid}.parity.json"), {"exporter": exporter, **checked})
     records = _build_and_check(s, sid, model, path, precisions, reference, plan)
     if records["fp32"].parity is None:
         records["fp32"] = dataclasses.replace(records["fp32"], parity=checked)
-    return StudentExport(exporter, records)
+    return StudentExport(exporter, records, str(folder) if folder is not None else None)
+
+
+def _pretrained_folder(s: Session, sid: str, spec: StudentSpec, model: torch.nn.Module) -> Path | None:
+    """A cut of a Hugging Face teacher that its class's config can describe, saved with ``save_pretrained`` as
+    ``artifacts/<sid>.hf/`` (:mod:`kdcompress.export.pretrained`); None for every other student."""
+    if s.teacher.kind != "hf" or spec.space != PRUNED_FAMILY:
+        return None
+    pretrained = as_pretrained(model, s.pruning.example)
+    if pretrained is None:
+        s.progress.note(f"{sid}: no {type(model.inner).__name__} config describes this cut (e.g. widths differ by "
+                        "layer): kept as a kdcompress student (spec.json + state_dict), exported by torch.onnx")
+        return None
+    return save_pretrained(pretrained, s.run.sub("artifacts", f"{sid}.hf"), s.teacher.path)
 
 
 def _exported_student(s: Session, sid: str, precisions: list[str]) -> StudentExport:
