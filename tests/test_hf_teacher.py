@@ -222,3 +222,35 @@ def test_a_vit_folder_shrinks_to_hugging_face_folders_exported_by_optimum(tmp_pa
         gate = subprocess.run([*cli, *args], capture_output=True, text=True, check=False)
         assert gate.returncode == 0, gate.stdout[-2000:] + gate.stderr[-2000:]
     assert gate.stdout.startswith(f"PASS {Path(result['students'][0]['artifact']).name[:2]}")
+
+
+def test_heads_are_cut_least_important_first_and_the_folder_rebuilds_them(tmp_path):
+    """A share of every layer's heads goes, the ones of smallest weight norm; the config records them
+    (pruned_heads), so from_pretrained rebuilds the same network; the sweep offers head cuts on such a teacher
+    only."""
+    from kdcompress.export.pretrained import as_pretrained, save_pretrained
+    from kdcompress.models.arch import LogitsOf
+    from kdcompress.models.pruning import PruningSource, cut_heads, has_heads
+    from kdcompress.search.cuts import sized_cuts
+
+    torch.manual_seed(0)
+    vit = T.ViTForImageClassification(T.ViTConfig(
+        image_size=SIDE, patch_size=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=128, num_labels=4)).eval()
+    with torch.no_grad():  # head 2 of layer 0 and head 0 of layer 1 made the weakest
+        vit.vit.encoder.layer[0].attention.attention.query.weight[32:48] *= 0.01
+        vit.vit.encoder.layer[1].attention.attention.value.weight[0:16] *= 0.01
+    teacher = LogitsOf(vit)
+    cut = _cut(teacher, heads=0.25)
+    assert cut.inner.config.pruned_heads == {0: [2], 1: [0]} and not vit.config.pruned_heads
+    x = torch.rand(2, 3, SIDE, SIDE)
+    folder = save_pretrained(as_pretrained(cut, x), tmp_path / "s.hf", None)
+    back = T.AutoModelForImageClassification.from_pretrained(folder, local_files_only=True).eval()
+    assert back.vit.encoder.layer[0].attention.attention.query.out_features == 48
+    with torch.no_grad():
+        torch.testing.assert_close(back(pixel_values=x).logits, cut(x))
+    assert has_heads(teacher) and not has_heads(torch.nn.Linear(2, 2))
+    with pytest.raises(KDCompressError, match="no attention heads"):
+        cut_heads(torch.nn.Sequential(torch.nn.Linear(2, 2)), 0.5)
+    genes = [g for _, g in sized_cuts(PruningSource(teacher, x), 8)]
+    assert {g.get("heads", 0.0) for g in genes} == {0.0, 0.25, 0.5}

@@ -111,7 +111,7 @@ class TeacherProbe:
                 f"cannot trace the teacher for {purpose} ({first_line(e)})",
                 f"save it with torch.export (.pt2) or {instead}",
             ) from None
-        self.gm = gm
+        self.gm, self.instead = gm, instead
         self.classifier_weight = self._rewire(gm)
         if batch_stats:
             self._use_batch_stats(gm)
@@ -130,7 +130,9 @@ class TeacherProbe:
         while feat.op == "call_function" and feat.target in _PASS_THROUGH:
             feat = feat.args[0]
         if _shape(feat) is None or len(_shape(feat)) != 4:
-            raise KDCompressError(f"cannot find the teacher's 4-D feature map before its classifier (at {feat.name})")
+            # a transformer's classifier reads a token or pooled vector: DisWOT's maps (B, C, H, W) are not there
+            raise KDCompressError(f"cannot find the teacher's 4-D feature map before its classifier (at {feat.name}): "
+                                  "DisWOT compares convolutional feature maps", self.instead)
         out = next(n for n in nodes if n.op == "output")
         logits = out.args[0]
         logits = logits[0] if isinstance(logits, (tuple, list)) else logits

@@ -1,5 +1,5 @@
 """The ``pruned-teacher`` family: the teacher's own architecture made cheaper, starting from its trained weights,
-so that a user's architecture can shrink too. Three cuts, applied in this order:
+so that a user's architecture can shrink too. Four cuts, applied in this order:
 
 - ``downsample`` (0/1): the first convolution's stride doubled, so the rest of the network runs on a quarter of the
   pixels — the cut that buys the most speed per point on small images, as a student family's ``stem_stride`` does;
@@ -7,6 +7,8 @@ so that a user's architecture can shrink too. Three cuts, applied in this order:
   whose output has their input's shape, e.g. a residual block without stride) replaced by the identity — deepest
   first, the order in which stochastic depth (Huang et al., ECCV 2016, linear decay rule) finds blocks most
   expendable;
+- ``heads`` (a share): that share of every attention layer's heads removed, least important first, where the
+  teacher prunes its own heads (Hugging Face's ViT/DeiT/BERT-like models: :func:`cut_heads`);
 - ``ratio`` of the channels removed by Torch-Pruning's DepGraph (Fang et al., "DepGraph: Towards Any Structural
   Pruning", CVPR 2023), per layer or over the whole network (``global``), chosen by ``importance``.
 
@@ -143,6 +145,54 @@ def drop_blocks(net: nn.Module, example: torch.Tensor, k: int, classifier: list[
             parent[i] = nn.Identity()
 
 
+def _attention_heads(inner: nn.Module) -> list[tuple[nn.Module, nn.Module, nn.Module]]:
+    """Per layer, in order: (the attention block that prunes its own heads, its self-attention with the head count
+    and the query/key/value projections, its output projection) — Hugging Face's ViT/DeiT/BERT-like layout."""
+    found = []
+    for m in inner.modules():
+        if m is inner or not callable(getattr(m, "prune_heads", None)) or hasattr(m, "config"):
+            continue
+        attn = next((c for c in m.children() if hasattr(c, "num_attention_heads")
+                     and all(isinstance(getattr(c, n, None), nn.Linear) for n in ("query", "key", "value"))), None)
+        out = getattr(getattr(m, "output", None), "dense", None)
+        if attn is not None and isinstance(out, nn.Linear):
+            found.append((m, attn, out))
+    return found
+
+
+HEAD_SHARES = (0.0, 0.25, 0.5)  # the shares of heads the cut sweep tries on a teacher that prunes its own heads
+
+
+def has_heads(net: nn.Module) -> bool:
+    """Whether :func:`cut_heads` applies: the model prunes its own attention heads."""
+    inner = getattr(net, "inner", net)
+    return callable(getattr(inner, "prune_heads", None)) and bool(_attention_heads(inner))
+
+
+def cut_heads(net: nn.Module, share: float) -> None:
+    """Remove ``share`` of each attention layer's heads (in place), the least important first by the L2 norm of the
+    head's query, key and value rows and output columns (the magnitude criterion DepGraph uses for channels; trained
+    transformers lose many heads at little cost: Michel et al., "Are Sixteen Heads Really Better than One?",
+    NeurIPS 2019). Through the model's own ``prune_heads`` (Hugging Face's), which records them in its config
+    (``pruned_heads``), so ``save_pretrained``/``from_pretrained`` rebuild the same network."""
+    inner = getattr(net, "inner", net)
+    layers = _attention_heads(inner)
+    if not has_heads(inner):
+        raise KDCompressError("the teacher has no attention heads it prunes itself (a Hugging Face ViT/BERT-like "
+                              "model's prune_heads)", "keep heads at 0")
+    plan = {}
+    for i, (_, attn, out) in enumerate(layers):
+        n, d = attn.num_attention_heads, attn.attention_head_size
+        k = min(n - 1, round(share * n))
+        if k < 1:
+            raise KDCompressError(f"{share} of {n} heads is no whole head to cut", "keep heads at 0")
+        rows = sum(getattr(attn, p).weight.detach().reshape(n, d, -1).pow(2).sum((1, 2))
+                   for p in ("query", "key", "value"))
+        norm = rows + out.weight.detach().reshape(out.out_features, n, d).pow(2).sum((0, 2))
+        plan[i] = sorted(int(h) for h in torch.argsort(norm)[:k])
+    inner.prune_heads(plan)
+
+
 def _check_runs(net: nn.Module, example: torch.Tensor, expected: torch.Size) -> None:
     """Raise (one line) when the cut network no longer runs at the input size or no longer gives the logits."""
     try:
@@ -160,7 +210,7 @@ def prune_teacher(
     teacher_module: nn.Module, genes: Genes, example: torch.Tensor,
 ) -> nn.Module:
     """A copy of ``teacher_module`` cut as ``genes`` say (see the module docstring); old genes without
-    ``downsample``/``drop_blocks``/``round_to`` mean none of these."""
+    ``downsample``/``drop_blocks``/``heads``/``round_to`` mean none of these."""
     import torch_pruning as tp
 
     net = copy.deepcopy(teacher_module).eval()
@@ -172,14 +222,17 @@ def prune_teacher(
                               f"({type(e).__name__}: {first_line(e, 120)})", USE_FAMILIES) from None
     classifier = _classifier(net, example)  # found once: cutting keeps the module, not its place in the order
     downsample, dropped, ratio = int(genes.get("downsample", 0)), int(genes.get("drop_blocks", 0)), float(genes["ratio"])
-    round_to = int(genes.get("round_to", 1))
+    round_to, heads = int(genes.get("round_to", 1)), float(genes.get("heads", 0))
     if downsample:
         halve_resolution(net, example)
     if dropped:
         drop_blocks(net, example, dropped, classifier)
+    if heads:
+        cut_heads(net, heads)
     if ratio == 0:
-        if not (downsample or dropped):
-            raise KDCompressError("these genes leave the teacher as it is (ratio 0, no downsample, no dropped block)")
+        if not (downsample or dropped or heads):
+            raise KDCompressError("these genes leave the teacher as it is (ratio 0, no downsample, no dropped block, "
+                                  "no head cut)")
         _check_runs(net, example, expected)
         return net
     before = sum(p.numel() for p in net.parameters())

@@ -17,7 +17,7 @@ from pathlib import Path
 from kdcompress.bench.backends import BACKENDS
 from kdcompress.errors import KDCompressError
 from kdcompress.export.int8 import cpu_flags
-from kdcompress.models.pruning import PRUNED_FAMILY, PruningSource
+from kdcompress.models.pruning import HEAD_SHARES, PRUNED_FAMILY, PruningSource, has_heads
 from kdcompress.records import Scored
 from kdcompress.run import Progress, atomic_path
 from kdcompress.search.context import SearchContext, evaluate
@@ -38,20 +38,21 @@ def channel_multiple(device: str, flags: set[str] | None = None) -> int:
     return 16 if device == "cpu" and "avx512f" in (cpu_flags() if flags is None else flags) else 8
 
 
-def sweep_genes(multiple: int = 8) -> list[dict]:
+def sweep_genes(multiple: int = 8, heads: tuple[float, ...] = (0.0,)) -> list[dict]:
     """Every structural cut of the pruned-teacher space, channels by L2 magnitude per layer, each layer's count
-    rounded to ``multiple``."""
+    rounded to ``multiple``; with ``heads``, each also with those shares of attention heads cut (a ``heads`` gene
+    only where it is not 0, so the genes of teachers without heads stay as they were)."""
     choices = get_space(PRUNED_FAMILY).choices
     return [{"ratio": r, "importance": "l2", "global": 0, "downsample": d, "drop_blocks": k,
-             "round_to": multiple if r else 1}
-            for d in choices["downsample"] for k in choices["drop_blocks"] for r in choices["ratio"]]
+             "round_to": multiple if r else 1, **({"heads": h} if h else {})}
+            for h in heads for d in choices["downsample"] for k in choices["drop_blocks"] for r in choices["ratio"]]
 
 
 def sized_cuts(pruning: PruningSource, multiple: int) -> list[tuple[int, dict]]:
     """(parameters, genes) of every distinct network of the sweep that this teacher admits, largest first; genes
     that build the same network as earlier genes of the sweep are left out."""
     sized, shapes = [], set()
-    for genes in sweep_genes(multiple):
+    for genes in sweep_genes(multiple, HEAD_SHARES if has_heads(pruning.module) else (0.0,)):
         try:
             net = pruning.build(genes)
         except KDCompressError:  # e.g. more blocks to drop than the teacher has: not a cut of this teacher
