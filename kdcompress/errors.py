@@ -26,6 +26,12 @@ def first_line(e: BaseException, limit: int | None = 160) -> str:
     return text.splitlines()[0][:limit] if text else type(e).__name__
 
 
+def cause(e: BaseException, limit: int | None = 120) -> str:
+    """``Type: first line`` of another library's exception, as one-line errors quote it in parentheses."""
+    text = first_line(e, limit)
+    return type(e).__name__ if text == type(e).__name__ else f"{type(e).__name__}: {text}"
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """A ' — did you mean X?' suffix listing the valid names, for unknown-name errors."""
     choices = sorted(choices)

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from kdcompress.data.transforms import as_chw, eval_transform, to_channels, train_transform
-from kdcompress.errors import KDCompressError
+from kdcompress.errors import KDCompressError, cause
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
@@ -48,7 +48,7 @@ def _probe(path: str) -> tuple[int, int, str] | str:
             img.load()  # decodes: a truncated JPEG fails here, not at open
             return img.size[0], img.size[1], img.mode
     except Exception as e:  # noqa: BLE001 — PIL raises many kinds for bad files; each is the file's fault
-        return f"{type(e).__name__}: {str(e)[:80]}"
+        return cause(e, 80)
 
 
 @dataclass

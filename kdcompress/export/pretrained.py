@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from kdcompress.errors import KDCompressError, first_line
+from kdcompress.errors import KDCompressError, cause
 from kdcompress.run import atomic_path
 
 OPTIMUM_HINT = "pip install 'kdcompress[hf]'"
@@ -106,6 +106,6 @@ def optimum_onnx(folder: Path, path: Path, opset: int) -> None:
                 main_export(str(folder), output=out, task="image-classification", opset=opset,
                             local_files_only=True, do_validation=False)
         except Exception as e:  # noqa: BLE001 — optimum's failures are many; the fact for the user is one
-            raise KDCompressError(f"optimum could not export {folder.name} to ONNX ({type(e).__name__}: "
-                                  f"{first_line(e, 160)})", "run with --debug for details") from None
+            raise KDCompressError(f"optimum could not export {folder.name} to ONNX ({cause(e, 160)})",
+                                  "run with --debug for details") from None
         shutil.move(str(Path(out) / "model.onnx"), tmp)

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from kdcompress.errors import KDCompressError
+from kdcompress.errors import KDCompressError, cause
 from kdcompress.run import file_sha256
 
 HF_HINT = "pip install 'kdcompress[hf]'"
@@ -135,7 +135,7 @@ def load_image_classifier(folder: Path) -> object:
         model = transformers.AutoModelForImageClassification.from_pretrained(
             str(folder), local_files_only=True, trust_remote_code=False)
     except Exception as e:  # noqa: BLE001 — an unknown config, a corrupt weights file…: the user's folder, one line
-        first = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200]}" if str(e).strip() else type(e).__name__
+        first = cause(e, 200)
         raise KDCompressError(f"{folder}: transformers cannot load it as an image classifier ({first})",
                               "check that it was saved with save_pretrained by a …ForImageClassification model") from None
     return model.eval()

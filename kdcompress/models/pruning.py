@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from kdcompress.errors import KDCompressError, first_line
+from kdcompress.errors import KDCompressError, cause
 
 Genes = dict
 
@@ -199,7 +199,7 @@ def _check_runs(net: nn.Module, example: torch.Tensor, expected: torch.Size) -> 
         with torch.no_grad():
             out = net(example)
     except Exception as e:  # noqa: BLE001 — e.g. channels of attention projections cut without their head count
-        raise KDCompressError(f"the cut does not run at the input size ({type(e).__name__}: {first_line(e, 120)})",
+        raise KDCompressError(f"the cut does not run at the input size ({cause(e)})",
                               USE_FAMILIES) from None
     if not isinstance(out, torch.Tensor) or out.shape != expected:
         raise KDCompressError(f"the cut's output is {getattr(out, 'shape', type(out).__name__)}, not the "
@@ -219,7 +219,7 @@ def prune_teacher(
             expected = net(example).shape
     except Exception as e:  # noqa: BLE001 — e.g. a ViT built for another image size
         raise KDCompressError(f"the teacher does not run at the input size {tuple(example.shape[1:])} "
-                              f"({type(e).__name__}: {first_line(e, 120)})", USE_FAMILIES) from None
+                              f"({cause(e)})", USE_FAMILIES) from None
     classifier = _classifier(net, example)  # found once: cutting keeps the module, not its place in the order
     downsample, dropped, ratio = int(genes.get("downsample", 0)), int(genes.get("drop_blocks", 0)), float(genes["ratio"])
     round_to, heads = int(genes.get("round_to", 1)), float(genes.get("heads", 0))
@@ -248,7 +248,7 @@ def prune_teacher(
             pruner.step()
         except Exception as e:  # noqa: BLE001 — DepGraph's failures are many; the user-facing fact is one
             raise KDCompressError(
-                f"DepGraph cannot prune this teacher ({type(e).__name__}: {first_line(e, 120)})",
+                f"DepGraph cannot prune this teacher ({cause(e)})",
                 USE_FAMILIES,
             ) from None
     if sum(p.numel() for p in net.parameters()) >= before:
