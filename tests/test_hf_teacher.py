@@ -226,12 +226,10 @@ def test_a_vit_folder_shrinks_to_hugging_face_folders_exported_by_optimum(tmp_pa
 
 def test_heads_are_cut_least_important_first_and_the_folder_rebuilds_them(tmp_path):
     """A share of every layer's heads goes, the ones of smallest weight norm; the config records them
-    (pruned_heads), so from_pretrained rebuilds the same network; the sweep offers head cuts on such a teacher
-    only."""
+    (pruned_heads), so from_pretrained rebuilds the same network."""
     from kdcompress.export.pretrained import as_pretrained, save_pretrained
     from kdcompress.models.arch import LogitsOf
-    from kdcompress.models.pruning import PruningSource, cut_heads, has_heads
-    from kdcompress.search.cuts import sized_cuts
+    from kdcompress.models.pruning import cut_heads, has_heads
 
     torch.manual_seed(0)
     vit = T.ViTForImageClassification(T.ViTConfig(
@@ -252,5 +250,39 @@ def test_heads_are_cut_least_important_first_and_the_folder_rebuilds_them(tmp_pa
     assert has_heads(teacher) and not has_heads(torch.nn.Linear(2, 2))
     with pytest.raises(KDCompressError, match="no attention heads"):
         cut_heads(torch.nn.Sequential(torch.nn.Linear(2, 2)), 0.5)
-    genes = [g for _, g in sized_cuts(PruningSource(teacher, x), 8)]
-    assert {g.get("heads", 0.0) for g in genes} == {0.0, 0.25, 0.5}
+
+
+def test_every_nth_layer_goes_distilbert_style_and_only_transformers_sweep_it(monkeypatch):
+    """drop_every 2 keeps layers 0 and 2 of four (one out of two, as DistilBERT's init); the config says two layers;
+    the sweep offers it (and head cuts) on a transformer, and leaves a CNN's genes as they were."""
+    from kdcompress.export.pretrained import as_pretrained
+    from kdcompress.models.arch import LogitsOf
+    from kdcompress.models.pruning import HEAD_SHARES, PruningSource, has_heads, has_layer_list
+    from kdcompress.models.students import build_resnet
+    from kdcompress.search import cuts
+    from kdcompress.search.cuts import DROP_EVERY, sweep_genes
+
+    torch.manual_seed(0)
+    vit = T.ViTForImageClassification(T.ViTConfig(
+        image_size=SIDE, patch_size=8, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+        intermediate_size=64, num_labels=4)).eval()
+    teacher = LogitsOf(vit)
+    cut = _cut(teacher, drop_every=2)
+    kept = cut.inner.vit.encoder.layer
+    assert len(kept) == 2
+    for got, want in zip(kept, (vit.vit.encoder.layer[0], vit.vit.encoder.layer[2])):
+        torch.testing.assert_close(got.output.dense.weight, want.output.dense.weight)
+    assert as_pretrained(cut, torch.rand(2, 3, SIDE, SIDE)).config.num_hidden_layers == 2
+    x = torch.rand(2, 3, SIDE, SIDE)
+    cnn = build_resnet({"stem": 8, "widths": [8, 16], "depths": [2, 2]}, 3, 4).eval()
+    assert has_layer_list(teacher, x) and has_heads(teacher)
+    assert not has_layer_list(cnn, x) and not has_heads(cnn)
+    sweep = sweep_genes(8, HEAD_SHARES, True)
+    assert {g.get("drop_every", 0) for g in sweep} == {0, *DROP_EVERY} and sweep_genes(8) == sweep_genes(8, (0.0,), False)
+    assert not any("drop_every" in g or "heads" in g for g in sweep_genes(8))
+    # as many layers dropped, other layers kept: two networks, both swept (not merged as one by their shapes)
+    two = [{"ratio": 0.0, "importance": "l2", "global": 0, "downsample": 0, "drop_blocks": 2, "round_to": 1},
+           {"ratio": 0.0, "importance": "l2", "global": 0, "downsample": 0, "drop_blocks": 0, "drop_every": 2,
+            "round_to": 1}]
+    monkeypatch.setattr(cuts, "sweep_genes", lambda *a: two + two)
+    assert [g for _, g in cuts.sized_cuts(PruningSource(teacher, x), 8)] == two

@@ -3,10 +3,10 @@ so that a user's architecture can shrink too. Four cuts, applied in this order:
 
 - ``downsample`` (0/1): the first convolution's stride doubled, so the rest of the network runs on a quarter of the
   pixels — the cut that buys the most speed per point on small images, as a student family's ``stem_stride`` does;
-- ``drop_blocks`` (k): the k deepest shape-preserving blocks (children of an ``nn.Sequential`` that hold weights and
-  whose output has their input's shape, e.g. a residual block without stride) replaced by the identity — deepest
-  first, the order in which stochastic depth (Huang et al., ECCV 2016, linear decay rule) finds blocks most
-  expendable;
+- ``drop_blocks`` (k): the k deepest shape-preserving blocks (children of an ``nn.Sequential`` that hold weights
+  and whose output has their input's shape, e.g. a residual block without stride) replaced by the identity —
+  deepest first, the order in which stochastic depth (Huang et al., ECCV 2016, linear decay rule) finds blocks most
+  expendable; or ``drop_every`` (n): every n-th of them, as DistilBERT (Sanh et al., 2019) keeps every other layer;
 - ``heads`` (a share): that share of every attention layer's heads removed, least important first, where the
   teacher prunes its own heads (Hugging Face's ViT/DeiT/BERT-like models: :func:`cut_heads`);
 - ``ratio`` of the channels removed by Torch-Pruning's DepGraph (Fang et al., "DepGraph: Towards Any Structural
@@ -120,10 +120,34 @@ def halve_resolution(net: nn.Module, example: torch.Tensor) -> None:
                               "first stride cannot be doubled", "keep downsample at 0")
 
 
-def drop_blocks(net: nn.Module, example: torch.Tensor, k: int, classifier: list[nn.Module]) -> None:
-    """Remove the ``k`` deepest shape-preserving blocks (in place), never one holding ``classifier``: a child of an
-    ``nn.Sequential`` becomes the identity, an item of an ``nn.ModuleList`` (a transformer's layers, which its
-    forward loops over) is deleted."""
+def drop_blocks(net: nn.Module, example: torch.Tensor, k: int, classifier: list[nn.Module], every: int = 0) -> None:
+    """Remove the ``k`` deepest shape-preserving blocks (in place), or with ``every`` = n every n-th of them (the
+    n-th, 2n-th, …: DistilBERT's init, Sanh et al. 2019, keeps one layer out of two), never one holding
+    ``classifier``: a child of an ``nn.Sequential`` becomes the identity, an item of an ``nn.ModuleList`` (a
+    transformer's layers, which its forward loops over) is deleted."""
+    blocks, slots = _droppable(net, example, classifier)
+    if every:
+        chosen = blocks[every - 1::every]
+        if not chosen:
+            raise KDCompressError(f"the teacher has {len(blocks)} shape-preserving block(s), fewer than {every}",
+                                  "keep drop_every at 0")
+    else:
+        if k > len(blocks):
+            raise KDCompressError(f"the teacher has {len(blocks)} shape-preserving block(s) to drop, not {k}",
+                                  f"keep drop_blocks at most {len(blocks)}")
+        chosen = blocks[len(blocks) - k:]
+    # deepest first, so deleting from a ModuleList leaves the indices of the blocks still to go as they were
+    for block in sorted(chosen, key=lambda b: -slots[id(b)][1]):
+        parent, i = slots[id(block)]
+        if isinstance(parent, nn.ModuleList):
+            del parent[i]
+        else:
+            parent[i] = nn.Identity()
+
+
+def _droppable(net: nn.Module, example: torch.Tensor, classifier: list[nn.Module],
+               ) -> tuple[list[nn.Module], dict[int, tuple[nn.Module, int]]]:
+    """The blocks :func:`drop_blocks` may drop, in call order, and each one's (container, index)."""
     protected = set(map(id, classifier))
     containers = [m for m in net.modules() if isinstance(m, (nn.Sequential, nn.ModuleList))]
     slots = {id(child): (parent, i) for parent in containers for i, child in enumerate(parent)
@@ -132,17 +156,14 @@ def drop_blocks(net: nn.Module, example: torch.Tensor, k: int, classifier: list[
     blocks = [m for m, same in _call_order(net, [p[i] for p, i in slots.values()], example) if same]
     # a block inside another droppable block goes with it: keep the outermost only
     inner = {id(m) for b in blocks for m in b.modules() if m is not b}
-    blocks = [b for b in blocks if id(b) not in inner]
-    if k > len(blocks):
-        raise KDCompressError(f"the teacher has {len(blocks)} shape-preserving block(s) to drop, not {k}",
-                              f"keep drop_blocks at most {len(blocks)}")
-    # deepest first, so deleting from a ModuleList leaves the indices of the blocks still to go as they were
-    for block in sorted(blocks[len(blocks) - k:], key=lambda b: -slots[id(b)][1]):
-        parent, i = slots[id(block)]
-        if isinstance(parent, nn.ModuleList):
-            del parent[i]
-        else:
-            parent[i] = nn.Identity()
+    return [b for b in blocks if id(b) not in inner], slots
+
+
+def has_layer_list(net: nn.Module, example: torch.Tensor) -> bool:
+    """Whether some droppable blocks are items of an ``nn.ModuleList`` (a transformer's layers): where dropping
+    every n-th one (``drop_every``) is worth sweeping."""
+    blocks, slots = _droppable(net, example, _classifier(net, example))
+    return any(isinstance(slots[id(b)][0], nn.ModuleList) for b in blocks)
 
 
 def _attention_heads(inner: nn.Module) -> list[tuple[nn.Module, nn.Module, nn.Module]]:
@@ -210,7 +231,7 @@ def prune_teacher(
     teacher_module: nn.Module, genes: Genes, example: torch.Tensor,
 ) -> nn.Module:
     """A copy of ``teacher_module`` cut as ``genes`` say (see the module docstring); old genes without
-    ``downsample``/``drop_blocks``/``heads``/``round_to`` mean none of these."""
+    ``downsample``/``drop_blocks``/``drop_every``/``heads``/``round_to`` mean none of these."""
     import torch_pruning as tp
 
     net = copy.deepcopy(teacher_module).eval()
@@ -225,12 +246,13 @@ def prune_teacher(
     round_to, heads = int(genes.get("round_to", 1)), float(genes.get("heads", 0))
     if downsample:
         halve_resolution(net, example)
-    if dropped:
-        drop_blocks(net, example, dropped, classifier)
+    every = int(genes.get("drop_every", 0))
+    if dropped or every:
+        drop_blocks(net, example, dropped, classifier, every)
     if heads:
         cut_heads(net, heads)
     if ratio == 0:
-        if not (downsample or dropped or heads):
+        if not (downsample or dropped or every or heads):
             raise KDCompressError("these genes leave the teacher as it is (ratio 0, no downsample, no dropped block, "
                                   "no head cut)")
         _check_runs(net, example, expected)

@@ -14,10 +14,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 from kdcompress.bench.backends import BACKENDS
 from kdcompress.errors import KDCompressError
 from kdcompress.export.int8 import cpu_flags
-from kdcompress.models.pruning import HEAD_SHARES, PRUNED_FAMILY, PruningSource, has_heads
+from kdcompress.models.pruning import HEAD_SHARES, PRUNED_FAMILY, PruningSource, has_heads, has_layer_list
 from kdcompress.records import Scored
 from kdcompress.run import Progress, atomic_path
 from kdcompress.search.context import SearchContext, evaluate
@@ -38,28 +40,39 @@ def channel_multiple(device: str, flags: set[str] | None = None) -> int:
     return 16 if device == "cpu" and "avx512f" in (cpu_flags() if flags is None else flags) else 8
 
 
-def sweep_genes(multiple: int = 8, heads: tuple[float, ...] = (0.0,)) -> list[dict]:
+DROP_EVERY = (2, 3, 4)  # every n-th layer dropped: swept on teachers whose layers are a ModuleList (transformers)
+
+
+def sweep_genes(multiple: int = 8, heads: tuple[float, ...] = (0.0,), layers: bool = False) -> list[dict]:
     """Every structural cut of the pruned-teacher space, channels by L2 magnitude per layer, each layer's count
-    rounded to ``multiple``; with ``heads``, each also with those shares of attention heads cut (a ``heads`` gene
-    only where it is not 0, so the genes of teachers without heads stay as they were)."""
+    rounded to ``multiple``; with ``heads``, each also with those shares of attention heads cut, and with
+    ``layers``, also with every n-th layer dropped (:data:`DROP_EVERY`) instead of the deepest. Those genes appear
+    only where they are not 0, so the genes of other teachers stay as they were."""
     choices = get_space(PRUNED_FAMILY).choices
-    return [{"ratio": r, "importance": "l2", "global": 0, "downsample": d, "drop_blocks": k,
+    drops = [{"drop_blocks": k} for k in choices["drop_blocks"]]
+    drops += [{"drop_blocks": 0, "drop_every": n} for n in DROP_EVERY] if layers else []
+    return [{"ratio": r, "importance": "l2", "global": 0, "downsample": d, **drop,
              "round_to": multiple if r else 1, **({"heads": h} if h else {})}
-            for h in heads for d in choices["downsample"] for k in choices["drop_blocks"] for r in choices["ratio"]]
+            for h in heads for d in choices["downsample"] for drop in drops for r in choices["ratio"]]
 
 
 def sized_cuts(pruning: PruningSource, multiple: int) -> list[tuple[int, dict]]:
     """(parameters, genes) of every distinct network of the sweep that this teacher admits, largest first; genes
     that build the same network as earlier genes of the sweep are left out."""
-    sized, shapes = [], set()
-    for genes in sweep_genes(multiple, HEAD_SHARES if has_heads(pruning.module) else (0.0,)):
+    sized, seen = [], set()
+    heads = HEAD_SHARES if has_heads(pruning.module) else (0.0,)
+    for genes in sweep_genes(multiple, heads, has_layer_list(pruning.module, pruning.example)):
         try:
             net = pruning.build(genes)
         except KDCompressError:  # e.g. more blocks to drop than the teacher has: not a cut of this teacher
             continue
-        shape = (genes["downsample"], tuple(tuple(p.shape) for p in net.parameters()))
-        if shape not in shapes:
-            shapes.add(shape)
+        # the same network: the same stride and the same weights (shapes alone would merge every other layer
+        # dropped with as many deepest layers dropped)
+        with torch.no_grad():
+            same = (genes["downsample"], tuple((tuple(p.shape), round(float(p.double().sum()), 6))
+                                               for p in net.parameters()))
+        if same not in seen:
+            seen.add(same)
             sized.append((sum(p.numel() for p in net.parameters()), genes))
     sized.sort(key=lambda pg: -pg[0])  # stable: equal sizes keep the sweep's order
     return sized

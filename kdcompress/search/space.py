@@ -152,8 +152,9 @@ class PrunedTeacherSpace(GeneSpace):
     """Genes of :mod:`kdcompress.models.pruning`: whether the teacher's first stride doubles, how many of its
     deepest blocks go, how much of its channels to cut, by which criterion, whether the ratio holds per layer or
     over the whole network, and the multiple each layer's channel count is rounded to. The share of attention
-    heads cut (``heads``) is swept only (:mod:`kdcompress.search.cuts`), on teachers that prune their own heads:
-    an evolution over every teacher would spend samples on a gene most teachers cannot take."""
+    heads cut (``heads``) and every n-th layer dropped (``drop_every``) are swept only (:mod:`kdcompress.search.cuts`),
+    on teachers that have heads and layer lists: an evolution over every teacher would spend samples on genes most
+    teachers cannot take."""
 
     family = PRUNED_FAMILY
     choices: ClassVar[dict[str, list]] = {
@@ -173,6 +174,8 @@ class PrunedTeacherSpace(GeneSpace):
             cuts.append("stride x2")
         if genes.get("drop_blocks"):
             cuts.append(f"-{genes['drop_blocks']} blocks")
+        if genes.get("drop_every"):
+            cuts.append(f"every {genes['drop_every']}th block dropped")
         if genes.get("heads"):
             cuts.append(f"-{genes['heads']:.0%} heads")
         return ", ".join(cuts)
