@@ -76,9 +76,21 @@ class CATLoss(_Strict):
     normalize: bool = Field(True, description="L2-normalise each map over its positions")
 
 
+class MiniLMLoss(_Strict):
+    """MiniLMv2's self-attention relation distillation (Wang et al., Findings of ACL 2021) on the last attention
+    layer of a transformer student and teacher (Hugging Face ViT/DeiT/BERT-like layout)."""
+
+    taps: ClassVar[str] = "tokens"
+    weight: float = Field(1.0, ge=0, description="weight of the relation loss (the paper sums the three KLs, 1 each)")
+    relation_heads: int = Field(12, ge=1, description="relation heads the queries, keys and values are split into "
+                                "(the paper: 12 for base-size teachers); the largest count up to this that divides "
+                                "both networks' widths is used")
+
+
 class Losses(_Strict):
     """The distillation loss: the sum of the losses named here. Hinton KD is added unless a logit loss (kd or dkd)
-    is named; the feature losses (fitnet, sp, ickd, rkd, nd, cat) come on top of it."""
+    is named; the feature losses (fitnet, sp, ickd, rkd, nd, cat) and the transformer relation loss (minilm) come
+    on top of it."""
 
     kd: KDLoss | None = None
     dkd: DKDLoss | None = None
@@ -88,11 +100,17 @@ class Losses(_Strict):
     rkd: RKDLoss | None = None
     nd: NDLoss | None = None
     cat: CATLoss | None = None
+    minilm: MiniLMLoss | None = None
 
     @property
     def features(self) -> bool:
         """Whether a loss needs the networks' feature maps (not only their logits)."""
         return any(getattr(self, name) is not None for name in FEATURE_LOSSES)
+
+    @property
+    def tokens(self) -> bool:
+        """Whether a loss reads the transformers' attention projections (not only their logits)."""
+        return any(getattr(self, name) is not None for name in TOKEN_LOSSES)
 
     @model_validator(mode="before")
     @classmethod
@@ -109,3 +127,4 @@ def _config(name: str) -> type[_Strict]:
 
 LOSS_NAMES = tuple(Losses.model_fields)  # every loss a profile can name (kdcompress.names.LOSSES)
 FEATURE_LOSSES = tuple(n for n in LOSS_NAMES if _config(n).taps == "maps")  # those that need feature maps too
+TOKEN_LOSSES = tuple(n for n in LOSS_NAMES if _config(n).taps == "tokens")  # those that read attention projections

@@ -286,3 +286,37 @@ def test_every_nth_layer_goes_distilbert_style_and_only_transformers_sweep_it(mo
             "round_to": 1}]
     monkeypatch.setattr(cuts, "sweep_genes", lambda *a: two + two)
     assert [g for _, g in cuts.sized_cuts(PruningSource(teacher, x), 8)] == two
+
+
+def test_minilm_relations_train_a_cut_vit_and_refuse_a_cnn_student(tmp_path):
+    """The relation loss hooks the last attention layer of the cut (half its heads gone) and of the teacher, the
+    teacher runs on every batch, the term changes what the student learns, and the hooks are gone afterwards; a CNN
+    student is refused in one line."""
+    from kdcompress.data.splits import DataSplits, Preprocess
+    from kdcompress.distill.trainer import distill, load_student
+    from kdcompress.job import Job
+    from kdcompress.models.pruning import PRUNED_FAMILY
+    from kdcompress.profiles import Distill
+    from kdcompress.records import StudentSpec
+
+    save_vit(tmp_path / "vit")
+    teacher = load_teacher(tmp_path / "vit")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (48, 3, SIDE, SIDE), generator=g, dtype=torch.uint8)
+    y = torch.arange(48) % 4
+    data = DataSplits("t", x[:32], y[:32], x[32:40], y[32:40], x[40:], y[40:])
+    genes = {"ratio": 0.0, "importance": "l2", "global": 0, "downsample": 0, "drop_blocks": 0, "heads": 0.5,
+             "round_to": 1}
+    spec = StudentSpec(PRUNED_FAMILY, genes, 3, 4)
+    job = Job(teacher, data, Preprocess((0.5,), (0.5,)), tmp_path / "cache" / "t.pt", 0)
+    weights = {}
+    for name, loss in (("kd", {"kd": {}}), ("minilm", {"kd": {}, "minilm": {"weight": 10.0}})):
+        cfg = Distill(epochs=1, batch=16, lr=0.01, loss=loss, device="cpu")
+        distill(job, spec, cfg, tmp_path / name)
+        weights[name] = load_student(tmp_path / name, teacher.pruning_source(job.prep(x[:2]))).state_dict()
+    query = teacher.module.inner.vit.encoder.layer[-1].attention.attention.query
+    assert not query._forward_hooks  # removed after the distillation
+    assert any(not torch.equal(weights["kd"][k], weights["minilm"][k]) for k in weights["kd"])
+    cnn = StudentSpec("resnet", {"stem": 8, "widths": [8, 16, 16], "depths": [1, 1, 1]}, 3, 4)
+    with pytest.raises(KDCompressError, match="needs a transformer student"):
+        distill(job, cnn, Distill(epochs=1, batch=16, loss={"kd": {}, "minilm": {}}, device="cpu"), tmp_path / "c")

@@ -239,3 +239,36 @@ def test_nd_is_zero_for_a_long_student_along_the_class_centre_and_cams_average_t
         cams = class_activation_maps(net.forward_features(x), net.head.weight)
         torch.testing.assert_close(cams.mean(dim=(2, 3)) + net.head.bias, net(x))
     assert float(cat_kd_loss(cams * 5, cams)) == pytest.approx(0, abs=1e-6)  # normalised: a scale does not matter
+
+
+def _minilm_as_written(student, teacher, heads: int) -> torch.Tensor:
+    """MiniLMv2 §3.1 written out: per Q/K/V and relation head r, R = softmax(A_r A_rᵀ / √d_r) row by row, the KL
+    KL(R_T ‖ R_S) of every token's row, averaged over batch, heads and tokens; the three summed."""
+    total = 0.0
+    for a_s, a_t in zip(student, teacher):
+        b, n = a_s.shape[:2]
+        rows = []
+        for r in range(heads):
+            for bi in range(b):
+                parts = []
+                for a in (a_s, a_t):
+                    d = a.shape[-1] // heads
+                    chunk = a[bi, :, r * d:(r + 1) * d]
+                    parts.append(torch.softmax(chunk @ chunk.T / math.sqrt(d), dim=-1))
+                p_s, p_t = parts
+                rows += [(p_t[i] * (p_t[i].log() - p_s[i].log())).sum() for i in range(n)]
+        total = total + torch.stack(rows).mean()
+    return total
+
+
+def test_minilm_matches_the_paper_written_as_loops_and_frees_widths_and_heads():
+    from kdcompress.distill.losses import minilm_relation_loss, relation_heads
+
+    g = torch.Generator().manual_seed(0)
+    student = tuple(torch.randn(2, 5, 48, generator=g) for _ in range(3))  # 3 heads of 16 left of the teacher's 4
+    teacher = tuple(torch.randn(2, 5, 64, generator=g) for _ in range(3))
+    assert relation_heads((48, 64), 12) == 8  # the largest count up to 12 that divides both widths
+    torch.testing.assert_close(minilm_relation_loss(student, teacher, 12), _minilm_as_written(student, teacher, 8))
+    same = minilm_relation_loss(teacher, teacher, 12)
+    assert float(same) == pytest.approx(0.0, abs=1e-6)  # identical relations: nothing to transfer
+    assert LOSSES["minilm"].fn is minilm_relation_loss

@@ -68,13 +68,17 @@ def test_every_loss_has_its_profile_section_and_its_term_runs():
         adapters = {name: entry.adapter(8, 12)} if entry.adapter is not None else {}
         s_logits = embedding(s_maps)[:, :3] * 2
         taps = Taps(s_logits, torch.randn(6, 3, generator=g), [(1.0, y)], 0, 4, s_maps, t_maps, adapters,
-                    torch.randn(3, 8, generator=g), torch.randn(3, 12, generator=g), torch.randn(3, 12, generator=g))
+                    torch.randn(3, 8, generator=g), torch.randn(3, 12, generator=g), torch.randn(3, 12, generator=g),
+                    # a transformer's last attention layer: queries, keys, values of 16 tokens, other widths
+                    tuple(s_maps.flatten(2).transpose(1, 2) * (i + 1) for i in range(3)),
+                    tuple(torch.randn(6, 16, 12, generator=g) for _ in range(3)))
         value = entry.term(section, taps)
         assert value.ndim == 0 and torch.isfinite(value), name
         s_maps.grad = None
         value.backward()
         assert s_maps.grad is not None and float(s_maps.grad.abs().sum()) > 0, name
         only = Losses.model_validate({name: {}} if entry.taps == "logits" else {"kd": {"alpha": 1.0}, name: {}})
+        assert only.features == (entry.taps == "maps") and only.tokens == (entry.taps == "tokens"), name
         assert getattr(only, name) == section  # the profile's section is the entry's config with its defaults
     torch.testing.assert_close(total_loss(Losses(), taps), LOSSES["kd"].term(Losses().kd, taps))
 

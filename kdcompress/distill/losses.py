@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -171,6 +172,35 @@ def cat_kd_loss(student_cams: torch.Tensor, teacher_cams: torch.Tensor, resoluti
     return F.mse_loss(s, t)
 
 
+def _relations(a: torch.Tensor, heads: int) -> torch.Tensor:
+    """log R: per relation head, ``softmax(A_r A_rᵀ / √d_r)`` over the tokens of ``a`` (B, N, D), split into
+    ``heads`` heads of ``d_r = D / heads`` channels; (B, heads, N, N)."""
+    b, n, d = a.shape
+    a = a.reshape(b, n, heads, d // heads).transpose(1, 2)
+    return F.log_softmax(a @ a.transpose(-1, -2) / math.sqrt(d // heads), dim=-1)
+
+
+def relation_heads(widths: tuple[int, int], wanted: int) -> int:
+    """The largest count of relation heads up to ``wanted`` that divides both widths."""
+    return max(h for h in range(1, wanted + 1) if widths[0] % h == 0 and widths[1] % h == 0)
+
+
+def minilm_relation_loss(student: tuple[torch.Tensor, ...], teacher: tuple[torch.Tensor, ...],
+                         heads: int = 12) -> torch.Tensor:
+    """MiniLMv2 (Wang et al., "MiniLMv2: Multi-Head Self-Attention Relation Distillation for Compressing Pretrained
+    Transformers", Findings of ACL 2021, §3.1, Eq. 1–4): for each of the queries, keys and values of one attention
+    layer — (B, N, D) tensors, D may differ between the networks — the relations of every relation head,
+    ``R = softmax(A_r A_rᵀ / √d_r)``, and ``L = Σ_{Q,K,V} KL(R^T ‖ R^S)``, the KL averaged over batch, relation
+    heads and tokens. Relation heads (``heads``, the largest count up to it that divides both widths) free the
+    student's head count and width from the teacher's."""
+    total = student[0].new_zeros(())
+    for s, t in zip(student, teacher, strict=True):
+        h = relation_heads((s.shape[-1], t.shape[-1]), heads)
+        log_s, log_t = _relations(s, h), _relations(t, h)
+        total = total + (log_t.exp() * (log_t - log_s)).sum(-1).mean()
+    return total
+
+
 def embedding(f: torch.Tensor) -> torch.Tensor:
     """The embedding: global average pooling of a feature map."""
     return torch.flatten(F.adaptive_avg_pool2d(f, 1), 1)
@@ -199,6 +229,8 @@ class Taps:
     s_classifier: torch.Tensor | None = None  # (K, C) weights of the classifiers, for class activation maps
     t_classifier: torch.Tensor | None = None
     class_means: torch.Tensor | None = None  # the teacher's mean embedding per class (ND)
+    s_tokens: tuple[torch.Tensor, ...] | None = None  # last attention layer's queries, keys, values (B, N, D)
+    t_tokens: tuple[torch.Tensor, ...] | None = None
 
     def labelled(self, loss: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         return sum(w * loss(y) for w, y in self.labels)  # type: ignore[return-value]
@@ -270,6 +302,8 @@ LOSSES: Registry[Loss] = Registry("loss", {
     "kd": Loss(kd_loss, C.KDLoss,
                term=lambda c, b: b.labelled(lambda y: kd_loss(b.s_logits, b.t_logits, y, c.T, c.alpha))),
     "dkd": Loss(dkd_loss, C.DKDLoss, term=_dkd_term),
+    "minilm": Loss(minilm_relation_loss, C.MiniLMLoss,
+                   term=lambda c, b: c.weight * minilm_relation_loss(b.s_tokens, b.t_tokens, c.relation_heads)),
 })
 
 

@@ -25,6 +25,7 @@ from kdcompress.distill.distributed import barrier, from_rank0, rank0_first, ran
 from kdcompress.distill.features import FeatureDistiller
 from kdcompress.distill.losses import Taps, total_loss
 from kdcompress.distill.teacher_cache import ViewCache, save_torch, teacher_logits_cached
+from kdcompress.distill.tokens import TokenTaps
 from kdcompress.errors import KDCompressError
 from kdcompress.job import Job
 from kdcompress.models.load import Teacher
@@ -79,6 +80,7 @@ class TeacherOutputs:
     logits: torch.Tensor | None = None
     maps: torch.Tensor | None = None
     views: ViewCache | None = None  # the teacher's logits on augmented batches, replayed where seen before
+    live_only: bool = False  # the relation losses read the teacher's attention on this very batch: no cache
 
     def live(self, x: torch.Tensor) -> torch.Tensor:
         return self.views(x) if self.views is not None else self.teacher.module(x)
@@ -86,6 +88,8 @@ class TeacherOutputs:
     @torch.no_grad()
     def __call__(self, idx: torch.Tensor, x: torch.Tensor, mixed: Mixed | None) -> tuple[torch.Tensor,
                                                                                         torch.Tensor | None]:
+        if self.live_only:
+            return self.teacher.module(x), None
         if self.logits is not None:
             return self.logits[idx], None if self.maps is None else self.maps[idx].float()
         if self.features is not None:
@@ -141,14 +145,17 @@ def distill(job: Job, spec: StudentSpec, cfg: Distill, student_dir: Path,
         x, y = take(x, slice(0, cfg.train_samples)), y[: cfg.train_samples]
     # feature losses need the teacher's last map too: cached beside its logits, or the teacher runs on every batch
     features = FeatureDistiller(cfg.loss, teacher, model, prep(x[:2])) if cfg.loss.features else None
-    outputs = TeacherOutputs(teacher, features)
-    if cfg.cache_teacher_logits and cfg.aug == "none" and cfg.mix == "none":
+    # the relation losses hook both networks' last attention layer; the teacher then runs on every batch
+    tokens = TokenTaps(model, teacher.module) if cfg.loss.tokens else None
+    outputs = TeacherOutputs(teacher, features, live_only=tokens is not None)
+    cache = cfg.cache_teacher_logits and tokens is None
+    if cache and cfg.aug == "none" and cfg.mix == "none":
         if features is not None:
             outputs.logits, outputs.maps = rank0_first(lambda: features.teacher_cached(
                 x, prep, logit_cache.with_name("teacher_features_train.pt")))
         else:
             outputs.logits = rank0_first(lambda: teacher_logits_cached(teacher, x, prep, logit_cache))
-    elif cfg.cache_teacher_logits and features is None and world == 1:  # per-batch entries: one process's
+    elif cache and features is None and world == 1:  # per-batch entries: one process's
         outputs.views = ViewCache(logit_cache.with_name("teacher_views"), teacher)
     if features is not None and features.needs_class_means:
         features.fit_class_means(x, y, prep, outputs.maps)
@@ -230,6 +237,9 @@ def distill(job: Job, spec: StudentSpec, cfg: Distill, student_dir: Path,
             s_logits, s_maps = s_logits.float(), None if s_maps is None else s_maps.float()
             taps = (features.taps(s_logits, t_logits, s_maps, t_maps, model, labels, epoch, cfg.epochs)
                     if features is not None else Taps(s_logits, t_logits, labels, epoch, cfg.epochs))
+            if tokens is not None:
+                s_tokens, t_tokens = tokens.take()
+                taps.s_tokens, taps.t_tokens = s_tokens, tuple(t.to(device) for t in t_tokens)
             loss = total_loss(cfg.loss, taps)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -269,5 +279,7 @@ def distill(job: Job, spec: StudentSpec, cfg: Distill, student_dir: Path,
         if early_stop:
             break
     progress.stop()
+    if tokens is not None:
+        tokens.remove()
     barrier()  # the others return once rank 0 has written the last checkpoint
     return DistillResult(student_dir, best_acc, len(history), seconds_before + time.time() - t_start)

@@ -166,7 +166,7 @@ def has_layer_list(net: nn.Module, example: torch.Tensor) -> bool:
     return any(isinstance(slots[id(b)][0], nn.ModuleList) for b in blocks)
 
 
-def _attention_heads(inner: nn.Module) -> list[tuple[nn.Module, nn.Module, nn.Module]]:
+def attention_layers(inner: nn.Module) -> list[tuple[nn.Module, nn.Module, nn.Module]]:
     """Per layer, in order: (the attention block that prunes its own heads, its self-attention with the head count
     and the query/key/value projections, its output projection) — Hugging Face's ViT/DeiT/BERT-like layout."""
     found = []
@@ -187,7 +187,7 @@ HEAD_SHARES = (0.0, 0.25, 0.5)  # the shares of heads the cut sweep tries on a t
 def has_heads(net: nn.Module) -> bool:
     """Whether :func:`cut_heads` applies: the model prunes its own attention heads."""
     inner = getattr(net, "inner", net)
-    return callable(getattr(inner, "prune_heads", None)) and bool(_attention_heads(inner))
+    return callable(getattr(inner, "prune_heads", None)) and bool(attention_layers(inner))
 
 
 def cut_heads(net: nn.Module, share: float) -> None:
@@ -197,7 +197,7 @@ def cut_heads(net: nn.Module, share: float) -> None:
     NeurIPS 2019). Through the model's own ``prune_heads`` (Hugging Face's), which records them in its config
     (``pruned_heads``), so ``save_pretrained``/``from_pretrained`` rebuild the same network."""
     inner = getattr(net, "inner", net)
-    layers = _attention_heads(inner)
+    layers = attention_layers(inner)
     if not has_heads(inner):
         raise KDCompressError("the teacher has no attention heads it prunes itself (a Hugging Face ViT/BERT-like "
                               "model's prune_heads)", "keep heads at 0")
