@@ -112,6 +112,14 @@ class Losses(_Strict):
         """Whether a loss reads the transformers' attention projections (not only their logits)."""
         return any(getattr(self, name) is not None for name in TOKEN_LOSSES)
 
+    @model_validator(mode="after")
+    def _one_kind_of_taps(self) -> Losses:
+        if self.features and self.tokens:  # feature maps come from a CNN probe, relations from a transformer
+            raise ValueError(f"{', '.join(n for n in TOKEN_LOSSES if getattr(self, n))} (transformers) cannot be "
+                             f"combined with {', '.join(n for n in FEATURE_LOSSES if getattr(self, n))} (CNN feature "
+                             "maps)")
+        return self
+
     @model_validator(mode="before")
     @classmethod
     def _kd_by_default(cls, data: Any) -> Any:

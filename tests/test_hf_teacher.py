@@ -235,9 +235,12 @@ def test_heads_are_cut_least_important_first_and_the_folder_rebuilds_them(tmp_pa
     vit = T.ViTForImageClassification(T.ViTConfig(
         image_size=SIDE, patch_size=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
         intermediate_size=128, num_labels=4)).eval()
-    with torch.no_grad():  # head 2 of layer 0 and head 0 of layer 1 made the weakest
+    with torch.no_grad():  # head 2 of layer 0 (its query rows) and head 0 of layer 1 (all four parts) the weakest
         vit.vit.encoder.layer[0].attention.attention.query.weight[32:48] *= 0.01
-        vit.vit.encoder.layer[1].attention.attention.value.weight[0:16] *= 0.01
+        second = vit.vit.encoder.layer[1].attention
+        for w in (second.attention.query.weight, second.attention.key.weight, second.attention.value.weight):
+            w[0:16] *= 0.01
+        second.output.dense.weight[:, 0:16] *= 0.01
     teacher = LogitsOf(vit)
     cut = _cut(teacher, heads=0.25)
     assert cut.inner.config.pruned_heads == {0: [2], 1: [0]} and not vit.config.pruned_heads
@@ -247,17 +250,29 @@ def test_heads_are_cut_least_important_first_and_the_folder_rebuilds_them(tmp_pa
     assert back.vit.encoder.layer[0].attention.attention.query.out_features == 48
     with torch.no_grad():
         torch.testing.assert_close(back(pixel_values=x).logits, cut(x))
+    # a teacher already cut (a kdcompress folder used as a teacher) is cut again by its heads' original numbers
+    again = _cut(LogitsOf(back), heads=0.34)
+    assert all(len(again.inner.config.pruned_heads[i]) == 2 for i in (0, 1))
+    assert 2 in again.inner.config.pruned_heads[0] and 0 in again.inner.config.pruned_heads[1]
+    assert again.inner.vit.encoder.layer[0].attention.attention.query.out_features == 32
     assert has_heads(teacher) and not has_heads(torch.nn.Linear(2, 2))
     with pytest.raises(KDCompressError, match="no attention heads"):
         cut_heads(torch.nn.Sequential(torch.nn.Linear(2, 2)), 0.5)
+    # Swin prunes heads by a layer list it does not have: no head cuts offered, and a forced one is one line
+    swin = LogitsOf(T.SwinForImageClassification(T.SwinConfig(image_size=SIDE, patch_size=4, embed_dim=16,
+                                                              depths=[1, 2], num_heads=[2, 4], window_size=4)))
+    assert not has_heads(swin)
+    with pytest.raises(KDCompressError, match="no attention heads"):
+        cut_heads(swin, 0.5)
 
 
 def test_every_nth_layer_goes_distilbert_style_and_only_transformers_sweep_it(monkeypatch):
-    """drop_every 2 keeps layers 0 and 2 of four (one out of two, as DistilBERT's init); the config says two layers;
-    the sweep offers it (and head cuts) on a transformer, and leaves a CNN's genes as they were."""
+    """drop_every 2 keeps layers 0 and 3 of four (one out of two, spread with the first and the last kept: of
+    BERT's 12, DistilBERT's 0, 2, 4, 7, 9, 11); the config says two layers; both drop genes at once are refused; the
+    sweep offers it (and head cuts) on a transformer, and leaves a CNN's genes as they were."""
     from kdcompress.export.pretrained import as_pretrained
     from kdcompress.models.arch import LogitsOf
-    from kdcompress.models.pruning import HEAD_SHARES, PruningSource, has_heads, has_layer_list
+    from kdcompress.models.pruning import HEAD_SHARES, PruningSource, has_heads, has_layer_list, spread_kept
     from kdcompress.models.students import build_resnet
     from kdcompress.search import cuts
     from kdcompress.search.cuts import DROP_EVERY, sweep_genes
@@ -270,9 +285,12 @@ def test_every_nth_layer_goes_distilbert_style_and_only_transformers_sweep_it(mo
     cut = _cut(teacher, drop_every=2)
     kept = cut.inner.vit.encoder.layer
     assert len(kept) == 2
-    for got, want in zip(kept, (vit.vit.encoder.layer[0], vit.vit.encoder.layer[2])):
+    for got, want in zip(kept, (vit.vit.encoder.layer[0], vit.vit.encoder.layer[3])):
         torch.testing.assert_close(got.output.dense.weight, want.output.dense.weight)
     assert as_pretrained(cut, torch.rand(2, 3, SIDE, SIDE)).config.num_hidden_layers == 2
+    assert spread_kept(12, 2) == [0, 2, 4, 7, 9, 11] and spread_kept(12, 4) == [0, 1, 3, 4, 6, 7, 8, 10, 11]
+    with pytest.raises(KDCompressError, match="both set"):
+        _cut(teacher, drop_every=2, drop_blocks=1)
     x = torch.rand(2, 3, SIDE, SIDE)
     cnn = build_resnet({"stem": 8, "widths": [8, 16], "depths": [2, 2]}, 3, 4).eval()
     assert has_layer_list(teacher, x) and has_heads(teacher)

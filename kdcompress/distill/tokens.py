@@ -34,8 +34,9 @@ class LastAttention:
 
     def take(self) -> tuple[torch.Tensor, ...]:
         """The last forward pass's (queries, keys, values), each (B, N, D); forgotten once taken."""
-        if set(self.kept) != set(PROJECTIONS):
-            raise RuntimeError("the network has not run since the last take()")
+        if set(self.kept) != set(PROJECTIONS):  # e.g. a forward that skips the projections it was built with
+            raise KDCompressError("the relation loss (minilm) saw no queries, keys and values from the last "
+                                  "attention layer in this batch", INSTEAD)
         out, self.kept = tuple(self.kept[name].float() for name in PROJECTIONS), {}
         return out
 

@@ -145,10 +145,11 @@ def distill(job: Job, spec: StudentSpec, cfg: Distill, student_dir: Path,
         x, y = take(x, slice(0, cfg.train_samples)), y[: cfg.train_samples]
     # feature losses need the teacher's last map too: cached beside its logits, or the teacher runs on every batch
     features = FeatureDistiller(cfg.loss, teacher, model, prep(x[:2])) if cfg.loss.features else None
-    # the relation losses hook both networks' last attention layer; the teacher then runs on every batch
-    tokens = TokenTaps(model, teacher.module) if cfg.loss.tokens else None
-    outputs = TeacherOutputs(teacher, features, live_only=tokens is not None)
-    cache = cfg.cache_teacher_logits and tokens is None
+    # the relation losses read the teacher's attention on each batch: the teacher runs on every batch
+    if cfg.loss.tokens:
+        TokenTaps(model, teacher.module).remove()  # a network without attention: one line, before any work
+    outputs = TeacherOutputs(teacher, features, live_only=cfg.loss.tokens)
+    cache = cfg.cache_teacher_logits and not cfg.loss.tokens
     if cache and cfg.aug == "none" and cfg.mix == "none":
         if features is not None:
             outputs.logits, outputs.maps = rank0_first(lambda: features.teacher_cached(
@@ -204,82 +205,86 @@ def distill(job: Job, spec: StudentSpec, cfg: Distill, student_dir: Path,
     progress.start(f"distill {student_dir.name}{resumed}", cfg.epochs * steps_per_epoch)
     progress.advance(start_epoch * steps_per_epoch)
     teacher.set_eval()
-    for epoch in range(start_epoch, cfg.epochs if not finished else start_epoch):
-        t0 = time.time()
-        model.train()
-        if features is not None:
-            features.train()
-        total, n = 0.0, 0
-        if outputs.views is not None:
-            outputs.views.start_epoch(epoch)
-        # random_resized_crop: a crop per (seed, epoch, image), decoded from each file where x is a folder
-        crops = seed * 1_000_003 + epoch if cfg.aug == "random_resized_crop" else None
-        for idx, xb, yb in batches(x, y, cfg.batch, shuffle=True, generator=gen, augment_seed=crops,
-                                   scale=cfg.rrc_scale):
-            if cfg.aug == "crop_flip":
-                xb = random_crop_flip(xb, generator=gen)
-            inp = prep(xb)
-            mixed = mix_batch(cfg, inp, yb, gen, outputs.live) if cfg.mix != "none" else None
-            if mixed is not None:
-                inp = mixed.x
-            if world > 1:  # every process drew the whole batch (same generator); each trains on its share
-                share = slice(rank, None, world)
-                idx, inp, yb = idx[share], inp[share], yb[share]
-                mixed = None if mixed is None else mixed.share(share)
-            t_logits, t_maps = outputs(idx, inp, mixed)  # where the teacher is (the CPU), then to the student
-            inp, yb, t_logits = inp.to(device), yb.to(device), t_logits.to(device)
-            t_maps = None if t_maps is None else t_maps.to(device)
-            labels = [(1.0, yb)] if mixed is None else [(mixed.lam, mixed.y_a.to(device)),
-                                                        (1 - mixed.lam, mixed.y_b.to(device))]
-            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                s_logits, s_maps = net(inp)
-            # the losses in fp32: SP's and ICKD's Gram matrices sum thousands of products, past fp16's range
-            s_logits, s_maps = s_logits.float(), None if s_maps is None else s_maps.float()
-            taps = (features.taps(s_logits, t_logits, s_maps, t_maps, model, labels, epoch, cfg.epochs)
-                    if features is not None else Taps(s_logits, t_logits, labels, epoch, cfg.epochs))
-            if tokens is not None:
-                s_tokens, t_tokens = tokens.take()
-                taps.s_tokens, taps.t_tokens = s_tokens, tuple(t.to(device) for t in t_tokens)
-            loss = total_loss(cfg.loss, taps)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            total += float(loss.detach()) * len(yb)
-            n += len(yb)
-            progress.advance(note=f"epoch {epoch + 1}/{cfg.epochs} loss {total / n:.3f}")
-        if outputs.views is not None:
-            outputs.views.save()
-        kept = model if ema is None else ema.module
-        val_acc = from_rank0(evaluate(kept, data.x_val, data.y_val, prep) if rank == 0 else 0.0)
-        improved = val_acc > best_acc
-        if improved:
-            best_acc, stale = val_acc, 0
+    # hooks on both networks' last attention layer, put on after the average's copy (which would carry them along)
+    tokens = TokenTaps(model, teacher.module) if cfg.loss.tokens else None
+    try:
+        for epoch in range(start_epoch, cfg.epochs if not finished else start_epoch):
+            t0 = time.time()
+            model.train()
+            if features is not None:
+                features.train()
+            total, n = 0.0, 0
+            if outputs.views is not None:
+                outputs.views.start_epoch(epoch)
+            # random_resized_crop: a crop per (seed, epoch, image), decoded from each file where x is a folder
+            crops = seed * 1_000_003 + epoch if cfg.aug == "random_resized_crop" else None
+            for idx, xb, yb in batches(x, y, cfg.batch, shuffle=True, generator=gen, augment_seed=crops,
+                                       scale=cfg.rrc_scale):
+                if cfg.aug == "crop_flip":
+                    xb = random_crop_flip(xb, generator=gen)
+                inp = prep(xb)
+                mixed = mix_batch(cfg, inp, yb, gen, outputs.live) if cfg.mix != "none" else None
+                if mixed is not None:
+                    inp = mixed.x
+                if world > 1:  # every process drew the whole batch (same generator); each trains on its share
+                    share = slice(rank, None, world)
+                    idx, inp, yb = idx[share], inp[share], yb[share]
+                    mixed = None if mixed is None else mixed.share(share)
+                t_logits, t_maps = outputs(idx, inp, mixed)  # where the teacher is (the CPU), then to the student
+                inp, yb, t_logits = inp.to(device), yb.to(device), t_logits.to(device)
+                t_maps = None if t_maps is None else t_maps.to(device)
+                labels = [(1.0, yb)] if mixed is None else [(mixed.lam, mixed.y_a.to(device)),
+                                                            (1 - mixed.lam, mixed.y_b.to(device))]
+                with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                    s_logits, s_maps = net(inp)
+                # the losses in fp32: SP's and ICKD's Gram matrices sum thousands of products, past fp16's range
+                s_logits, s_maps = s_logits.float(), None if s_maps is None else s_maps.float()
+                taps = (features.taps(s_logits, t_logits, s_maps, t_maps, model, labels, epoch, cfg.epochs)
+                        if features is not None else Taps(s_logits, t_logits, labels, epoch, cfg.epochs))
+                if tokens is not None:
+                    s_tokens, t_tokens = tokens.take()
+                    taps.s_tokens, taps.t_tokens = s_tokens, tuple(t.to(device) for t in t_tokens)
+                loss = total_loss(cfg.loss, taps)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
+                if ema is not None:
+                    ema.update_parameters(model)
+                total += float(loss.detach()) * len(yb)
+                n += len(yb)
+                progress.advance(note=f"epoch {epoch + 1}/{cfg.epochs} loss {total / n:.3f}")
+            if outputs.views is not None:
+                outputs.views.save()
+            kept = model if ema is None else ema.module
+            val_acc = from_rank0(evaluate(kept, data.x_val, data.y_val, prep) if rank == 0 else 0.0)
+            improved = val_acc > best_acc
+            if improved:
+                best_acc, stale = val_acc, 0
+                if rank == 0:
+                    save_torch(student_dir / "model.pt", {k: v.detach().cpu() for k, v in kept.state_dict().items()})
+            else:
+                stale += 1
+            early_stop = cfg.patience is not None and stale >= cfg.patience
+            history.append({"epoch": epoch + 1, "loss": total / max(1, n), "val_accuracy": val_acc,
+                            "lr": sched.get_last_lr()[0], "seconds": round(time.time() - t0, 2)})
             if rank == 0:
-                save_torch(student_dir / "model.pt", {k: v.detach().cpu() for k, v in kept.state_dict().items()})
-        else:
-            stale += 1
-        early_stop = cfg.patience is not None and stale >= cfg.patience
-        history.append({"epoch": epoch + 1, "loss": total / max(1, n), "val_accuracy": val_acc,
-                        "lr": sched.get_last_lr()[0], "seconds": round(time.time() - t0, 2)})
-        if rank == 0:
-            atomic_write(history_path, "".join(json.dumps(h) + "\n" for h in history))
-            save_torch(ckpt_path, {
-                "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch + 1,
-                "best_acc": best_acc, "stale": stale, "seconds": seconds_before + time.time() - t_start,
-                "finished": epoch + 1 == cfg.epochs or early_stop,
-                **({"ema": ema.state_dict()} if ema is not None else {}),
-                **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {}),
-                **({"adapters": features.adapter_state()} if features is not None else {}),
-            })
-        if early_stop:
-            break
-    progress.stop()
-    if tokens is not None:
-        tokens.remove()
+                atomic_write(history_path, "".join(json.dumps(h) + "\n" for h in history))
+                save_torch(ckpt_path, {
+                    "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch + 1,
+                    "best_acc": best_acc, "stale": stale, "seconds": seconds_before + time.time() - t_start,
+                    "finished": epoch + 1 == cfg.epochs or early_stop,
+                    **({"ema": ema.state_dict()} if ema is not None else {}),
+                    **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {}),
+                    **({"adapters": features.adapter_state()} if features is not None else {}),
+                })
+            if early_stop:
+                break
+        progress.stop()
+    finally:
+        if tokens is not None:
+            tokens.remove()
     barrier()  # the others return once rank 0 has written the last checkpoint
     return DistillResult(student_dir, best_acc, len(history), seconds_before + time.time() - t_start)

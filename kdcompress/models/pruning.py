@@ -120,17 +120,24 @@ def halve_resolution(net: nn.Module, example: torch.Tensor) -> None:
                               "first stride cannot be doubled", "keep downsample at 0")
 
 
+def spread_kept(n: int, every: int) -> list[int]:
+    """The positions of ``n`` blocks kept when one in ``every`` goes, spread evenly with the first and the last kept
+    (of BERT's 12 layers, one in 2 dropped keeps 0, 2, 4, 7, 9, 11: DistilBERT's initialisation, Sanh et al. 2019)."""
+    m = n - n // every
+    return [int(i * (n - 1) / (m - 1) + 0.5) for i in range(m)] if m > 1 else [0]
+
+
 def drop_blocks(net: nn.Module, example: torch.Tensor, k: int, classifier: list[nn.Module], every: int = 0) -> None:
-    """Remove the ``k`` deepest shape-preserving blocks (in place), or with ``every`` = n every n-th of them (the
-    n-th, 2n-th, …: DistilBERT's init, Sanh et al. 2019, keeps one layer out of two), never one holding
-    ``classifier``: a child of an ``nn.Sequential`` becomes the identity, an item of an ``nn.ModuleList`` (a
-    transformer's layers, which its forward loops over) is deleted."""
+    """Remove the ``k`` deepest shape-preserving blocks (in place), or with ``every`` = n one block in n, spread
+    (:func:`spread_kept`), never one holding ``classifier``: a child of an ``nn.Sequential`` becomes the identity,
+    an item of an ``nn.ModuleList`` (a transformer's layers, which its forward loops over) is deleted."""
     blocks, slots = _droppable(net, example, classifier)
     if every:
-        chosen = blocks[every - 1::every]
-        if not chosen:
+        if len(blocks) < every:
             raise KDCompressError(f"the teacher has {len(blocks)} shape-preserving block(s), fewer than {every}",
                                   "keep drop_every at 0")
+        kept = set(spread_kept(len(blocks), every))
+        chosen = [b for i, b in enumerate(blocks) if i not in kept]
     else:
         if k > len(blocks):
             raise KDCompressError(f"the teacher has {len(blocks)} shape-preserving block(s) to drop, not {k}",
@@ -185,9 +192,14 @@ HEAD_SHARES = (0.0, 0.25, 0.5)  # the shares of heads the cut sweep tries on a t
 
 
 def has_heads(net: nn.Module) -> bool:
-    """Whether :func:`cut_heads` applies: the model prunes its own attention heads."""
+    """Whether :func:`cut_heads` applies: the model prunes its own attention heads, by layer index into its
+    encoder's ``layer`` list (what Hugging Face's ``_prune_heads`` reads; Swin's has no such list)."""
     inner = getattr(net, "inner", net)
-    return callable(getattr(inner, "prune_heads", None)) and bool(attention_layers(inner))
+    found = attention_layers(inner)
+    layers = getattr(getattr(getattr(inner, "base_model", None), "encoder", None), "layer", None)
+    return (callable(getattr(inner, "prune_heads", None)) and bool(found) and isinstance(layers, nn.ModuleList)
+            and len(layers) == len(found)
+            and all(getattr(layer, "attention", None) is block for layer, (block, _, _) in zip(layers, found)))
 
 
 def cut_heads(net: nn.Module, share: float) -> None:
@@ -202,7 +214,7 @@ def cut_heads(net: nn.Module, share: float) -> None:
         raise KDCompressError("the teacher has no attention heads it prunes itself (a Hugging Face ViT/BERT-like "
                               "model's prune_heads)", "keep heads at 0")
     plan = {}
-    for i, (_, attn, out) in enumerate(layers):
+    for i, (block, attn, out) in enumerate(layers):
         n, d = attn.num_attention_heads, attn.attention_head_size
         k = min(n - 1, round(share * n))
         if k < 1:
@@ -210,8 +222,14 @@ def cut_heads(net: nn.Module, share: float) -> None:
         rows = sum(getattr(attn, p).weight.detach().reshape(n, d, -1).pow(2).sum((1, 2))
                    for p in ("query", "key", "value"))
         norm = rows + out.weight.detach().reshape(out.out_features, n, d).pow(2).sum((0, 2))
-        plan[i] = sorted(int(h) for h in torch.argsort(norm)[:k])
-    inner.prune_heads(plan)
+        # prune_heads takes the heads' original numbers: a teacher already cut names its remaining heads so
+        gone = set(getattr(block, "pruned_heads", set()))
+        original = sorted(set(range(n + len(gone))) - gone)
+        plan[i] = sorted(original[int(h)] for h in torch.argsort(norm)[:k])
+    try:
+        inner.prune_heads(plan)
+    except Exception as e:  # noqa: BLE001 — a layout has_heads did not foresee: one line, the sweep goes on
+        raise KDCompressError(f"the teacher's prune_heads failed ({cause(e)})", "keep heads at 0") from None
 
 
 def _check_runs(net: nn.Module, example: torch.Tensor, expected: torch.Size) -> None:
@@ -247,6 +265,9 @@ def prune_teacher(
     if downsample:
         halve_resolution(net, example)
     every = int(genes.get("drop_every", 0))
+    if dropped and every:
+        raise KDCompressError("drop_blocks and drop_every both set: the deepest blocks or one in n, not both",
+                              "set one of them to 0")
     if dropped or every:
         drop_blocks(net, example, dropped, classifier, every)
     if heads:

@@ -175,7 +175,7 @@ class PrunedTeacherSpace(GeneSpace):
         if genes.get("drop_blocks"):
             cuts.append(f"-{genes['drop_blocks']} blocks")
         if genes.get("drop_every"):
-            cuts.append(f"every {genes['drop_every']}th block dropped")
+            cuts.append(f"1 block in {genes['drop_every']} dropped")
         if genes.get("heads"):
             cuts.append(f"-{genes['heads']:.0%} heads")
         return ", ".join(cuts)
