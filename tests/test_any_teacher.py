@@ -165,3 +165,50 @@ def test_logits_of_reads_the_structures_models_return():
         logits_of({"loss": t})
     with torch.no_grad():
         assert np.isfinite(teacher("resnet")(example()).numpy()).all()
+
+
+class _Block(torch.nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv, self.bn = torch.nn.Conv2d(c, c, 3, padding=1, bias=False), torch.nn.BatchNorm2d(c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x + self.bn(self.conv(x)))
+
+
+class GraphOnlyNet(torch.nn.Module):
+    """A CNN of no kdcompress family, with a residual block and a grouped convolution: what a user exports."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = torch.nn.Sequential(torch.nn.Conv2d(3, 32, 3, 2, 1), torch.nn.BatchNorm2d(32), torch.nn.ReLU())
+        self.block = _Block(32)
+        self.dw = torch.nn.Conv2d(32, 64, 3, 2, 1, groups=2)
+        self.head = torch.nn.Linear(64, CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.dw(self.block(self.stem(x))))
+        return self.head(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+def test_a_pt2_teacher_without_recipe_is_cut_through_its_graph(tmp_path):
+    """A torch.export program of a network we did not design, saved without a recipe file: its graph's layers become
+    modules again (same logits), DepGraph cuts them, the cut runs, exports with parity and rebuilds from what a run
+    saves."""
+    from kdcompress.models.load import load_teacher
+
+    torch.manual_seed(0)
+    net = GraphOnlyNet().eval()
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    torch.export.save(torch.export.export(net, (example(),), dynamic_shapes=({0: batch},)), tmp_path / "t.pt2")
+    teacher = load_teacher(tmp_path / "t.pt2")
+    assert teacher.kind == "exported" and teacher.eager is not None
+    with torch.no_grad():
+        torch.testing.assert_close(teacher.eager(example()), net(example()))
+    source = teacher.pruning_source(example())
+    genes = {**CUT, "drop_blocks": 0}
+    cut = source.build(genes)
+    assert sum(p.numel() for p in cut.parameters()) < 0.5 * sum(p.numel() for p in net.parameters())
+    assert cut(example()).shape == (2, CLASSES)
+    exports_with_parity(cut, tmp_path)
+    reloads(source, genes, cut, tmp_path)

@@ -101,7 +101,7 @@ def test_search_yields_pruned_candidates_and_shrink_distills_one(concat_teacher,
 
 def test_search_skips_pruning_a_graph_teacher_and_runs_the_other_families(teacher_files, tiny_npz, tiny_profile,
                                                                          tmp_path, cli_cmd):
-    common = [*cli_cmd, "search", str(teacher_files["pt2"]), "--data", str(tiny_npz), "--profile", str(tiny_profile),
+    common = [*cli_cmd, "search", str(teacher_files["ts"]), "--data", str(tiny_npz), "--profile", str(tiny_profile),
               "--iterations", "2"]
     r = subprocess.run([*common, "--set", "search.space=[pruned-teacher,resnet]", "--out", str(tmp_path / "a")],
                        capture_output=True, text=True)

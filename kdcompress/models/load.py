@@ -112,6 +112,26 @@ def eager_from_recipe(path: Path, graph: nn.Module) -> nn.Module | None:
     return model if same else None
 
 
+def eager_from_graph(graph: nn.Module) -> nn.Module | None:
+    """For an ExportedProgram teacher without a recipe: its graph with the layers as modules
+    (:func:`kdcompress.models.graph_layers.layers_as_modules`), which DepGraph can cut, checked to compute what the
+    program computes on its declared input shape. None where it cannot be rewritten or the shape is not fixed."""
+    from kdcompress.models.graph_layers import layers_as_modules
+
+    first = next((n for n in graph.graph.nodes if n.op == "placeholder"), None)
+    val = first.meta.get("val") if first is not None else None
+    if val is None or not all(isinstance(d, int) for d in val.shape[1:]):
+        return None
+    x = torch.rand(2, *val.shape[1:], generator=torch.Generator().manual_seed(0))
+    try:
+        eager = layers_as_modules(graph)
+        with torch.no_grad():
+            same = torch.allclose(eager(x), graph(x), rtol=1e-4, atol=1e-5)
+    except Exception:  # noqa: BLE001 — a graph it cannot rewrite stays as it is: no cuts, as before
+        return None
+    return eager if same else None
+
+
 class OnnxTeacher(nn.Module):
     """An ONNX teacher behind the nn.Module call interface: onnxruntime (CPU) computes its logits. It has no
     parameters and no gradients; the session is opened on first use (so forked search workers open their own)."""
@@ -226,7 +246,7 @@ def load_teacher(path: Path | str, arch: str | None = None, trust_pickle: bool =
         eager = None
         if kind == "exported":
             module = torch.export.load(str(path)).module()
-            eager = eager_from_recipe(path, module)
+            eager = eager_from_recipe(path, module) or eager_from_graph(module)
         elif kind == "torchscript":
             module = torch.jit.load(str(path), map_location="cpu")
         elif kind in ("torch-zip", "legacy-pickle"):
