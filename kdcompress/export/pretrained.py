@@ -92,7 +92,8 @@ def save_pretrained(model: nn.Module, folder: Path, teacher_folder: Path | None)
 
 def optimum_onnx(folder: Path, path: Path, opset: int) -> None:
     """Export the model folder ``folder`` with optimum's ONNX exporter (task ``image-classification``, offline) to
-    the single file ``path`` (built beside it, then renamed into place); one line when optimum is missing or fails."""
+    the single file ``path`` (built beside it, then renamed into place); one line when optimum is missing or fails.
+    A student over ONNX's 2 GB limit (external data beside the graph) is not handled: only the graph file is kept."""
     try:
         from optimum.exporters.onnx import main_export
     except ImportError:
