@@ -212,3 +212,6 @@ def test_a_pt2_teacher_without_recipe_is_cut_through_its_graph(tmp_path):
     assert cut(example()).shape == (2, CLASSES)
     exports_with_parity(cut, tmp_path)
     reloads(source, genes, cut, tmp_path)
+    from kdcompress.export.onnx import onnx_bytes
+
+    assert onnx_bytes(cut, example()[:1])  # the search times cuts through TorchScript's exporter

@@ -99,8 +99,8 @@ def test_search_yields_pruned_candidates_and_shrink_distills_one(concat_teacher,
     assert sum(p.numel() for p in model.parameters()) == pruned[0]["params"]
 
 
-def test_search_skips_pruning_a_graph_teacher_and_runs_the_other_families(teacher_files, tiny_npz, tiny_profile,
-                                                                         tmp_path, cli_cmd):
+def test_search_skips_pruning_a_torchscript_teacher_and_cuts_a_pt2_through_its_graph(
+        teacher_files, tiny_npz, tiny_profile, tmp_path, cli_cmd):
     common = [*cli_cmd, "search", str(teacher_files["ts"]), "--data", str(tiny_npz), "--profile", str(tiny_profile),
               "--iterations", "2"]
     r = subprocess.run([*common, "--set", "search.space=[pruned-teacher,resnet]", "--out", str(tmp_path / "a")],
@@ -111,6 +111,12 @@ def test_search_skips_pruning_a_graph_teacher_and_runs_the_other_families(teache
                        capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "pruned-teacher, cannot be used with this teacher" in r.stderr
+    # a .pt2 program is cut through its own graph (kdcompress.models.graph_layers): the space is searched
+    r = subprocess.run([*common[:4], str(teacher_files["pt2"]), *common[5:], "--set", "search.space=[pruned-teacher]",
+                        "--out", str(tmp_path / "c")], capture_output=True, text=True)
+    assert r.returncode == 0 and "space skipped" not in r.stderr, r.stderr[-2000:]
+    top = json.loads((tmp_path / "c" / "search" / "top.json").read_text())
+    assert {p["space"] for p in top["top"]} == {"pruned-teacher"}
 
 
 def _resnet_teacher():

@@ -72,14 +72,29 @@ LAYERS = {aten.conv2d.default: _conv, aten.convolution.default: _convolution, at
           aten.linear.default: _linear}
 
 
-def layers_as_modules(program_module: fx.GraphModule) -> fx.GraphModule:
+class GraphLayers(nn.Module):
+    """The rewritten graph behind a plain module: TorchScript's ONNX exporter takes any module with a ``graph``
+    attribute for a ScriptModule (a GraphModule's is an ``fx.Graph``) and fails on it."""
+
+    def __init__(self, graph_module: fx.GraphModule) -> None:
+        super().__init__()
+        self.net = graph_module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def layers_as_modules(program_module: fx.GraphModule) -> GraphLayers:
     """A copy of an exported program's ``module()`` whose convolutions, batch norms and linear layers are modules
-    (``layer<i>``), computing the same; raises ``TypeError`` where a layer cannot be rewritten."""
+    (``net.layer<i>``), computing the same; raises ``TypeError`` where a layer cannot be rewritten."""
     graph = fx.Graph()
     graph._codegen = program_module.graph._codegen  # the program's calling convention (pytree in and out specs)
     env: dict[fx.Node, fx.Node] = {}
     layers: dict[str, nn.Module] = {}
     for node in program_module.graph.nodes:
+        if node.op == "call_module" and node.target == "_guards_fn":
+            continue  # the program's checks of its own export-time input ranges: not this module's (a re-export
+            # with another batch range, as the DisWOT probe makes, would violate them)
         if node.op == "call_function" and node.target in LAYERS:
             module, x = LAYERS[node.target](program_module, node.args)
             name = f"layer{len(layers)}"
@@ -96,7 +111,7 @@ def layers_as_modules(program_module: fx.GraphModule) -> fx.GraphModule:
     for node in graph.nodes:  # what else the graph still reads: the program's other attributes
         if node.op in ("get_attr", "call_module") and node.target not in layers:
             _copy_attr(program_module, root, node.target)
-    return fx.GraphModule(root, graph)
+    return GraphLayers(fx.GraphModule(root, graph))
 
 
 def _copy_attr(src: nn.Module, dst: nn.Module, target: str) -> None:
