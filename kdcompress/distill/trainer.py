@@ -28,6 +28,7 @@ from kdcompress.distill.teacher_cache import ViewCache, save_torch, teacher_logi
 from kdcompress.distill.tokens import TokenTaps
 from kdcompress.errors import KDCompressError
 from kdcompress.job import Job
+from kdcompress.models.graph_layers import GraphLayers
 from kdcompress.models.load import Teacher
 from kdcompress.models.pruning import TEACHER_FAMILIES, PruningSource
 from kdcompress.models.students import build_student, inherit_weights, logits_and_features
@@ -130,7 +131,9 @@ def distill(job: Job, spec: StudentSpec, cfg: Distill, student_dir: Path,
     pruning = teacher.pruning_source(prep(data.x_train[:2])) if spec.space in TEACHER_FAMILIES else None
     model = build_student(spec.space, spec.genes, spec.in_channels, spec.num_classes, pruning)
     if spec.init in TEACHER_INITS:  # a family student with the teacher's names: start from what it shares
-        source = teacher.eager if teacher.eager is not None else teacher.module
+        # the teacher's own parameter names: a recipe's network keeps them, a rewritten graph's layers do not
+        eager = teacher.eager if not isinstance(teacher.eager, GraphLayers) else None
+        source = eager if eager is not None else teacher.module
         if not inherit_weights(model, source, TEACHER_INITS[spec.init]):
             raise KDCompressError("the student shares no weight (same name and shape) with the teacher",
                                   "drop init: teacher from the student's spec")
