@@ -28,7 +28,10 @@ from kdcompress.run import default_run_dir
 def shrink(teacher: Path, out: Path, resume: bool, as_json: bool, require_budget: bool, baselines: bool,
            student: str | None, **job) -> None:
     """Search, distil, export, benchmark and report: TEACHER in, verified deployable students out (every precision
-    the profile asks for, each measured as itself)."""
+    the profile asks for, each measured as itself).
+
+    TEACHER: a torch.export .pt2, TorchScript or ONNX file, a state_dict (with --arch), a pickled module (with
+    --trust-pickle), or a Hugging Face image classifier folder saved with save_pretrained (the hf extra)."""
     from kdcompress.pipeline import shrink as run_shrink
     from kdcompress.profiles import parse_overrides
     from kdcompress.report.terminal import print_result
