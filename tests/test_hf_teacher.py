@@ -122,7 +122,9 @@ def test_a_cut_its_config_can_say_is_a_pretrained_folder_that_optimum_exports(tm
     x = torch.rand(3, 3, SIDE, SIDE)
     model = as_pretrained(cut, x)
     assert (model.config.num_hidden_layers, model.config.intermediate_size) == (1, 32)
+    (tmp_path / ".s0.hf.killed").mkdir()  # a save a kill interrupted: cleared by the next one
     folder = save_pretrained(model, tmp_path / "s0.hf", tmp_path / "teacher")
+    assert not (tmp_path / ".s0.hf.killed").exists()
     assert (folder / "preprocessor_config.json").is_file() and (folder / "model.safetensors").is_file()
     back = T.AutoModelForImageClassification.from_pretrained(folder, local_files_only=True).eval()
     with torch.no_grad():

@@ -77,6 +77,8 @@ def save_pretrained(model: nn.Module, folder: Path, teacher_folder: Path | None)
     """Write ``model`` (from :func:`as_pretrained`) with ``save_pretrained`` to ``folder`` (built beside it, then renamed into place), with the
     teacher folder's image processor config beside it, so that the folder is what a transformers user loads."""
     folder.parent.mkdir(parents=True, exist_ok=True)
+    for stale in folder.parent.glob(f".{folder.name}.*"):  # what a killed save left behind
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         model.save_pretrained(str(tmp), safe_serialization=True)
