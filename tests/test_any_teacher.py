@@ -130,6 +130,7 @@ def test_every_cut_of_the_sweep_runs_or_is_refused_in_one_line(name):
     """Every cut the space offers builds a network that runs at the input size and is smaller than the teacher,
     or is refused with one line; on every architecture channel cuts and at least 20 cuts build (Swin, the fewest:
     26 of 95 — no stride doubling at 32 px, two blocks to drop, some channel ratios refused)."""
+    from kdcompress.models.pruning import HEAD_SHARES
     from kdcompress.search.cuts import sweep_genes
 
     net = teacher(name)
@@ -137,6 +138,10 @@ def test_every_cut_of_the_sweep_runs_or_is_refused_in_one_line(name):
     source = PruningSource(net, example())
     built, channel_cuts = 0, 0
     genes_list = [g for g in sweep_genes(8) if g["ratio"] or g["downsample"] or g["drop_blocks"]]
+    # the transformer genes (head shares, one layer in n), forced on every architecture at two channel ratios: each
+    # builds or is refused in one line, whether the sweep would offer it to this teacher or not
+    genes_list += [g for g in sweep_genes(8, HEAD_SHARES, True) if (g.get("heads") or g.get("drop_every"))
+                   and g["ratio"] in (0.0, 0.5) and not g["downsample"]]
     for genes in genes_list:
         try:
             with warnings.catch_warnings():
