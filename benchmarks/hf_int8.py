@@ -80,7 +80,7 @@ def optimum_int8(src: Path, dst: Path, static: bool, calibration: np.ndarray) ->
         calib = CalibrationConfig(dataset_name="fashion-mnist", dataset_config_name="train", dataset_split="train",
                                   dataset_num_samples=len(calibration), method=CalibrationMethod.MinMax)
         ranges = quantizer.fit(dataset=[{"pixel_values": x} for x in calibration], calibration_config=calib,
-                               batch_size=32)
+                               batch_size=32, onnx_augmented_model_name=dst.with_suffix(".augmented.onnx"))
     with tempfile.TemporaryDirectory() as out:
         made = quantizer.quantize(qconfig, out, calibration_tensors_range=ranges)
         (Path(made) / f"{src.stem}_quantized.onnx").replace(dst)

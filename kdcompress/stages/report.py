@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from kdcompress.errors import KDCompressError
-from kdcompress.records import BenchFile, ExportFile, TopFile
+from kdcompress.records import BenchFile, TopFile
 from kdcompress.report.html import html_report
 from kdcompress.report.result import build_result
 from kdcompress.report.table import budget_line, markdown
@@ -21,9 +21,8 @@ def run(s: Session) -> dict:
                               f"re-measure it: `kdcompress bench {s.run.path}`")
     bench = BenchFile.from_json(raw, str(bench_path))
     top: TopFile = s.top()
-    exported = s.run.path / "artifacts" / "export.json"
-    folders = {sid: e.pretrained for sid, e in ExportFile.from_json(read_json(exported), str(exported)).students.items()
-               if e.pretrained} if exported.exists() else {}
+    has_export = (s.run.path / "artifacts" / "export.json").exists()
+    folders = {sid: e.pretrained for sid, e in s.exported().students.items() if e.pretrained} if has_export else {}
     result = build_result(s.run.manifest, top, bench, folders)
     write_json(s.run.path / "result.json", result.to_json())
     atomic_write(s.run.path / "report.md", markdown(result))
